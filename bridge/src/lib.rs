@@ -5,3 +5,4 @@
 //! owns the device; the client (`read`, `write`) does one exchange; `report`
 //! summarises the records the daemon keeps.
 #![forbid(unsafe_code)]
+pub mod record;

@@ -1,0 +1,221 @@
+//! The record: one JSON line per request the daemon saw on the TUN device.
+//!
+//! The daemon fills an [`Entry`] when a request is settled (answered, dropped or
+//! refused) and hands it to a [`Recorder`], which appends it to a JSONL file as one
+//! whole line and flushes, so a crash loses at most the line being written. The
+//! `report` module reads these files back with the same [`Entry`] type.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// One request as the daemon saw it, from arrival to the reply (or its absence).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// RFC 3339 UTC with milliseconds, when the request arrived on the TUN device.
+    pub arrival: String,
+    /// ICMP echo identifier (None for non-echo packets).
+    pub id: Option<u16>,
+    /// ICMP echo sequence number (None for non-echo packets).
+    pub seq: Option<u16>,
+    /// Request length in bytes (IPv4 total length).
+    pub len: usize,
+    /// How the request ended.
+    pub outcome: Outcome,
+    /// Arrival to hand-over to the agent (READ answer delivered), in milliseconds.
+    pub queue_ms: Option<f64>,
+    /// Hand-over to the agent's WRITE received, in milliseconds.
+    pub agent_ms: Option<f64>,
+    /// Arrival to reply written to the TUN device, in milliseconds.
+    pub rtt_ms: Option<f64>,
+    /// WRITE received to packet written to the TUN device (the bridge's own share), in microseconds.
+    pub write_us: Option<f64>,
+    /// "valid", or the reason the reply was judged invalid.
+    pub verdict: Option<String>,
+    /// Whether the reply was written to the device.
+    pub written: bool,
+    /// Free-form remark, left out of the line when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// How a request ended.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The agent wrote a reply and it was written to the device.
+    Answered,
+    /// The request aged out of the queue before the agent read it.
+    Stale,
+    /// The request was dropped because the queue was full.
+    Overflow,
+    /// The agent read the request but never wrote a reply.
+    Unanswered,
+    /// A WRITE that matched no outstanding request.
+    Unmatched,
+    /// The agent's reply was judged invalid and not written (strict mode).
+    Refused,
+}
+
+impl Outcome {
+    /// The lowercase word used in the record, e.g. `"stale"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Answered => "answered",
+            Outcome::Stale => "stale",
+            Outcome::Overflow => "overflow",
+            Outcome::Unanswered => "unanswered",
+            Outcome::Unmatched => "unmatched",
+            Outcome::Refused => "refused",
+        }
+    }
+}
+
+/// Appends [`Entry`] lines to a JSONL file, one whole line per call, flushed each time.
+#[derive(Debug)]
+pub struct Recorder {
+    file: File,
+    path: PathBuf,
+}
+
+impl Recorder {
+    /// Opens `path` for appending, creating it if missing.
+    pub fn open(path: impl AsRef<Path>) -> io::Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let file = OpenOptions::new().append(true).create(true).open(&path)?;
+        Ok(Recorder { file, path })
+    }
+
+    /// The file this recorder appends to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one entry as one line and flushes it.
+    pub fn record(&mut self, entry: &Entry) -> io::Result<()> {
+        let mut line = serde_json::to_string(entry).map_err(io::Error::other)?;
+        line.push('\n');
+        // One write of the whole line: with O_APPEND it lands intact at the end.
+        self.file.write_all(line.as_bytes())?;
+        self.file.flush()
+    }
+}
+
+/// Formats `t` as RFC 3339 UTC with milliseconds, e.g. `2024-05-01T12:00:00.123Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    // humantime panics before the epoch; a clock that far off is clamped instead.
+    humantime::format_rfc3339_millis(t.max(UNIX_EPOCH)).to_string()
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use std::time::Duration;
+
+    fn entry(seq: u16, outcome: Outcome) -> Entry {
+        Entry {
+            arrival: "2024-05-01T12:00:00.123Z".into(),
+            id: Some(0x1234),
+            seq: Some(seq),
+            len: 84,
+            outcome,
+            queue_ms: Some(1.5),
+            agent_ms: Some(2500.25),
+            rtt_ms: Some(2502.0),
+            write_us: Some(40.0),
+            verdict: Some("valid".into()),
+            written: true,
+            note: None,
+        }
+    }
+
+    fn temp_path(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tunbridge-record-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        let _ = std::fs::remove_file(&path);
+        path
+    }
+
+    #[test]
+    fn round_trip() {
+        let mut e = entry(1, Outcome::Refused);
+        e.note = Some("strict".into());
+        let line = serde_json::to_string(&e).unwrap();
+        assert!(line.contains(r#""outcome":"refused""#));
+        assert_eq!(serde_json::from_str::<Entry>(&line).unwrap(), e);
+    }
+
+    #[test]
+    fn note_absent_is_omitted_and_defaults() {
+        let e = entry(1, Outcome::Answered);
+        let line = serde_json::to_string(&e).unwrap();
+        assert!(!line.contains("note"));
+        assert_eq!(serde_json::from_str::<Entry>(&line).unwrap().note, None);
+    }
+
+    #[test]
+    fn outcome_words() {
+        for o in [
+            Outcome::Answered,
+            Outcome::Stale,
+            Outcome::Overflow,
+            Outcome::Unanswered,
+            Outcome::Unmatched,
+            Outcome::Refused,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&o).unwrap(),
+                format!("\"{}\"", o.as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn one_line_per_entry() {
+        let path = temp_path("lines.jsonl");
+        let mut rec = Recorder::open(&path).unwrap();
+        rec.record(&entry(1, Outcome::Answered)).unwrap();
+        rec.record(&entry(2, Outcome::Stale)).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(text.ends_with('\n'));
+        assert_eq!(
+            serde_json::from_str::<Entry>(lines[1]).unwrap(),
+            entry(2, Outcome::Stale)
+        );
+    }
+
+    #[test]
+    fn appends_to_existing_file() {
+        let path = temp_path("append.jsonl");
+        Recorder::open(&path)
+            .unwrap()
+            .record(&entry(1, Outcome::Answered))
+            .unwrap();
+        Recorder::open(&path)
+            .unwrap()
+            .record(&entry(2, Outcome::Overflow))
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let seqs: Vec<u16> = text
+            .lines()
+            .map(|l| serde_json::from_str::<Entry>(l).unwrap().seq.unwrap())
+            .collect();
+        assert_eq!(seqs, [1, 2]);
+    }
+
+    #[test]
+    fn rfc3339_millis_utc() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_714_564_800_123);
+        assert_eq!(rfc3339(t), "2024-05-01T12:00:00.123Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH - Duration::from_secs(1)),
+            "1970-01-01T00:00:00.000Z"
+        );
+    }
+}
