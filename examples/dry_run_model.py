@@ -1,0 +1,361 @@
+#!/usr/bin/env python3
+"""A scripted stand-in for the Anthropic Messages API, for dry runs of ping-respond.
+
+Claude Code talks to it through ANTHROPIC_BASE_URL. It plays the model's side of the
+ping-respond tool loop without any model: it asks for the prompt's read command as a Bash
+tool_use, computes the ICMP echo reply itself from the hex that comes back (RFC 792,
+RFC 791, checksums per RFC 1071), asks for the write command, and ends with a short text
+report. Every other request (titles, summaries, quota checks, small-model calls) gets a
+short text answer. Each decision is taken from the conversation in the request alone, so
+the server keeps no state between requests.
+
+Python 3 standard library only. Usage:
+
+    python3 examples/dry_run_model.py --port 0 --log /tmp/model.jsonl
+
+With --port 0 it picks a free port and prints `listening on http://127.0.0.1:PORT`.
+"""
+
+import argparse
+import http.server
+import itertools
+import json
+import os
+import random
+import string
+import sys
+import threading
+import time
+
+READ_CMD = "tunbridge read"
+WRITE_CMD = "tunbridge write {hex}"
+# The prompt is recognised by this marker in the first user turn.
+PROMPT_MARKER = "ping-respond"
+
+
+# ---------------------------------------------------------------- wire (RFC 791/792/1071)
+
+def checksum(data: bytes) -> int:
+    """RFC 1071 Internet checksum: one's-complement of the one's-complement sum."""
+    if len(data) % 2:
+        data += b"\x00"
+    total = 0
+    for i in range(0, len(data), 2):
+        total += (data[i] << 8) | data[i + 1]
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return 0xFFFF - total
+
+
+class NotAnswerable(Exception):
+    """The packet is not an IPv4 ICMP echo request that we may answer."""
+
+
+def echo_reply(packet: bytes) -> tuple[bytes, dict]:
+    """Build the IPv4 ICMP echo reply to `packet`; return it and the parsed fields."""
+    if len(packet) < 20:
+        raise NotAnswerable(f"too short for an IPv4 header ({len(packet)} bytes)")
+    version, ihl = packet[0] >> 4, packet[0] & 0x0F
+    if version != 4:
+        raise NotAnswerable(f"IP version {version}, not 4")
+    hlen = ihl * 4
+    total = int.from_bytes(packet[2:4], "big")
+    if ihl < 5 or hlen > len(packet):
+        raise NotAnswerable(f"bad IHL {ihl}")
+    if total != len(packet):
+        raise NotAnswerable(f"total length {total} but {len(packet)} bytes read")
+    if checksum(packet[:hlen]) != 0:
+        raise NotAnswerable("IPv4 header checksum does not verify")
+    if int.from_bytes(packet[6:8], "big") & 0x3FFF:
+        raise NotAnswerable("fragmented packet")
+    if packet[9] != 1:
+        raise NotAnswerable(f"protocol {packet[9]}, not ICMP (1)")
+    icmp = packet[hlen:]
+    if len(icmp) < 8:
+        raise NotAnswerable(f"ICMP message too short ({len(icmp)} bytes)")
+    if checksum(icmp) != 0:
+        raise NotAnswerable("ICMP checksum does not verify")
+    if icmp[0] != 8 or icmp[1] != 0:
+        raise NotAnswerable(f"ICMP type {icmp[0]} code {icmp[1]}, not an echo request")
+    ip = bytearray(packet[:hlen])
+    ip[12:16], ip[16:20] = packet[16:20], packet[12:16]
+    ip[8] = 64
+    ip[10:12] = b"\x00\x00"
+    ip[10:12] = checksum(bytes(ip)).to_bytes(2, "big")
+    reply = bytearray(icmp)
+    reply[0] = 0
+    reply[2:4] = b"\x00\x00"
+    reply[2:4] = checksum(bytes(reply)).to_bytes(2, "big")
+    fields = {
+        "src": ".".join(str(b) for b in packet[12:16]),
+        "dst": ".".join(str(b) for b in packet[16:20]),
+        "id": int.from_bytes(icmp[4:6], "big"),
+        "seq": int.from_bytes(icmp[6:8], "big"),
+        "data_len": len(icmp) - 8,
+        "ip_checksum": int.from_bytes(ip[10:12], "big"),
+        "icmp_checksum": int.from_bytes(reply[2:4], "big"),
+    }
+    return bytes(ip) + bytes(reply), fields
+
+
+# ---------------------------------------------------------------- the scripted dialogue
+
+def block_text(content) -> str:
+    """The text of a message's or a tool_result's content (string or list of blocks)."""
+    if isinstance(content, str):
+        return content
+    parts = []
+    for block in content or []:
+        if block.get("type") == "text":
+            parts.append(block.get("text", ""))
+        elif block.get("type") == "tool_result":
+            parts.append(block_text(block.get("content")))
+    return "\n".join(parts)
+
+
+def tool_id() -> str:
+    return "toolu_01" + "".join(random.choices(string.ascii_letters + string.digits, k=22))
+
+
+def text_turn(text: str) -> dict:
+    return {"content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "kind": "report"}
+
+
+def bash_turn(say: str, command: str, description: str, kind: str) -> dict:
+    return {
+        "content": [
+            {"type": "text", "text": say},
+            {"type": "tool_use", "id": tool_id(), "name": "Bash",
+             "input": {"command": command, "description": description}},
+        ],
+        "stop_reason": "tool_use",
+        "kind": kind,
+    }
+
+
+def last_tool_exchange(messages):
+    """The last Bash command we asked for and the tool_result that answered it."""
+    uses, result = {}, None
+    for msg in messages:
+        if not isinstance(msg.get("content"), list):
+            continue
+        for block in msg["content"]:
+            if block.get("type") == "tool_use":
+                uses[block.get("id")] = block.get("input", {}).get("command", "")
+            elif block.get("type") == "tool_result":
+                result = block
+    if result is None:
+        return None, None
+    return uses.get(result.get("tool_use_id"), ""), result
+
+
+def is_ping_respond(body: dict, read_cmd: str) -> bool:
+    """True for the main loop: Bash offered and the prompt in the first user turn."""
+    if not any(t.get("name") == "Bash" for t in body.get("tools") or []):
+        return False
+    users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+    first = block_text(users[0].get("content")) if users else ""
+    return PROMPT_MARKER in first and read_cmd in first
+
+
+def after_read(output: str, write_cmd: str) -> dict:
+    line = output.strip().splitlines()[-1].strip() if output.strip() else ""
+    if line == "TIMEOUT":
+        return text_turn("No packet arrived: the read returned TIMEOUT. Nothing was written.")
+    try:
+        packet = bytes.fromhex(line)
+    except ValueError:
+        return text_turn(f"The read did not return hex or TIMEOUT: {line[:120]!r}. Nothing was written.")
+    try:
+        reply, f = echo_reply(packet)
+    except NotAnswerable as why:
+        return text_turn(f"Read a {len(packet)}-byte packet that I will not answer: {why}.")
+    say = (f"Echo request {f['src']} -> {f['dst']}, id 0x{f['id']:04x}, seq {f['seq']}, "
+           f"{f['data_len']} data bytes. Reply: IPv4 checksum 0x{f['ip_checksum']:04x}, "
+           f"ICMP checksum 0x{f['icmp_checksum']:04x}.")
+    return bash_turn(say, write_cmd.format(hex=reply.hex()), "Write the echo reply to the TUN bridge", "write")
+
+
+def after_write(output: str, command: str) -> dict:
+    status = output.strip().splitlines()[-1].strip() if output.strip() else "(no output)"
+    hexpart = command.split()[-1]
+    try:
+        _, f = echo_reply_fields(bytes.fromhex(hexpart))
+    except ValueError:
+        f = None
+    if status == "OK" and f:
+        return text_turn(f"Replied to the echo request from {f['dst']} (id 0x{f['id']:04x}, "
+                         f"seq {f['seq']}): write returned OK.")
+    return text_turn(f"The write returned {status!r}; the reply was not accepted.")
+
+
+def echo_reply_fields(reply: bytes):
+    """The fields of a reply we built (src/dst are the reply's own)."""
+    hlen = (reply[0] & 0x0F) * 4
+    return reply, {"dst": ".".join(str(b) for b in reply[16:20]),
+                   "id": int.from_bytes(reply[hlen + 4:hlen + 6], "big"),
+                   "seq": int.from_bytes(reply[hlen + 6:hlen + 8], "big")}
+
+
+def decide(body: dict, cfg) -> dict:
+    """The next assistant turn for this request."""
+    if not is_ping_respond(body, cfg.read_cmd):
+        return dict(text_turn("OK."), kind="side")
+    command, result = last_tool_exchange(body.get("messages", []))
+    if result is None:
+        return bash_turn("Step 1: reading one packet from the bridge.", cfg.read_cmd,
+                         "Read one packet from the TUN bridge", "read")
+    output = block_text(result.get("content"))
+    if result.get("is_error"):
+        return text_turn(f"The command `{command}` was not run: {output.strip()[:300]}")
+    if command == cfg.read_cmd:
+        return after_read(output, cfg.write_cmd)
+    if command.startswith(cfg.write_cmd.split("{")[0]):
+        return after_write(output, command)
+    return text_turn(f"Unexpected tool result for `{command}`; stopping.")
+
+
+# ---------------------------------------------------------------- HTTP and SSE
+
+def usage_for(body_len: int, turn: dict) -> dict:
+    out = max(1, len(json.dumps(turn["content"])) // 4)
+    return {"input_tokens": max(1, body_len // 4), "output_tokens": out,
+            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+
+
+def sse_events(msg: dict, turn: dict):
+    """The streaming events for one assistant message, as (event, data) pairs."""
+    start = dict(msg, content=[], stop_reason=None, stop_sequence=None,
+                 usage=dict(msg["usage"], output_tokens=1))
+    yield "message_start", {"type": "message_start", "message": start}
+    for i, block in enumerate(turn["content"]):
+        if block["type"] == "text":
+            yield "content_block_start", {"type": "content_block_start", "index": i,
+                                          "content_block": {"type": "text", "text": ""}}
+            yield "content_block_delta", {"type": "content_block_delta", "index": i,
+                                          "delta": {"type": "text_delta", "text": block["text"]}}
+        else:
+            head = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+            yield "content_block_start", {"type": "content_block_start", "index": i, "content_block": head}
+            raw = json.dumps(block["input"])
+            for k in range(0, len(raw), 64):
+                yield "content_block_delta", {"type": "content_block_delta", "index": i,
+                                              "delta": {"type": "input_json_delta", "partial_json": raw[k:k + 64]}}
+        yield "content_block_stop", {"type": "content_block_stop", "index": i}
+    yield "message_delta", {"type": "message_delta",
+                            "delta": {"stop_reason": turn["stop_reason"], "stop_sequence": None},
+                            "usage": {"output_tokens": msg["usage"]["output_tokens"]}}
+    yield "message_stop", {"type": "message_stop"}
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "dry-run-model/1"
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def send_json(self, status: int, obj) -> None:
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def do_HEAD(self):
+        self.server.record(self, b"", {}, "probe")
+        self.send_json(200, {})
+
+    def do_GET(self):
+        self.server.record(self, b"", {}, "unknown")
+        self.send_json(404, {"type": "error", "error": {"type": "not_found_error", "message": self.path}})
+
+    def do_POST(self):
+        raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+        try:
+            body = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            self.server.record(self, raw, {}, "bad_json")
+            return self.send_json(400, {"type": "error",
+                                        "error": {"type": "invalid_request_error", "message": "bad JSON"}})
+        path = self.path.split("?")[0]
+        if path.endswith("/count_tokens"):
+            self.server.record(self, raw, body, "count_tokens")
+            return self.send_json(200, {"input_tokens": max(1, len(raw) // 4)})
+        if not path.endswith("/v1/messages"):
+            self.server.record(self, raw, body, "unknown")
+            return self.send_json(404, {"type": "error", "error": {"type": "not_found_error", "message": path}})
+        turn = decide(body, self.server.cfg)
+        self.server.record(self, raw, body, turn["kind"], turn)
+        msg = {"id": "msg_dry" + "".join(random.choices(string.digits, k=16)), "type": "message",
+               "role": "assistant", "model": body.get("model", "dry-run"),
+               "content": turn["content"], "stop_reason": turn["stop_reason"],
+               "stop_sequence": None, "usage": usage_for(len(raw), turn)}
+        if not body.get("stream"):
+            return self.send_json(200, msg)
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("cache-control", "no-cache")
+        self.send_header("connection", "close")
+        self.end_headers()
+        for event, data in sse_events(msg, turn):
+            self.wfile.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
+        self.wfile.flush()
+        self.close_connection = True
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, addr, cfg):
+        super().__init__(addr, Handler)
+        self.cfg = cfg
+        self.counter = itertools.count(1)
+        self.lock = threading.Lock()
+
+    def record(self, handler, raw: bytes, body: dict, kind: str, turn=None) -> None:
+        """One JSON line per request to --log; the full body to --dump-dir."""
+        with self.lock:
+            n = next(self.counter)
+            entry = {
+                "n": n, "time": round(time.time(), 3), "method": handler.command, "path": handler.path,
+                "bytes": len(raw), "model": body.get("model"), "stream": body.get("stream"),
+                "tools": len(body.get("tools") or []), "messages": len(body.get("messages") or []),
+                "answer": kind,
+            }
+            if turn is not None:
+                entry["tool_use"] = [b["input"]["command"] for b in turn["content"] if b["type"] == "tool_use"]
+            if self.cfg.log:
+                with open(self.cfg.log, "a") as f:
+                    f.write(json.dumps(entry) + "\n")
+            if self.cfg.dump_dir and raw:
+                with open(os.path.join(self.cfg.dump_dir, f"{n:03d}.json"), "wb") as f:
+                    f.write(raw)
+            if self.cfg.verbose:
+                print(json.dumps(entry), file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback only)")
+    ap.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free one")
+    ap.add_argument("--log", help="append one JSON line per request to this file")
+    ap.add_argument("--dump-dir", help="write each request body to DIR/NNN.json")
+    ap.add_argument("--read-cmd", default=READ_CMD, help="the prompt's read command, exactly")
+    ap.add_argument("--write-cmd", default=WRITE_CMD, help="the prompt's write command; {hex} is the reply")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print each log line to stderr too")
+    cfg = ap.parse_args()
+    if cfg.dump_dir:
+        os.makedirs(cfg.dump_dir, exist_ok=True)
+    server = Server((cfg.host, cfg.port), cfg)
+    print(f"listening on http://{cfg.host}:{server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
