@@ -6,3 +6,4 @@
 //! summarises the records the daemon keeps.
 #![forbid(unsafe_code)]
 pub mod record;
+pub mod report;
