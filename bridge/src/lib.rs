@@ -7,3 +7,4 @@
 #![forbid(unsafe_code)]
 pub mod record;
 pub mod report;
+pub mod pcap;
