@@ -8,3 +8,4 @@
 pub mod record;
 pub mod report;
 pub mod pcap;
+pub mod wire;
