@@ -1,1 +1,106 @@
-fn main() {}
+//! The native agent: the non-LLM baseline on the same FIFOs.
+//!
+//! It loops READ → build the echo reply with the project's own wire code → WRITE,
+//! as a persistent process, speaking the protocol directly (no subprocess per
+//! exchange). It answers ICMP echo requests and reports anything else. Used by the
+//! integration tests and the benchmarks.
+//!
+//! Usage: `cargo run --example native_agent -- [--count N] [--cmd-fifo P] [--resp-fifo P] [--corrupt icmp|ip|src]`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tunbridge::client::Client;
+use tunbridge::wire;
+
+/// How the agent was asked to run.
+struct Options {
+    client: Client,
+    count: Option<u64>,
+    corrupt: Option<String>,
+}
+
+fn options() -> Result<Options, String> {
+    let mut client = Client {
+        cmd_fifo: PathBuf::from("/tmp/tun_cmd"),
+        resp_fifo: PathBuf::from("/tmp/tun_resp"),
+        timeout: Duration::from_secs(40),
+    };
+    let (mut count, mut corrupt) = (None, None);
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--cmd-fifo" => client.cmd_fifo = value()?.into(),
+            "--resp-fifo" => client.resp_fifo = value()?.into(),
+            "--count" => count = Some(value()?.parse().map_err(|_| "--count needs a number")?),
+            "--corrupt" => corrupt = Some(value()?),
+            _ => return Err(format!("unknown flag {flag}")),
+        }
+    }
+    Ok(Options {
+        client,
+        count,
+        corrupt,
+    })
+}
+
+/// Spoils a correct reply the way a confused agent might, for tests of the verdicts.
+fn spoil(reply: &mut [u8], how: &str) {
+    match how {
+        "icmp" if reply.len() > 23 => reply[23] ^= 0x01,
+        "ip" => reply[11] ^= 0x01,
+        "src" => reply[15] ^= 0x07,
+        _ => {}
+    }
+}
+
+fn main() -> ExitCode {
+    let opts = match options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("native_agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut answered = 0u64;
+    while !matches!(opts.count, Some(n) if answered >= n) {
+        let line = match opts.client.exchange("READ") {
+            Ok(line) => line,
+            Err(e) => {
+                eprintln!("native_agent: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if line == "TIMEOUT" {
+            continue;
+        }
+        let request = match hex::decode(&line) {
+            Ok(p) => p,
+            Err(_) => {
+                eprintln!("native_agent: unexpected answer {line:?}");
+                continue;
+            }
+        };
+        let mut reply = match wire::echo_reply(&request) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("native_agent: not answered: {e}");
+                continue;
+            }
+        };
+        if let Some(how) = &opts.corrupt {
+            spoil(&mut reply, how);
+        }
+        match opts
+            .client
+            .exchange(&format!("WRITE {}", hex::encode(&reply)))
+        {
+            Ok(answer) => println!("{answer}"),
+            Err(e) => eprintln!("native_agent: {e}"),
+        }
+        answered += 1;
+    }
+    ExitCode::SUCCESS
+}

@@ -5,8 +5,18 @@
 //! owns the device; the client (`read`, `write`) does one exchange; `report`
 //! summarises the records the daemon keeps.
 #![forbid(unsafe_code)]
+pub mod cli;
+pub mod client;
+pub mod device;
+pub mod fifo;
+pub mod inflight;
+pub mod journal;
+pub mod pcap;
+pub mod privilege;
+pub mod protocol;
+pub mod queue;
 pub mod record;
 pub mod report;
-pub mod pcap;
-pub mod wire;
+pub mod server;
 pub mod verdict;
+pub mod wire;

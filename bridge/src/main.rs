@@ -1,1 +1,76 @@
-fn main() {}
+//! `tunbridge`: parse the command line, start tracing, run one subcommand.
+
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use tunbridge::cli::{Cli, Cmd};
+use tunbridge::{report, server};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Serve(args) => serve(&args),
+        Cmd::Read(args) => answer(args.client().exchange("READ")),
+        Cmd::Write { hex, client } => answer(
+            client
+                .client()
+                .exchange(&format!("WRITE {}", hex.join(" "))),
+        ),
+        Cmd::Report { files, format } => match report::run(&files, format.into()) {
+            Ok(table) => {
+                print!("{table}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+    }
+}
+
+fn serve(args: &tunbridge::cli::ServeArgs) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match args.config() {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
+            return fail(&e);
+        }
+    }
+    match server::run(config, stop) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "bridge stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints the bridge's answer line; `ERR` answers exit 1.
+fn answer(result: Result<String, tunbridge::client::ClientError>) -> ExitCode {
+    match result {
+        Ok(line) => {
+            println!("{line}");
+            if line.starts_with("ERR") {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("tunbridge: {e}");
+    ExitCode::from(2)
+}

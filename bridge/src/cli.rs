@@ -1,0 +1,203 @@
+//! The command line: subcommands, typed flags with their defaults, and how they
+//! become the plain config structs the modules take.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::client::Client;
+use crate::device::Ipv4Cidr;
+use crate::fifo::Owner;
+use crate::privilege::{PrivilegeError, User};
+use crate::report::Format;
+use crate::server::Config;
+
+/// A Linux TUN device exposed through two named FIFOs: read one IPv4 packet as hex, write a reply.
+#[derive(Debug, Parser)]
+#[command(name = "tunbridge", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run the bridge daemon (as root): create the TUN device and serve the FIFO protocol.
+    Serve(ServeArgs),
+    /// Ask a running bridge for one packet; prints its hex or TIMEOUT.
+    Read(ClientArgs),
+    /// Hand a running bridge one packet to write; prints OK or ERR <reason>.
+    Write {
+        /// The packet as hex; spaces between bytes are fine (quote them).
+        #[arg(required = true, num_args = 1.., value_name = "HEX")]
+        hex: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Summarise record files as a table, one column per file.
+    Report {
+        /// JSONL record files written by `serve --record`.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
+}
+
+/// Report output formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReportFormat {
+    /// An aligned table for the terminal.
+    Text,
+    /// A GitHub markdown table.
+    Markdown,
+    /// JSON.
+    Json,
+}
+
+impl From<ReportFormat> for Format {
+    fn from(f: ReportFormat) -> Format {
+        match f {
+            ReportFormat::Text => Format::Text,
+            ReportFormat::Markdown => Format::Markdown,
+            ReportFormat::Json => Format::Json,
+        }
+    }
+}
+
+/// Where the FIFOs are; shared by the daemon and the client.
+#[derive(Debug, Clone, Args)]
+pub struct FifoArgs {
+    /// Command FIFO: the agent writes `READ` or `WRITE <hex>` here.
+    #[arg(long, env = "TUNBRIDGE_CMD_FIFO", default_value = "/tmp/tun_cmd")]
+    pub cmd_fifo: PathBuf,
+    /// Answer FIFO: one line per command comes back here.
+    #[arg(long, env = "TUNBRIDGE_RESP_FIFO", default_value = "/tmp/tun_resp")]
+    pub resp_fifo: PathBuf,
+}
+
+/// Flags of the client subcommands.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    #[command(flatten)]
+    pub fifos: FifoArgs,
+    /// Seconds to wait for the answer (the bridge's read timeout is 30).
+    #[arg(long, default_value_t = 40)]
+    pub timeout: u64,
+}
+
+impl ClientArgs {
+    /// The client these flags describe.
+    pub fn client(&self) -> Client {
+        Client {
+            cmd_fifo: self.fifos.cmd_fifo.clone(),
+            resp_fifo: self.fifos.resp_fifo.clone(),
+            timeout: Duration::from_secs(self.timeout),
+        }
+    }
+}
+
+/// Flags of `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// TUN device name.
+    #[arg(long, default_value = "tun0")]
+    pub tun: String,
+    /// The host side's address and prefix on the device.
+    #[arg(long, default_value = "192.0.2.1/24")]
+    pub address: Ipv4Cidr,
+    /// The agent's address: the one you ping.
+    #[arg(long, default_value = "192.0.2.2")]
+    pub peer: Ipv4Addr,
+    /// Device MTU in bytes.
+    #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u16).range(68..))]
+    pub mtu: u16,
+    #[command(flatten)]
+    pub fifos: FifoArgs,
+    /// Seconds READ waits for a packet before answering TIMEOUT.
+    #[arg(long, default_value_t = 30)]
+    pub read_timeout: u64,
+    /// Milliseconds an answer waits for its reader before it is discarded.
+    #[arg(long, default_value_t = 1000)]
+    pub reply_grace: u64,
+    /// Most packets held for the agent; the oldest goes first.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub queue_size: u64,
+    /// Seconds a packet may wait for a READ before it is dropped as stale.
+    #[arg(long, default_value_t = 20)]
+    pub max_age: u64,
+    /// Enter this network namespace (from `ip netns add`) before creating the device.
+    #[arg(long, env = "TUNBRIDGE_NETNS")]
+    pub netns: Option<String>,
+    /// Run as this user once set up, and give it the FIFOs (default: the sudo user).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Stay root (the FIFOs still go to --user or the sudo user).
+    #[arg(long)]
+    pub keep_root: bool,
+    /// Let this group use the FIFOs too (mode 0660).
+    #[arg(long)]
+    pub group: Option<u32>,
+    /// Append one JSON line per request to this file.
+    #[arg(long)]
+    pub record: Option<PathBuf>,
+    /// Capture every packet in and out to this pcap file.
+    #[arg(long)]
+    pub pcap: Option<PathBuf>,
+    /// Refuse invalid replies with `ERR <verdict>` instead of writing them.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+impl ServeArgs {
+    /// The daemon config these flags describe.
+    pub fn config(&self) -> Result<Config, PrivilegeError> {
+        let user = match &self.user {
+            Some(name) => Some(User::lookup(name)?),
+            None => User::from_sudo(),
+        };
+        let (uid, gid) = user.as_ref().map_or_else(
+            || {
+                (
+                    nix::unistd::geteuid().as_raw(),
+                    nix::unistd::getegid().as_raw(),
+                )
+            },
+            |u| (u.uid, u.gid),
+        );
+        let owner = match self.group {
+            Some(g) => Owner {
+                uid,
+                gid: g,
+                mode: 0o660,
+            },
+            None => Owner {
+                uid,
+                gid,
+                mode: 0o600,
+            },
+        };
+        Ok(Config {
+            tun: self.tun.clone(),
+            address: self.address,
+            peer: self.peer,
+            mtu: self.mtu,
+            cmd_fifo: self.fifos.cmd_fifo.clone(),
+            resp_fifo: self.fifos.resp_fifo.clone(),
+            read_timeout: Duration::from_secs(self.read_timeout),
+            reply_grace: Duration::from_millis(self.reply_grace),
+            queue_size: self.queue_size as usize,
+            max_age: Duration::from_secs(self.max_age),
+            netns: self.netns.clone(),
+            owner,
+            user: if self.keep_root { None } else { user },
+            record: self.record.clone(),
+            pcap: self.pcap.clone(),
+            strict: self.strict,
+        })
+    }
+}

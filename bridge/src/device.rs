@@ -1,0 +1,200 @@
+//! The TUN device: created, given the host side's address, IPv6 switched off so
+//! the kernel's router solicitations never reach the agent, and brought up.
+//! Optionally inside an existing network namespace, so the host's networking is
+//! left untouched.
+
+use std::fmt;
+use std::io;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use tun::AbstractDevice;
+
+/// Why the device could not be set up or used.
+#[derive(Debug)]
+pub enum DeviceError {
+    /// The network namespace does not exist or cannot be entered.
+    EnterNetns { name: String, source: io::Error },
+    /// The TUN device could not be created or configured.
+    OpenTun { name: String, source: tun::Error },
+}
+
+impl fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::EnterNetns { name, source } => write!(
+                f,
+                "cannot enter network namespace {name:?}: {source} (create it with `ip netns add {name}`)"
+            ),
+            Self::OpenTun { name, source } => write!(
+                f,
+                "cannot create TUN device {name}: {source} (run as root; check that /dev/net/tun exists)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for DeviceError {}
+
+/// An IPv4 address with its prefix length, as in `192.0.2.1/24`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Cidr {
+    /// The address.
+    pub addr: Ipv4Addr,
+    /// The prefix length, 0..=32.
+    pub prefix: u8,
+}
+
+impl Ipv4Cidr {
+    /// The netmask of the prefix.
+    pub fn netmask(&self) -> Ipv4Addr {
+        let bits = if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(self.prefix))
+        };
+        Ipv4Addr::from(bits)
+    }
+
+    /// Whether `other` lies in this prefix.
+    pub fn contains(&self, other: Ipv4Addr) -> bool {
+        let mask = u32::from(self.netmask());
+        u32::from(self.addr) & mask == u32::from(other) & mask
+    }
+}
+
+impl FromStr for Ipv4Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = s.split_once('/').unwrap_or((s, "32"));
+        let addr = addr
+            .parse()
+            .map_err(|_| format!("{addr:?} is not an IPv4 address"))?;
+        let prefix = prefix
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= 32)
+            .ok_or_else(|| format!("{prefix:?} is not a prefix length 0..32"))?;
+        Ok(Ipv4Cidr { addr, prefix })
+    }
+}
+
+impl fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// Moves this thread, and the threads it starts later, into a named network namespace.
+pub fn enter_netns(name: &str) -> Result<(), DeviceError> {
+    let err = |source| DeviceError::EnterNetns {
+        name: name.into(),
+        source,
+    };
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return Err(err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a namespace name",
+        )));
+    }
+    let path = PathBuf::from("/run/netns").join(name);
+    let file = std::fs::File::open(&path).map_err(err)?;
+    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| err(e.into()))
+}
+
+/// The open TUN device.
+pub struct Device {
+    inner: tun::Device,
+    name: String,
+    mtu: usize,
+}
+
+impl Device {
+    /// Creates the device `name` with `address`, switches IPv6 off on it, and brings it up.
+    pub fn open(name: &str, address: Ipv4Cidr, mtu: u16) -> Result<Device, DeviceError> {
+        let err = |source| DeviceError::OpenTun {
+            name: name.into(),
+            source,
+        };
+        let mut config = tun::Configuration::default();
+        config
+            .tun_name(name)
+            .address(address.addr)
+            .netmask(address.netmask())
+            .mtu(mtu);
+        let mut inner = tun::create(&config).map_err(err)?;
+        disable_ipv6(name);
+        inner.enabled(true).map_err(err)?;
+        let name = inner.tun_name().unwrap_or_else(|_| name.to_string());
+        Ok(Device {
+            inner,
+            name,
+            mtu: usize::from(mtu),
+        })
+    }
+
+    /// The interface name the kernel gave the device.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The device MTU in bytes.
+    pub fn mtu(&self) -> usize {
+        self.mtu
+    }
+
+    /// Reads one packet, waiting at most `timeout`; `Ok(None)` when none came.
+    pub fn recv(&self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>> {
+        match self.inner.recv_timeout(buf, timeout) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes one whole packet to the kernel.
+    pub fn send(&self, packet: &[u8]) -> io::Result<()> {
+        let n = self.inner.send(packet)?;
+        if n != packet.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("short write: {n} of {}", packet.len()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Switches IPv6 off on the interface; absent IPv6 support is fine.
+fn disable_ipv6(name: &str) {
+    let path = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
+    if let Err(e) = std::fs::write(&path, b"1") {
+        tracing::debug!(path, error = %e, "could not disable IPv6; non-IPv4 packets are filtered anyway");
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn cidr_parses_and_masks() {
+        let c: Ipv4Cidr = "192.0.2.1/24".parse().unwrap();
+        assert_eq!(c.addr, Ipv4Addr::new(192, 0, 2, 1));
+        assert_eq!(c.netmask(), Ipv4Addr::new(255, 255, 255, 0));
+        assert!(c.contains(Ipv4Addr::new(192, 0, 2, 2)));
+        assert!(!c.contains(Ipv4Addr::new(192, 0, 3, 2)));
+        assert_eq!("10.0.0.1".parse::<Ipv4Cidr>().unwrap().prefix, 32);
+        assert!("192.0.2.1/33".parse::<Ipv4Cidr>().is_err());
+        assert!("nope/24".parse::<Ipv4Cidr>().is_err());
+        assert_eq!(
+            "0.0.0.0/0".parse::<Ipv4Cidr>().unwrap().netmask(),
+            Ipv4Addr::UNSPECIFIED
+        );
+    }
+}

@@ -1,0 +1,559 @@
+//! The FIFO endpoint: creating the two named pipes safely, reading command lines,
+//! and delivering answer lines only to a reader that is there.
+//!
+//! The command FIFO is read in sessions: a writer's bytes up to its close (EOF),
+//! after which the FIFO is reopened so an idle pipe never spins. A half line that
+//! sits unfinished longer than [`LINE_IDLE`] is dropped, so a client killed in the
+//! middle of a WRITE cannot glue its bytes to the next client's command.
+//! The answer FIFO is opened without blocking: no reader means the answer is not
+//! delivered, and the write end is closed after each answer so a dead reader's
+//! bytes never wait in the pipe for the next client.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::stat::Mode;
+
+use crate::protocol::MAX_LINE;
+
+/// How long an unfinished command line may sit before it is dropped.
+pub const LINE_IDLE: Duration = Duration::from_secs(1);
+
+/// Why a FIFO could not be set up or used.
+#[derive(Debug)]
+pub enum FifoError {
+    /// The path exists and is not a FIFO we may replace.
+    Refused { path: PathBuf, what: String },
+    /// mkfifo failed.
+    MakeFifo { path: PathBuf, source: io::Error },
+    /// Opening, owning or inspecting the FIFO failed.
+    Open { path: PathBuf, source: io::Error },
+}
+
+impl fmt::Display for FifoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Refused { path, what } => write!(
+                f,
+                "refusing to use {}: it exists and is {what}; remove it or choose another path",
+                path.display()
+            ),
+            Self::MakeFifo { path, source } => {
+                write!(f, "cannot create FIFO {}: {source}", path.display())
+            }
+            Self::Open { path, source } => {
+                write!(f, "cannot open FIFO {}: {source}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for FifoError {}
+
+/// Who owns the FIFOs and may use them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    /// User id given the FIFOs.
+    pub uid: u32,
+    /// Group id given the FIFOs.
+    pub gid: u32,
+    /// Permission bits, 0o600 or 0o660.
+    pub mode: u32,
+}
+
+/// A FIFO this process created; removed on drop if it is still ours.
+#[derive(Debug)]
+pub struct Fifo {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+/// What is at a FIFO's path now.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PathState {
+    /// Our FIFO is still there.
+    Ours,
+    /// Nothing is there.
+    Missing,
+    /// Something else is there.
+    Replaced,
+}
+
+impl Fifo {
+    /// Creates the FIFO at `path` for `owner`, replacing only a stale FIFO of ours.
+    pub fn create(path: &Path, owner: Owner) -> Result<Fifo, FifoError> {
+        clear_stale(path, owner)?;
+        nix::unistd::mkfifo(path, Mode::from_bits_truncate(0o600)).map_err(|e| {
+            FifoError::MakeFifo {
+                path: path.into(),
+                source: e.into(),
+            }
+        })?;
+        let open_err = |source| FifoError::Open {
+            path: path.into(),
+            source,
+        };
+        // O_NONBLOCK: opening a FIFO for reading must not wait for a writer.
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_flags::O_NONBLOCK | libc_flags::O_NOFOLLOW)
+            .open(path)
+            .map_err(open_err)?;
+        let meta = file.metadata().map_err(open_err)?;
+        if !meta.file_type().is_fifo() {
+            return Err(FifoError::Refused {
+                path: path.into(),
+                what: "not the FIFO we made".into(),
+            });
+        }
+        std::os::unix::fs::fchown(&file, Some(owner.uid), Some(owner.gid)).map_err(open_err)?;
+        file.set_permissions(std::fs::Permissions::from_mode(owner.mode))
+            .map_err(open_err)?;
+        Ok(Fifo {
+            path: path.into(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
+    /// The path of this FIFO.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Tells whether our FIFO is still at its path.
+    pub fn state(&self) -> PathState {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(m) if m.dev() == self.dev && m.ino() == self.ino => PathState::Ours,
+            Ok(_) => PathState::Replaced,
+            Err(_) => PathState::Missing,
+        }
+    }
+}
+
+impl Drop for Fifo {
+    fn drop(&mut self) {
+        if self.state() == PathState::Ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Flags the standard library does not name.
+mod libc_flags {
+    pub const O_NONBLOCK: i32 = nix::fcntl::OFlag::O_NONBLOCK.bits();
+    pub const O_NOFOLLOW: i32 = nix::fcntl::OFlag::O_NOFOLLOW.bits();
+}
+
+/// Removes a stale FIFO of ours at `path`; refuses anything else that is there.
+fn clear_stale(path: &Path, owner: Owner) -> Result<(), FifoError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(FifoError::Open {
+                path: path.into(),
+                source,
+            })
+        }
+    };
+    let kind = meta.file_type();
+    let refuse = |what: &str| {
+        Err(FifoError::Refused {
+            path: path.into(),
+            what: what.into(),
+        })
+    };
+    if kind.is_symlink() {
+        return refuse("a symbolic link");
+    }
+    if kind.is_dir() {
+        return refuse("a directory");
+    }
+    if kind.is_file() {
+        return refuse("a regular file");
+    }
+    if !kind.is_fifo() {
+        return refuse("not a FIFO");
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != owner.uid && meta.uid() != me {
+        return refuse(&format!(
+            "a FIFO owned by another user (uid {})",
+            meta.uid()
+        ));
+    }
+    std::fs::remove_file(path).map_err(|source| FifoError::Open {
+        path: path.into(),
+        source,
+    })
+}
+
+/// One event from the command FIFO.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming {
+    /// A complete command line, without its newline.
+    Line(Vec<u8>),
+    /// A line longer than [`MAX_LINE`] was refused; its length so far.
+    TooLong(usize),
+    /// An unfinished line was dropped after sitting idle; its length.
+    Dropped(usize),
+}
+
+/// Reads command lines from the command FIFO.
+#[derive(Debug)]
+pub struct CommandReader {
+    path: PathBuf,
+    file: File,
+    buf: Vec<u8>,
+    last_data: Instant,
+    skipping: bool,
+}
+
+impl CommandReader {
+    /// Opens the command FIFO for reading without waiting for a writer.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        Ok(CommandReader {
+            path: path.into(),
+            file: open_read(path)?,
+            buf: Vec::new(),
+            last_data: Instant::now(),
+            skipping: false,
+        })
+    }
+
+    /// Waits up to `timeout` for the next event; `None` when nothing happened.
+    pub fn next(&mut self, timeout: Duration) -> io::Result<Option<Incoming>> {
+        if let Some(event) = self.take_line() {
+            return Ok(Some(event));
+        }
+        if !self.buf.is_empty() && self.last_data.elapsed() > LINE_IDLE {
+            return Ok(Some(self.drop_partial()));
+        }
+        if !wait(&self.file, PollFlags::POLLIN, timeout)? {
+            return Ok(None);
+        }
+        let mut chunk = [0u8; 65536];
+        match self.file.read(&mut chunk) {
+            Ok(0) => Ok(self.end_of_session()?),
+            Ok(n) => {
+                let dropped = self.stale_partial();
+                self.last_data = Instant::now();
+                self.accept(&chunk[..n]);
+                Ok(dropped.or_else(|| self.take_line()))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reopens the FIFO, as after it was recreated at its path.
+    pub fn reopen(&mut self) -> io::Result<()> {
+        self.file = open_read(&self.path)?;
+        self.buf.clear();
+        self.skipping = false;
+        Ok(())
+    }
+
+    fn accept(&mut self, data: &[u8]) {
+        if !self.skipping {
+            self.buf.extend_from_slice(data);
+            return;
+        }
+        // Discard the rest of an over-long line, up to and including its newline.
+        if let Some(i) = data.iter().position(|&b| b == b'\n') {
+            self.skipping = false;
+            self.buf.extend_from_slice(&data[i + 1..]);
+        }
+    }
+
+    fn take_line(&mut self) -> Option<Incoming> {
+        if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+            let mut line: Vec<u8> = self.buf.drain(..=i).collect();
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            return Some(Incoming::Line(line));
+        }
+        if self.buf.len() > MAX_LINE {
+            let n = self.buf.len();
+            self.buf.clear();
+            self.skipping = true;
+            return Some(Incoming::TooLong(n));
+        }
+        None
+    }
+
+    /// A partial line idle for longer than [`LINE_IDLE`] before new bytes came.
+    fn stale_partial(&mut self) -> Option<Incoming> {
+        if self.buf.is_empty() || self.last_data.elapsed() <= LINE_IDLE {
+            return None;
+        }
+        Some(self.drop_partial())
+    }
+
+    fn drop_partial(&mut self) -> Incoming {
+        let n = self.buf.len();
+        self.buf.clear();
+        Incoming::Dropped(n)
+    }
+
+    /// All writers closed: an unterminated last line still counts, then reopen.
+    fn end_of_session(&mut self) -> io::Result<Option<Incoming>> {
+        let rest = std::mem::take(&mut self.buf);
+        let skipping = self.skipping;
+        self.reopen()?;
+        if rest.is_empty() || skipping {
+            return Ok(None);
+        }
+        Ok(Some(Incoming::Line(rest)))
+    }
+}
+
+fn open_read(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_flags::O_NONBLOCK | libc_flags::O_NOFOLLOW)
+        .open(path)?;
+    ensure_fifo(&file)?;
+    Ok(file)
+}
+
+fn ensure_fifo(file: &File) -> io::Result<()> {
+    if file.metadata()?.file_type().is_fifo() {
+        return Ok(());
+    }
+    Err(io::Error::new(io::ErrorKind::InvalidInput, "not a FIFO"))
+}
+
+/// Waits up to `timeout` for `events` on `file`; true when one is ready.
+pub fn wait(file: &File, events: PollFlags, timeout: Duration) -> io::Result<bool> {
+    let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+    let mut fds = [PollFd::new(file.as_fd(), events)];
+    match poll(&mut fds, ms) {
+        Ok(n) => Ok(n > 0),
+        Err(Errno::EINTR) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The write end of the answer FIFO, held for one answer.
+#[derive(Debug)]
+pub struct Answer {
+    file: File,
+}
+
+impl Answer {
+    /// Opens the answer FIFO if a reader is there, trying until `grace` has passed.
+    pub fn wait_for_reader(path: &Path, grace: Duration) -> io::Result<Option<Answer>> {
+        let deadline = Instant::now() + grace;
+        loop {
+            let opened = OpenOptions::new()
+                .write(true)
+                .custom_flags(libc_flags::O_NONBLOCK | libc_flags::O_NOFOLLOW)
+                .open(path);
+            match opened {
+                Ok(file) => {
+                    ensure_fifo(&file)?;
+                    return Ok(Some(Answer { file }));
+                }
+                // ENXIO: a FIFO with no reader cannot be opened for writing without blocking.
+                Err(e) if e.raw_os_error() == Some(Errno::ENXIO as i32) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Whether the reader has gone away (the pipe reports an error to the writer).
+    pub fn reader_gone(&self) -> bool {
+        let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::empty())];
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(n) if n > 0 => fds[0]
+                .revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP)),
+            _ => false,
+        }
+    }
+
+    /// Writes one line and closes; fails if the reader stops reading for `timeout`.
+    pub fn send(mut self, line: &str, timeout: Duration) -> io::Result<()> {
+        let mut data = Vec::with_capacity(line.len() + 1);
+        data.extend_from_slice(line.as_bytes());
+        data.push(b'\n');
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            if !wait(&self.file, PollFlags::POLLOUT, timeout)? {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "reader stopped reading",
+                ));
+            }
+            match self.file.write(rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tunbridge-fifo-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn me() -> Owner {
+        Owner {
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+            mode: 0o600,
+        }
+    }
+
+    fn write_to(path: &Path, data: &[u8]) {
+        let mut f = OpenOptions::new().write(true).open(path).unwrap();
+        f.write_all(data).unwrap();
+    }
+
+    #[test]
+    fn creates_mode_0600_and_removes_on_drop() {
+        let dir = temp_dir("mode");
+        let path = dir.join("cmd");
+        let fifo = Fifo::create(&path, me()).unwrap();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_fifo());
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        drop(fifo);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn refuses_what_is_not_ours() {
+        let dir = temp_dir("refuse");
+        let file = dir.join("file");
+        std::fs::write(&file, b"keep me").unwrap();
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        let sub = dir.join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        for (path, what) in [
+            (&file, "regular file"),
+            (&link, "symbolic link"),
+            (&sub, "directory"),
+        ] {
+            let err = Fifo::create(path, me()).unwrap_err().to_string();
+            assert!(err.contains(what), "{err}");
+        }
+        assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+    }
+
+    #[test]
+    fn replaces_a_stale_fifo_of_ours() {
+        let dir = temp_dir("stale");
+        let path = dir.join("cmd");
+        nix::unistd::mkfifo(&path, Mode::from_bits_truncate(0o600)).unwrap();
+        let fifo = Fifo::create(&path, me()).unwrap();
+        assert_eq!(fifo.state(), PathState::Ours);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(fifo.state(), PathState::Missing);
+    }
+
+    #[test]
+    fn lines_and_unterminated_last_line() {
+        let dir = temp_dir("lines");
+        let path = dir.join("cmd");
+        let _fifo = Fifo::create(&path, me()).unwrap();
+        let mut reader = CommandReader::open(&path).unwrap();
+        write_to(&path, b"READ\r\nWRITE 45\nREAD");
+        let mut got = Vec::new();
+        for _ in 0..10 {
+            if let Some(ev) = reader.next(Duration::from_millis(100)).unwrap() {
+                got.push(ev);
+            }
+        }
+        assert_eq!(
+            got,
+            [
+                Incoming::Line(b"READ".to_vec()),
+                Incoming::Line(b"WRITE 45".to_vec()),
+                Incoming::Line(b"READ".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn over_long_line_is_refused_once() {
+        let dir = temp_dir("long");
+        let path = dir.join("cmd");
+        let _fifo = Fifo::create(&path, me()).unwrap();
+        let mut reader = CommandReader::open(&path).unwrap();
+        let writer = std::thread::spawn({
+            let path = path.clone();
+            move || {
+                let mut line = vec![b'A'; MAX_LINE * 2];
+                line.extend_from_slice(b"\nREAD\n");
+                write_to(&path, &line);
+            }
+        });
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got.len() < 2 && Instant::now() < deadline {
+            if let Some(ev) = reader.next(Duration::from_millis(50)).unwrap() {
+                got.push(ev);
+            }
+        }
+        writer.join().unwrap();
+        assert!(matches!(got[0], Incoming::TooLong(_)), "{got:?}");
+        assert_eq!(got[1], Incoming::Line(b"READ".to_vec()));
+    }
+
+    #[test]
+    fn answer_needs_a_reader() {
+        let dir = temp_dir("answer");
+        let path = dir.join("resp");
+        let _fifo = Fifo::create(&path, me()).unwrap();
+        let none = Answer::wait_for_reader(&path, Duration::from_millis(20)).unwrap();
+        assert!(none.is_none());
+        let reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_flags::O_NONBLOCK)
+            .open(&path)
+            .unwrap();
+        let answer = Answer::wait_for_reader(&path, Duration::from_millis(20))
+            .unwrap()
+            .unwrap();
+        assert!(!answer.reader_gone());
+        answer.send("OK", Duration::from_secs(1)).unwrap();
+        let mut text = String::new();
+        (&reader).read_to_string(&mut text).unwrap();
+        assert_eq!(text, "OK\n");
+        let answer = Answer::wait_for_reader(&path, Duration::from_millis(20))
+            .unwrap()
+            .unwrap();
+        drop(reader);
+        assert!(answer.reader_gone());
+    }
+}

@@ -1,0 +1,155 @@
+//! The packet queue: packets read from the TUN device wait here for a READ.
+//!
+//! It is bounded in length and in age. On overflow the oldest packet goes, so the
+//! live ping is the one kept; a packet older than the age limit is never handed
+//! out, so a ping that gave up long ago cannot take the place of the current one.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant, SystemTime};
+
+/// A packet waiting for the agent, with the times it arrived.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    /// The raw IPv4 packet.
+    pub packet: Vec<u8>,
+    /// Monotonic arrival time, for ages and durations.
+    pub arrival: Instant,
+    /// Wall-clock arrival time, for the record.
+    pub arrival_wall: SystemTime,
+}
+
+impl Queued {
+    /// Wraps a packet that arrived now.
+    pub fn now(packet: Vec<u8>) -> Self {
+        Queued {
+            packet,
+            arrival: Instant::now(),
+            arrival_wall: SystemTime::now(),
+        }
+    }
+}
+
+/// A bounded FIFO of packets with a maximum age.
+#[derive(Debug)]
+pub struct Queue {
+    items: VecDeque<Queued>,
+    capacity: usize,
+    max_age: Duration,
+}
+
+impl Queue {
+    /// An empty queue holding at most `capacity` packets of at most `max_age`.
+    pub fn new(capacity: usize, max_age: Duration) -> Self {
+        Queue {
+            items: VecDeque::new(),
+            capacity: capacity.max(1),
+            max_age,
+        }
+    }
+
+    /// Adds a packet at the tail; returns the oldest packet if it had to go to make room.
+    pub fn push(&mut self, item: Queued) -> Option<Queued> {
+        let evicted = if self.items.len() >= self.capacity {
+            self.items.pop_front()
+        } else {
+            None
+        };
+        self.items.push_back(item);
+        evicted
+    }
+
+    /// Puts a packet back at the head, as when its READ answer found no reader;
+    /// when the queue is full it is the oldest, so it is returned instead.
+    pub fn push_front(&mut self, item: Queued) -> Option<Queued> {
+        if self.items.len() >= self.capacity {
+            return Some(item);
+        }
+        self.items.push_front(item);
+        None
+    }
+
+    /// Removes and returns the packets older than the age limit at `now`.
+    pub fn expire(&mut self, now: Instant) -> Vec<Queued> {
+        let mut stale = Vec::new();
+        while let Some(head) = self.items.front() {
+            if now.saturating_duration_since(head.arrival) <= self.max_age {
+                break;
+            }
+            stale.extend(self.items.pop_front());
+        }
+        stale
+    }
+
+    /// Takes the oldest packet; call [`Queue::expire`] first to skip stale ones.
+    pub fn pop(&mut self) -> Option<Queued> {
+        self.items.pop_front()
+    }
+
+    /// Number of packets waiting.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether no packet is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn item(tag: u8, age_ms: u64, now: Instant) -> Queued {
+        Queued {
+            packet: vec![tag],
+            arrival: now - Duration::from_millis(age_ms),
+            arrival_wall: SystemTime::now(),
+        }
+    }
+
+    #[test]
+    fn fifo_order() {
+        let now = Instant::now();
+        let mut q = Queue::new(4, Duration::from_secs(10));
+        q.push(item(1, 0, now));
+        q.push(item(2, 0, now));
+        assert_eq!(q.pop().unwrap().packet, [1]);
+        assert_eq!(q.pop().unwrap().packet, [2]);
+        assert!(q.pop().is_none());
+    }
+
+    #[test]
+    fn overflow_drops_the_oldest() {
+        let now = Instant::now();
+        let mut q = Queue::new(2, Duration::from_secs(10));
+        assert!(q.push(item(1, 0, now)).is_none());
+        assert!(q.push(item(2, 0, now)).is_none());
+        assert_eq!(q.push(item(3, 0, now)).unwrap().packet, [1]);
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.pop().unwrap().packet, [2]);
+    }
+
+    #[test]
+    fn stale_packets_expire_and_live_one_stays() {
+        let now = Instant::now();
+        let mut q = Queue::new(8, Duration::from_secs(5));
+        q.push(item(1, 9_000, now));
+        q.push(item(2, 6_000, now));
+        q.push(item(3, 100, now));
+        let stale: Vec<u8> = q.expire(now).iter().map(|s| s.packet[0]).collect();
+        assert_eq!(stale, [1, 2]);
+        assert_eq!(q.pop().unwrap().packet, [3]);
+    }
+
+    #[test]
+    fn returned_packet_goes_to_the_head() {
+        let now = Instant::now();
+        let mut q = Queue::new(2, Duration::from_secs(10));
+        q.push(item(2, 0, now));
+        assert!(q.push_front(item(1, 0, now)).is_none());
+        assert_eq!(q.push_front(item(0, 0, now)).unwrap().packet, [0]);
+        assert_eq!(q.pop().unwrap().packet, [1]);
+        assert_eq!(q.pop().unwrap().packet, [2]);
+    }
+}

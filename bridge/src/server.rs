@@ -1,0 +1,541 @@
+//! The daemon: owns the TUN device and serves the FIFO protocol.
+//!
+//! One thread drains the device into the bounded [`Queue`] all the time; the main
+//! thread reads command lines and answers each with one line. Every request the
+//! agent reads is tracked until its reply, which is judged against the reference
+//! reply; what happened goes to the log and, when asked, to the record and capture.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use tracing::{debug, error, info, trace, warn};
+
+use crate::device::{self, Device, DeviceError, Ipv4Cidr};
+use crate::fifo::{Answer, CommandReader, Fifo, FifoError, Incoming, Owner, PathState};
+use crate::inflight::{Handed, InFlight};
+use crate::journal::Journal;
+use crate::privilege::{self, PrivilegeError, User};
+use crate::protocol::{Command, ProtocolError, Reply};
+use crate::queue::{Queue, Queued};
+use crate::record::{rfc3339, Entry, Outcome};
+use crate::verdict::{self, Verdict};
+use crate::wire;
+
+/// How long a handed-over request waits for its reply before it counts as unanswered.
+const ANSWER_LIMIT: Duration = Duration::from_secs(300);
+/// How often the main loop looks at signals, FIFO paths and ages when idle.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Everything `serve` needs, filled from the command line.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// TUN device name.
+    pub tun: String,
+    /// The host side's address and prefix on the device.
+    pub address: Ipv4Cidr,
+    /// The agent's address, the one to ping.
+    pub peer: Ipv4Addr,
+    /// Device MTU.
+    pub mtu: u16,
+    /// Command FIFO path.
+    pub cmd_fifo: PathBuf,
+    /// Answer FIFO path.
+    pub resp_fifo: PathBuf,
+    /// How long READ waits for a packet.
+    pub read_timeout: Duration,
+    /// How long an answer waits for its reader.
+    pub reply_grace: Duration,
+    /// Most packets queued.
+    pub queue_size: usize,
+    /// Oldest packet handed out.
+    pub max_age: Duration,
+    /// Network namespace to enter first.
+    pub netns: Option<String>,
+    /// Owner and mode of the FIFOs.
+    pub owner: Owner,
+    /// User to become once set up.
+    pub user: Option<User>,
+    /// JSONL record file.
+    pub record: Option<PathBuf>,
+    /// pcap capture file.
+    pub pcap: Option<PathBuf>,
+    /// Refuse invalid replies instead of writing them.
+    pub strict: bool,
+}
+
+/// Why the daemon stopped with an error.
+#[derive(Debug)]
+pub enum ServeError {
+    /// Entering the namespace or opening the device failed.
+    Device(DeviceError),
+    /// A FIFO could not be set up.
+    Fifo(FifoError),
+    /// The record or capture file could not be opened.
+    OpenJournal(std::io::Error),
+    /// Dropping root failed.
+    Privilege(PrivilegeError),
+    /// A FIFO path now holds something that is not ours.
+    FifoReplaced(PathBuf),
+    /// Reading the command FIFO failed.
+    ReadCommand(std::io::Error),
+}
+
+impl fmt::Display for ServeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Device(e) => write!(f, "{e}"),
+            Self::Fifo(e) => write!(f, "{e}"),
+            Self::OpenJournal(e) => write!(f, "cannot open the record or capture file: {e}"),
+            Self::Privilege(e) => write!(f, "{e}"),
+            Self::FifoReplaced(p) => {
+                write!(
+                    f,
+                    "{} was replaced by something that is not our FIFO; stopping",
+                    p.display()
+                )
+            }
+            Self::ReadCommand(e) => write!(f, "cannot read the command FIFO: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+/// State shared with the device reader thread.
+struct Shared {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+    stop: Arc<AtomicBool>,
+    journal: Journal,
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records packets that left the queue unread.
+    fn dropped(&self, items: Vec<Queued>, outcome: Outcome) {
+        for item in items {
+            let echo = wire::echo_id_seq(&item.packet);
+            warn!(id = ?echo.map(|e| e.0), seq = ?echo.map(|e| e.1), len = item.packet.len(),
+                  outcome = outcome.as_str(), "request dropped before the agent read it");
+            self.journal.entry(&entry(&item, echo, outcome));
+        }
+    }
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), ServeError> {
+    if let Some(name) = &config.netns {
+        device::enter_netns(name).map_err(ServeError::Device)?;
+    }
+    let device = Arc::new(
+        Device::open(&config.tun, config.address, config.mtu).map_err(ServeError::Device)?,
+    );
+    let cmd = Fifo::create(&config.cmd_fifo, config.owner).map_err(ServeError::Fifo)?;
+    let resp = Fifo::create(&config.resp_fifo, config.owner).map_err(ServeError::Fifo)?;
+    let reader = CommandReader::open(&config.cmd_fifo).map_err(|source| {
+        ServeError::Fifo(FifoError::Open {
+            path: config.cmd_fifo.clone(),
+            source,
+        })
+    })?;
+    let journal = Journal::open(config.record.as_deref(), config.pcap.as_deref())
+        .map_err(ServeError::OpenJournal)?;
+    if let Some(user) = &config.user {
+        privilege::drop_to(user).map_err(ServeError::Privilege)?;
+        info!(user = %user.name, uid = user.uid, gid = user.gid, "dropped root");
+    }
+    info!(tun = device.name(), address = %config.address, peer = %config.peer, netns = ?config.netns,
+          cmd = %config.cmd_fifo.display(), resp = %config.resp_fifo.display(), "bridge ready");
+    let shared = Arc::new(Shared {
+        queue: Mutex::new(Queue::new(config.queue_size, config.max_age)),
+        ready: Condvar::new(),
+        stop,
+        journal,
+    });
+    let drain = spawn_drain(Arc::clone(&device), Arc::clone(&shared));
+    let mut bridge = Bridge {
+        config,
+        device,
+        shared,
+        reader,
+        cmd,
+        resp,
+        inflight: InFlight::new(1024, ANSWER_LIMIT),
+    };
+    let result = bridge.serve();
+    bridge.shared.stop.store(true, Ordering::SeqCst);
+    if drain.join().is_err() {
+        error!("device reader thread panicked");
+    }
+    bridge.finish();
+    result
+}
+
+/// Starts the thread that drains the device into the queue.
+fn spawn_drain(device: Arc<Device>, shared: Arc<Shared>) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        while !shared.stop.load(Ordering::Relaxed) {
+            match device.recv(&mut buf, TICK) {
+                Ok(Some(n)) => arrive(&shared, Queued::now(buf[..n].to_vec())),
+                Ok(None) => {}
+                Err(e) => {
+                    error!(error = %e, "reading the TUN device failed");
+                    thread::sleep(TICK);
+                }
+            }
+        }
+    })
+}
+
+/// Queues one packet read from the device; only IPv4 reaches the agent.
+fn arrive(shared: &Shared, item: Queued) {
+    shared.journal.packet(item.arrival_wall, &item.packet);
+    if item.packet.first().map(|b| b >> 4) != Some(4) {
+        debug!(len = item.packet.len(), "non-IPv4 packet ignored");
+        return;
+    }
+    let echo = wire::echo_id_seq(&item.packet);
+    info!(id = ?echo.map(|e| e.0), seq = ?echo.map(|e| e.1), len = item.packet.len(), "request queued");
+    trace!(hex = %hex::encode(&item.packet), "request bytes");
+    let (evicted, stale) = {
+        let mut q = shared.queue();
+        let stale = q.expire(item.arrival);
+        (q.push(item), stale)
+    };
+    shared.ready.notify_all();
+    shared.dropped(stale, Outcome::Stale);
+    shared.dropped(evicted.into_iter().collect(), Outcome::Overflow);
+}
+
+/// The main thread's state.
+struct Bridge {
+    config: Config,
+    device: Arc<Device>,
+    shared: Arc<Shared>,
+    reader: CommandReader,
+    cmd: Fifo,
+    resp: Fifo,
+    inflight: InFlight,
+}
+
+impl Bridge {
+    /// Reads and answers commands until told to stop.
+    fn serve(&mut self) -> Result<(), ServeError> {
+        let mut last_check = Instant::now();
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            if last_check.elapsed() >= TICK * 5 {
+                self.check_fifos()?;
+                self.expire();
+                last_check = Instant::now();
+            }
+            match self.reader.next(TICK).map_err(ServeError::ReadCommand)? {
+                Some(Incoming::Line(line)) => self.command(&line),
+                Some(Incoming::TooLong(n)) => {
+                    warn!(len = n, "command line too long");
+                    self.answer(&Reply::Err(ProtocolError::TooLong(n).to_string()));
+                }
+                Some(Incoming::Dropped(n)) => {
+                    warn!(len = n, "unfinished command line dropped after idling")
+                }
+                None => {}
+            }
+        }
+        info!("stopping");
+        Ok(())
+    }
+
+    /// Parses one line and acts on it.
+    fn command(&mut self, line: &[u8]) {
+        match Command::parse(line, self.device.mtu()) {
+            Ok(Command::Read) => self.read(),
+            Ok(Command::Write(packet)) => {
+                let reply = self.write(packet);
+                self.answer(&reply);
+            }
+            Err(e) => {
+                warn!(reason = %e, len = line.len(), "command refused");
+                self.answer(&Reply::Err(e.to_string()));
+            }
+        }
+    }
+
+    /// Delivers an answer if its reader turns up within the grace period.
+    fn answer(&self, reply: &Reply) {
+        match Answer::wait_for_reader(&self.config.resp_fifo, self.config.reply_grace) {
+            Ok(Some(a)) => {
+                if let Err(e) = a.send(&reply.to_string(), self.config.reply_grace) {
+                    warn!(error = %e, "answer not delivered");
+                }
+            }
+            Ok(None) => warn!(answer = %first_word(reply), "nobody read the answer; discarded"),
+            Err(e) => warn!(error = %e, "cannot open the answer FIFO"),
+        }
+    }
+
+    /// READ: wait for a reader, then for a packet; hand it over or say TIMEOUT.
+    fn read(&mut self) {
+        let answer = match Answer::wait_for_reader(&self.config.resp_fifo, self.config.reply_grace)
+        {
+            Ok(Some(a)) => a,
+            Ok(None) => return warn!("READ abandoned: nobody is reading the answer FIFO"),
+            Err(e) => return warn!(error = %e, "cannot open the answer FIFO"),
+        };
+        let Some(item) = self.wait_packet(&answer) else {
+            if answer.reader_gone() {
+                return info!("READ abandoned: its reader went away");
+            }
+            if let Err(e) = answer.send(&Reply::Timeout.to_string(), self.config.reply_grace) {
+                warn!(error = %e, "TIMEOUT not delivered");
+            }
+            return info!("READ timed out");
+        };
+        let line = Reply::Packet(item.packet.clone()).to_string();
+        if let Err(e) = answer.send(&line, self.config.reply_grace) {
+            warn!(error = %e, "packet not delivered; back to the head of the queue");
+            let evicted = self.shared.queue().push_front(item);
+            self.shared.ready.notify_all();
+            self.shared
+                .dropped(evicted.into_iter().collect(), Outcome::Overflow);
+            return;
+        }
+        self.handed(item);
+    }
+
+    /// Waits for a fresh packet while the reader is there and the timeout lasts.
+    fn wait_packet(&self, answer: &Answer) -> Option<Queued> {
+        let deadline = Instant::now() + self.config.read_timeout;
+        let mut q = self.shared.queue();
+        loop {
+            let stale = q.expire(Instant::now());
+            if !stale.is_empty() {
+                drop(q);
+                self.shared.dropped(stale, Outcome::Stale);
+                q = self.shared.queue();
+                continue;
+            }
+            if let Some(item) = q.pop() {
+                return Some(item);
+            }
+            let now = Instant::now();
+            if now >= deadline || self.shared.stop.load(Ordering::Relaxed) || answer.reader_gone() {
+                return None;
+            }
+            let slice = (deadline - now).min(Duration::from_millis(50));
+            q = self
+                .shared
+                .ready
+                .wait_timeout(q, slice)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Notes a delivered request as waiting for its reply.
+    fn handed(&mut self, item: Queued) {
+        let handover = Instant::now();
+        let echo = wire::echo_id_seq(&item.packet);
+        let queue_ms = ms(handover - item.arrival);
+        info!(id = ?echo.map(|e| e.0), seq = ?echo.map(|e| e.1), len = item.packet.len(), queue_ms,
+              "request handed to the agent");
+        let evicted = self.inflight.insert(Handed {
+            request: item,
+            echo,
+            handover,
+            refused: None,
+        });
+        if let Some(old) = evicted {
+            self.unanswered(old, "in-flight table full");
+        }
+    }
+
+    /// WRITE: check, judge, and write the agent's packet.
+    fn write(&mut self, packet: Vec<u8>) -> Reply {
+        let received = Instant::now();
+        if let Err(reason) = self.egress(&packet) {
+            warn!(reason, "WRITE refused");
+            return Reply::Err(reason);
+        }
+        let echo = wire::echo_id_seq(&packet);
+        let verdict = match echo.and_then(|e| self.inflight.find_mut(e)) {
+            Some(h) => verdict::judge(&h.request.packet, &packet),
+            None => Verdict::Invalid("no matching request".into()),
+        };
+        if self.config.strict && verdict != Verdict::Valid {
+            warn!(id = ?echo.map(|e| e.0), seq = ?echo.map(|e| e.1), verdict = %verdict, "reply refused (strict)");
+            if let Some(h) = echo.and_then(|e| self.inflight.find_mut(e)) {
+                h.refused = Some(verdict.to_string());
+            }
+            return Reply::Err(verdict.to_string());
+        }
+        if let Err(e) = self.device.send(&packet) {
+            error!(error = %e, "writing to the TUN device failed");
+            return Reply::Err(format!("the TUN device refused the packet: {e}"));
+        }
+        let written = Instant::now();
+        self.shared.journal.packet(SystemTime::now(), &packet);
+        trace!(hex = %hex::encode(&packet), "reply bytes");
+        self.settle(echo, verdict, received, written);
+        Reply::Ok
+    }
+
+    /// Refuses packets that would let the agent speak as anyone but the peer, or to anyone but the host side.
+    fn egress(&self, packet: &[u8]) -> Result<(), String> {
+        let ip = wire::ipv4::Packet::new_checked(packet).map_err(|e| e.to_string())?;
+        if ip.src_addr() != self.config.peer {
+            return Err(format!(
+                "source {} is not the agent's address {}",
+                ip.src_addr(),
+                self.config.peer
+            ));
+        }
+        if ip.dst_addr() != self.config.address.addr {
+            return Err(format!(
+                "destination {} is not the host side {}",
+                ip.dst_addr(),
+                self.config.address.addr
+            ));
+        }
+        Ok(())
+    }
+
+    /// Logs and records a written reply against its request.
+    fn settle(
+        &mut self,
+        echo: Option<(u16, u16)>,
+        verdict: Verdict,
+        received: Instant,
+        written: Instant,
+    ) {
+        let write_us = (written - received).as_secs_f64() * 1e6;
+        let Some(h) = echo.and_then(|e| self.inflight.take(e)) else {
+            warn!(id = ?echo.map(|e| e.0), seq = ?echo.map(|e| e.1), verdict = %verdict, "reply written, no matching request");
+            let e = Entry {
+                arrival: rfc3339(SystemTime::now()),
+                id: echo.map(|e| e.0),
+                seq: echo.map(|e| e.1),
+                len: 0,
+                outcome: Outcome::Unmatched,
+                queue_ms: None,
+                agent_ms: None,
+                rtt_ms: None,
+                write_us: Some(write_us),
+                verdict: Some(verdict.to_string()),
+                written: true,
+                note: None,
+            };
+            return self.shared.journal.entry(&e);
+        };
+        let agent_ms = ms(received - h.handover);
+        let rtt_ms = ms(written - h.request.arrival);
+        info!(id = ?echo.map(|e| e.0), seq = ?echo.map(|e| e.1), agent_ms, rtt_ms, write_us, verdict = %verdict,
+              "reply written");
+        let mut e = entry(&h.request, h.echo, Outcome::Answered);
+        e.queue_ms = Some(ms(h.handover - h.request.arrival));
+        e.agent_ms = Some(agent_ms);
+        e.rtt_ms = Some(rtt_ms);
+        e.write_us = Some(write_us);
+        e.verdict = Some(verdict.to_string());
+        e.written = true;
+        self.shared.journal.entry(&e);
+    }
+
+    /// Records a handed-over request that got no written reply.
+    fn unanswered(&self, h: Handed, why: &str) {
+        warn!(id = ?h.echo.map(|e| e.0), seq = ?h.echo.map(|e| e.1), why, "request never answered");
+        let outcome = if h.refused.is_some() {
+            Outcome::Refused
+        } else {
+            Outcome::Unanswered
+        };
+        let mut e = entry(&h.request, h.echo, outcome);
+        e.queue_ms = Some(ms(h.handover - h.request.arrival));
+        e.verdict = h.refused;
+        e.note = Some(why.into());
+        self.shared.journal.entry(&e);
+    }
+
+    /// Drops stale queued packets and forgets long-unanswered requests.
+    fn expire(&mut self) {
+        let stale = self.shared.queue().expire(Instant::now());
+        self.shared.dropped(stale, Outcome::Stale);
+        for h in self.inflight.expire(Instant::now()) {
+            self.unanswered(h, "no reply within the answer limit");
+        }
+    }
+
+    /// Recreates a deleted FIFO; stops if one was replaced by something else.
+    fn check_fifos(&mut self) -> Result<(), ServeError> {
+        for which in [0, 1] {
+            let fifo = if which == 0 { &self.cmd } else { &self.resp };
+            match fifo.state() {
+                PathState::Ours => continue,
+                PathState::Replaced => return Err(ServeError::FifoReplaced(fifo.path().into())),
+                PathState::Missing => {}
+            }
+            let path = fifo.path().to_path_buf();
+            warn!(path = %path.display(), "FIFO was deleted; recreating it");
+            let fresh = Fifo::create(&path, self.config.owner).map_err(ServeError::Fifo)?;
+            if which == 0 {
+                self.cmd = fresh;
+                self.reader.reopen().map_err(ServeError::ReadCommand)?;
+            } else {
+                self.resp = fresh;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records what is left at shutdown.
+    fn finish(&mut self) {
+        for h in self.inflight.drain() {
+            self.unanswered(h, "bridge stopped");
+        }
+        let left: Vec<Queued> = std::iter::from_fn(|| self.shared.queue().pop()).collect();
+        if !left.is_empty() {
+            info!(count = left.len(), "packets still queued at shutdown");
+        }
+        self.shared.dropped(left, Outcome::Unanswered);
+    }
+}
+
+/// A record line for a request, timings left empty.
+fn entry(item: &Queued, echo: Option<(u16, u16)>, outcome: Outcome) -> Entry {
+    Entry {
+        arrival: rfc3339(item.arrival_wall),
+        id: echo.map(|e| e.0),
+        seq: echo.map(|e| e.1),
+        len: item.packet.len(),
+        outcome,
+        queue_ms: None,
+        agent_ms: None,
+        rtt_ms: None,
+        write_us: None,
+        verdict: None,
+        written: false,
+        note: None,
+    }
+}
+
+/// A duration in milliseconds, as a float.
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The status word of a reply, for logs that must not carry payload hex.
+fn first_word(reply: &Reply) -> &'static str {
+    match reply {
+        Reply::Packet(_) => "packet",
+        Reply::Timeout => "TIMEOUT",
+        Reply::Ok => "OK",
+        Reply::Err(_) => "ERR",
+    }
+}

@@ -1,0 +1,282 @@
+//! Shared helpers for the integration tests that need root.
+//!
+//! Each test makes its own network namespace, starts the real `tunbridge serve`
+//! inside it with FIFOs in a private directory, and pings only the agent's
+//! address inside that namespace. Nothing is configured in the machine's own
+//! namespace. Without root the tests are skipped, except under CI, where a
+//! missing privilege is a failure.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tunbridge::client::Client;
+use tunbridge::wire;
+
+/// The daemon binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_tunbridge");
+/// The agent's address inside the test namespace.
+pub const PEER: &str = "192.0.2.2";
+
+/// True when the test can run; false (after saying so) when it must be skipped.
+pub fn root_or_skip(name: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{name}: integration tests need root under CI"
+    );
+    eprintln!("skipped {name}: needs root for network namespaces and TUN");
+    false
+}
+
+/// A network namespace of our own, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// Creates `tbt-<tag>-<pid>` with its loopback up.
+    pub fn new(tag: &str) -> Netns {
+        let name = format!("tbt-{tag}-{}", std::process::id());
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(Stdio::null())
+            .status();
+        run("ip", &["netns", "add", &name]);
+        run("ip", &["-n", &name, "link", "set", "lo", "up"]);
+        Netns { name }
+    }
+
+    /// Runs a command inside the namespace and returns its output.
+    pub fn exec(&self, args: &[&str]) -> Output {
+        let mut full = vec!["netns", "exec", &self.name];
+        full.extend_from_slice(args);
+        Command::new("ip")
+            .args(&full)
+            .output()
+            .expect("ip netns exec")
+    }
+
+    /// Pings the agent `count` times with `size` data bytes, waiting up to `wait` s per reply.
+    pub fn ping(&self, size: usize, count: u32, wait: u32) -> Output {
+        let (s, c, w) = (size.to_string(), count.to_string(), wait.to_string());
+        self.exec(&["ping", "-n", "-c", &c, "-W", &w, "-s", &s, PEER])
+    }
+
+    /// Starts a ping in the background.
+    pub fn spawn_ping(&self, size: usize, count: u32, wait: u32) -> Child {
+        let (s, c, w) = (size.to_string(), count.to_string(), wait.to_string());
+        Command::new("ip")
+            .args([
+                "netns", "exec", &self.name, "ping", "-n", "-c", &c, "-W", &w, "-s", &s, PEER,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ping")
+    }
+
+    /// Whether a link of this name exists in the namespace.
+    pub fn has_link(&self, link: &str) -> bool {
+        Command::new("ip")
+            .args(["-n", &self.name, "link", "show", link])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+fn run(cmd: &str, args: &[&str]) {
+    let status = Command::new(cmd).args(args).status().expect(cmd);
+    assert!(status.success(), "{cmd} {args:?} failed");
+}
+
+/// A private directory for FIFOs and records, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("tbt-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `tunbridge serve`, stopped with SIGTERM on drop.
+pub struct Bridge {
+    pub child: Child,
+    pub cmd: PathBuf,
+    pub resp: PathBuf,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Bridge {
+    /// Starts the daemon in `ns` with FIFOs in `dir` and any extra flags; waits until it is ready.
+    pub fn start(ns: &Netns, dir: &TempDir, extra: &[&str]) -> Bridge {
+        let (cmd, resp) = (dir.join("cmd"), dir.join("resp"));
+        let mut args: Vec<String> = vec!["serve".into(), "--netns".into(), ns.name.clone()];
+        args.extend(["--cmd-fifo".into(), cmd.display().to_string()]);
+        args.extend(["--resp-fifo".into(), resp.display().to_string()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .env_remove("SUDO_UID")
+            .env_remove("SUDO_GID")
+            .env_remove("SUDO_USER")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tunbridge");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[bridge] {line}");
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let bridge = Bridge {
+            child,
+            cmd,
+            resp,
+            log,
+        };
+        bridge.wait_log("bridge ready", Duration::from_secs(10));
+        bridge
+    }
+
+    /// Waits until a log line contains `text`; panics after `limit`.
+    pub fn wait_log(&self, text: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(l) = self.log.lock().unwrap().iter().find(|l| l.contains(text)) {
+                return l.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {text:?}: {:#?}",
+                self.log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// How many log lines contain `text`.
+    pub fn count_log(&self, text: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(text))
+            .count()
+    }
+
+    /// A client for this bridge's FIFOs.
+    pub fn client(&self) -> Client {
+        Client {
+            cmd_fifo: self.cmd.clone(),
+            resp_fifo: self.resp.clone(),
+            timeout: Duration::from_secs(40),
+        }
+    }
+
+    /// One exchange, panicking on a client failure.
+    pub fn exchange(&self, line: &str) -> String {
+        self.client()
+            .exchange(line)
+            .unwrap_or_else(|e| panic!("{line:?}: {e}"))
+    }
+
+    /// Sends a raw command line through the CLI binary, as an agent would.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut full: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        full.extend(["--cmd-fifo".into(), self.cmd.display().to_string()]);
+        full.extend(["--resp-fifo".into(), self.resp.display().to_string()]);
+        Command::new(BIN)
+            .args(&full)
+            .output()
+            .expect("tunbridge client")
+    }
+
+    /// Whether the daemon is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Sends a signal and waits for the exit status.
+    pub fn stop_with(&mut self, signal: nix::sys::signal::Signal) -> ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, signal);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "bridge did not exit after {signal}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        if self.alive() {
+            self.stop_with(nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+}
+
+/// Answers one request with the reference reply (optionally changed by `spoil`); returns the WRITE answer.
+pub fn answer_one(bridge: &Bridge, spoil: impl Fn(&mut Vec<u8>)) -> String {
+    let line = bridge.exchange("READ");
+    assert_ne!(line, "TIMEOUT", "no request reached the agent");
+    let request = hex::decode(&line).unwrap_or_else(|_| panic!("READ answer is not hex: {line:?}"));
+    let mut reply = wire::echo_reply(&request).expect("an echo request");
+    spoil(&mut reply);
+    bridge.exchange(&format!("WRITE {}", hex::encode(&reply)))
+}
+
+/// Writes raw bytes to a FIFO, as a shell redirection would.
+pub fn write_raw(path: &Path, data: &[u8]) {
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all(data).unwrap();
+}
+
+/// Checks that ping's output reports `n` replies received.
+pub fn assert_received(out: &Output, n: u32) {
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("{n} received")),
+        "ping did not get {n} replies:\n{text}"
+    );
+}
