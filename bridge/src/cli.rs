@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use crate::client::Client;
 use crate::device::Ipv4Cidr;
@@ -43,30 +43,9 @@ pub enum Cmd {
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Output format.
-        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
-        format: ReportFormat,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
-}
-
-/// Report output formats.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ReportFormat {
-    /// An aligned table for the terminal.
-    Text,
-    /// A GitHub markdown table.
-    Markdown,
-    /// JSON.
-    Json,
-}
-
-impl From<ReportFormat> for Format {
-    fn from(f: ReportFormat) -> Format {
-        match f {
-            ReportFormat::Text => Format::Text,
-            ReportFormat::Markdown => Format::Markdown,
-            ReportFormat::Json => Format::Json,
-        }
-    }
 }
 
 /// Where the FIFOs are; shared by the daemon and the client.

@@ -1,5 +1,6 @@
 //! `tunbridge`: parse the command line, start tracing, run one subcommand.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ fn main() -> ExitCode {
                 .client()
                 .exchange(&format!("WRITE {}", hex.join(" "))),
         ),
-        Cmd::Report { files, format } => match report::run(&files, format.into()) {
+        Cmd::Report { files, format } => match report::run(&files, format) {
             Ok(table) => {
                 print!("{table}");
                 ExitCode::SUCCESS
@@ -35,6 +36,7 @@ fn serve(args: &tunbridge::cli::ServeArgs) -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let config = match args.config() {
         Ok(c) => c,

@@ -123,8 +123,13 @@ impl Shared {
     fn dropped(&self, items: Vec<Queued>, outcome: Outcome) {
         for item in items {
             let echo = wire::echo_id_seq(&item.packet);
-            warn!(id = ?echo.map(|e| e.0), seq = ?echo.map(|e| e.1), len = item.packet.len(),
-                  outcome = outcome.as_str(), "request dropped before the agent read it");
+            warn!(
+                id = echo.map(|e| e.0),
+                seq = echo.map(|e| e.1),
+                len = item.packet.len(),
+                outcome = outcome.as_str(),
+                "request dropped before the agent read it"
+            );
             self.journal.entry(&entry(&item, echo, outcome));
         }
     }
@@ -204,7 +209,12 @@ fn arrive(shared: &Shared, item: Queued) {
         return;
     }
     let echo = wire::echo_id_seq(&item.packet);
-    info!(id = ?echo.map(|e| e.0), seq = ?echo.map(|e| e.1), len = item.packet.len(), "request queued");
+    info!(
+        id = echo.map(|e| e.0),
+        seq = echo.map(|e| e.1),
+        len = item.packet.len(),
+        "request queued"
+    );
     trace!(hex = %hex::encode(&item.packet), "request bytes");
     let (evicted, stale) = {
         let mut q = shared.queue();
@@ -344,8 +354,13 @@ impl Bridge {
         let handover = Instant::now();
         let echo = wire::echo_id_seq(&item.packet);
         let queue_ms = ms(handover - item.arrival);
-        info!(id = ?echo.map(|e| e.0), seq = ?echo.map(|e| e.1), len = item.packet.len(), queue_ms,
-              "request handed to the agent");
+        info!(
+            id = echo.map(|e| e.0),
+            seq = echo.map(|e| e.1),
+            len = item.packet.len(),
+            queue_ms,
+            "request handed to the agent"
+        );
         let evicted = self.inflight.insert(Handed {
             request: item,
             echo,
@@ -370,7 +385,7 @@ impl Bridge {
             None => Verdict::Invalid("no matching request".into()),
         };
         if self.config.strict && verdict != Verdict::Valid {
-            warn!(id = ?echo.map(|e| e.0), seq = ?echo.map(|e| e.1), verdict = %verdict, "reply refused (strict)");
+            warn!(id = echo.map(|e| e.0), seq = echo.map(|e| e.1), verdict = %verdict, "reply refused (strict)");
             if let Some(h) = echo.and_then(|e| self.inflight.find_mut(e)) {
                 h.refused = Some(verdict.to_string());
             }
@@ -417,7 +432,7 @@ impl Bridge {
     ) {
         let write_us = (written - received).as_secs_f64() * 1e6;
         let Some(h) = echo.and_then(|e| self.inflight.take(e)) else {
-            warn!(id = ?echo.map(|e| e.0), seq = ?echo.map(|e| e.1), verdict = %verdict, "reply written, no matching request");
+            warn!(id = echo.map(|e| e.0), seq = echo.map(|e| e.1), verdict = %verdict, "reply written, no matching request");
             let e = Entry {
                 arrival: rfc3339(SystemTime::now()),
                 id: echo.map(|e| e.0),
@@ -436,7 +451,7 @@ impl Bridge {
         };
         let agent_ms = ms(received - h.handover);
         let rtt_ms = ms(written - h.request.arrival);
-        info!(id = ?echo.map(|e| e.0), seq = ?echo.map(|e| e.1), agent_ms, rtt_ms, write_us, verdict = %verdict,
+        info!(id = echo.map(|e| e.0), seq = echo.map(|e| e.1), agent_ms, rtt_ms, write_us, verdict = %verdict,
               "reply written");
         let mut e = entry(&h.request, h.echo, Outcome::Answered);
         e.queue_ms = Some(ms(h.handover - h.request.arrival));
@@ -450,7 +465,12 @@ impl Bridge {
 
     /// Records a handed-over request that got no written reply.
     fn unanswered(&self, h: Handed, why: &str) {
-        warn!(id = ?h.echo.map(|e| e.0), seq = ?h.echo.map(|e| e.1), why, "request never answered");
+        warn!(
+            id = h.echo.map(|e| e.0),
+            seq = h.echo.map(|e| e.1),
+            why,
+            "request never answered"
+        );
         let outcome = if h.refused.is_some() {
             Outcome::Refused
         } else {
