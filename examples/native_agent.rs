@@ -6,6 +6,7 @@
 //! integration tests and the benchmarks.
 //!
 //! Usage: `cargo run --example native_agent -- [--count N] [--cmd-fifo P] [--resp-fifo P] [--corrupt icmp|ip|src]`
+//! (the FIFO paths also come from `TUNBRIDGE_CMD_FIFO` / `TUNBRIDGE_RESP_FIFO`, as for `tunbridge`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,9 +23,10 @@ struct Options {
 }
 
 fn options() -> Result<Options, String> {
+    let env_or = |key: &str, default: &str| PathBuf::from(std::env::var(key).unwrap_or_else(|_| default.into()));
     let mut client = Client {
-        cmd_fifo: PathBuf::from("/tmp/tun_cmd"),
-        resp_fifo: PathBuf::from("/tmp/tun_resp"),
+        cmd_fifo: env_or("TUNBRIDGE_CMD_FIFO", "/tmp/tun_cmd"),
+        resp_fifo: env_or("TUNBRIDGE_RESP_FIFO", "/tmp/tun_resp"),
         timeout: Duration::from_secs(40),
     };
     let (mut count, mut corrupt) = (None, None);

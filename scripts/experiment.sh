@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# The experiment in one command: starts the bridge in a private network namespace
+# with a record, runs the agent once per ping, sends the pings one at a time, and
+# prints a results table. Cleans up on exit or Ctrl-C.
+#
+#   scripts/experiment.sh [--agent claude|native|dry-run] [--count N] [--model NAME]
+#                         [--prompt FILE] [--out DIR] [--ping-wait S]
+#
+# --agent claude   the real Claude Code client, `claude -p "/ping-respond"`, with your
+#                  ANTHROPIC_* environment (the default)
+# --agent dry-run  the same client against a scripted model server on 127.0.0.1:
+#                  checks the whole set-up without an API key
+# --agent native   the non-LLM baseline (examples/native_agent.rs)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+AGENT=claude COUNT=3 MODEL="" PROMPT="prompts/ping-respond.md" OUT="" PING_WAIT=180
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+while (($#)); do
+    case $1 in
+        --agent) AGENT=${2:?--agent needs a value}; shift 2 ;;
+        --count) COUNT=${2:?--count needs a value}; shift 2 ;;
+        --model) MODEL=${2:?--model needs a value}; shift 2 ;;
+        --prompt) PROMPT=${2:?--prompt needs a value}; shift 2 ;;
+        --out) OUT=${2:?--out needs a value}; shift 2 ;;
+        --ping-wait) PING_WAIT=${2:?--ping-wait needs a value}; shift 2 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "experiment.sh: unknown flag $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+case $AGENT in claude|native|dry-run) ;; *) echo "experiment.sh: --agent must be claude, native or dry-run" >&2; exit 2 ;; esac
+[[ $COUNT =~ ^[1-9][0-9]*$ ]] || { echo "experiment.sh: --count must be a positive number" >&2; exit 2; }
+[[ -f $PROMPT ]] || { echo "experiment.sh: prompt $PROMPT not found" >&2; exit 2; }
+OUT=${OUT:-out/$(date +%Y%m%d-%H%M%S)-$AGENT}
+
+say() { printf '==> %s\n' "$*"; }
+
+# --- before root: find the client, check credentials, build ---------------------
+CLAUDE=""
+if [[ $AGENT != native ]]; then
+    CLAUDE=$(command -v claude || true)
+    [[ -z $CLAUDE && -x node_modules/.bin/claude ]] && CLAUDE=$ROOT/node_modules/.bin/claude
+    if [[ -z $CLAUDE ]]; then
+        echo "experiment.sh: Claude Code is not installed." >&2
+        echo "  install the pinned client here:  npm ci      (or: npm install -g @anthropic-ai/claude-code)" >&2
+        exit 2
+    fi
+fi
+if [[ $AGENT == claude && -z ${ANTHROPIC_API_KEY:-}${ANTHROPIC_AUTH_TOKEN:-}${CLAUDE_CODE_OAUTH_TOKEN:-} \
+      && ! -f ${HOME}/.claude/.credentials.json ]]; then
+    echo "experiment.sh: Claude Code has no credentials (set ANTHROPIC_API_KEY, or run \`claude\` once to log in)." >&2
+    echo "  to check the set-up without an API key:  scripts/experiment.sh --agent dry-run --count $COUNT" >&2
+    exit 2
+fi
+if [[ $(id -u) -ne 0 ]]; then
+    say "building tunbridge (cargo build --release)"
+    cargo build --release -q -p tunbridge --bin tunbridge --example native_agent
+    say "the bridge needs root for the TUN device; re-running with sudo"
+    exec sudo --preserve-env=ANTHROPIC_API_KEY,ANTHROPIC_AUTH_TOKEN,ANTHROPIC_BASE_URL,ANTHROPIC_MODEL,CLAUDE_CODE_OAUTH_TOKEN,HOME \
+        "$0" --agent "$AGENT" --count "$COUNT" --prompt "$PROMPT" --out "$OUT" --ping-wait "$PING_WAIT" ${MODEL:+--model "$MODEL"}
+fi
+if [[ ! -x target/release/tunbridge || ! -x target/release/examples/native_agent ]]; then
+    say "building tunbridge (cargo build --release)"
+    cargo build --release -q -p tunbridge --bin tunbridge --example native_agent
+fi
+
+# --- set-up ----------------------------------------------------------------------
+RUN_USER=${SUDO_USER:-root}
+as_user() { if [[ $RUN_USER != root ]]; then sudo -u "$RUN_USER" --preserve-env "$@"; else "$@"; fi; }
+NETNS=tbx-$$
+WORK=$(mktemp -d /tmp/tunbridge-exp.XXXXXX)
+chmod 755 "$WORK"
+mkdir -p "$OUT"
+[[ $RUN_USER != root ]] && chown "$RUN_USER" "$OUT" "$WORK"
+export TUNBRIDGE_CMD_FIFO=$WORK/tun_cmd TUNBRIDGE_RESP_FIFO=$WORK/tun_resp
+export PATH=$ROOT/target/release:$PATH
+BRIDGE_PID="" MODEL_PID="" PING_PID=""
+
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    [[ -n $PING_PID ]] && kill "$PING_PID" 2>/dev/null || true
+    [[ -n $MODEL_PID ]] && kill "$MODEL_PID" 2>/dev/null || true
+    if [[ -n $BRIDGE_PID ]]; then kill -TERM "$BRIDGE_PID" 2>/dev/null || true; wait "$BRIDGE_PID" 2>/dev/null || true; fi
+    ip netns del "$NETNS" 2>/dev/null || true
+    rm -rf "$WORK"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'echo; say "interrupted"; exit 130' INT TERM
+
+say "network namespace $NETNS (the host's networking is not touched)"
+ip netns add "$NETNS"
+ip -n "$NETNS" link set lo up
+say "starting the bridge; record: $OUT/records.jsonl"
+tunbridge serve --netns "$NETNS" --record "$OUT/records.jsonl" --pcap "$OUT/capture.pcap" \
+    2> "$OUT/bridge.log" &
+BRIDGE_PID=$!
+for _ in $(seq 100); do [[ -p $TUNBRIDGE_RESP_FIFO ]] && break; sleep 0.1; done
+[[ -p $TUNBRIDGE_RESP_FIFO ]] || { echo "experiment.sh: the bridge did not start:" >&2; cat "$OUT/bridge.log" >&2; exit 1; }
+
+if [[ $AGENT == dry-run ]]; then
+    python3 examples/dry_run_model.py --port 0 --log "$OUT/model-requests.jsonl" > "$WORK/model.out" 2>&1 &
+    MODEL_PID=$!
+    for _ in $(seq 100); do grep -q "listening on" "$WORK/model.out" 2>/dev/null && break; sleep 0.1; done
+    URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$WORK/model.out" | head -1)
+    [[ -n $URL ]] || { echo "experiment.sh: the dry-run model did not start:" >&2; cat "$WORK/model.out" >&2; exit 1; }
+    say "dry-run model at $URL"
+    export ANTHROPIC_BASE_URL=$URL ANTHROPIC_API_KEY=dry-run
+    export CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 DISABLE_TELEMETRY=1 DISABLE_AUTOUPDATER=1
+fi
+run_agent() {   # $1: ping number
+    case $AGENT in
+        native) target/release/examples/native_agent --count 1 > "$OUT/agent-$1.txt" 2>&1 ;;
+        *) as_user "$CLAUDE" -p "$(prompt_text)" --output-format json --settings "$ROOT/.claude/settings.json" \
+               ${MODEL:+--model "$MODEL"} > "$OUT/claude-$1.json" 2> "$OUT/claude-$1.err" ;;
+    esac
+}
+prompt_text() {   # the default prompt through its slash command; another prompt as text
+    if [[ $PROMPT == prompts/ping-respond.md ]]; then echo "/ping-respond"; else cat "$PROMPT"; fi
+}
+
+# --- the pings, one at a time ----------------------------------------------------
+say "agent: $AGENT${MODEL:+ ($MODEL)}, prompt: $PROMPT, pings: $COUNT"
+for i in $(seq "$COUNT"); do
+    ip netns exec "$NETNS" ping -n -c 1 -W "$PING_WAIT" 192.0.2.2 > "$OUT/ping-$i.txt" 2>&1 &
+    PING_PID=$!
+    start=$(date +%s)
+    t0=$(date +%s.%N)
+    run_agent "$i" &
+    agent=$!
+    while kill -0 "$agent" 2>/dev/null; do
+        printf '\r    ping %d/%d: waiting for the agent (%d s)' "$i" "$COUNT" $(( $(date +%s) - start ))
+        sleep 1
+    done
+    agent_status=0; wait "$agent" || agent_status=$?
+    printf '%d\t%s\t%s\t%d\n' "$i" "$t0" "$(date +%s.%N)" "$agent_status" >> "$OUT/timeline.tsv"
+    wait "$PING_PID" 2>/dev/null || true
+    PING_PID=""
+    rtt=$(grep -o 'time=[0-9.]* ms' "$OUT/ping-$i.txt" | head -1 || true)
+    printf '\r    ping %d/%d: %s (agent exit %d)            \n' "$i" "$COUNT" "${rtt:-no reply}" "$agent_status"
+done
+
+kill -TERM "$BRIDGE_PID" 2>/dev/null || true
+wait "$BRIDGE_PID" 2>/dev/null || true
+BRIDGE_PID=""
+python3 scripts/lib/experiment_table.py --out "$OUT" --agent "$AGENT" --model "${MODEL:-default}" \
+    --prompt "$PROMPT" --count "$COUNT" > "$OUT/summary.md"
+[[ $RUN_USER != root ]] && chown -R "$RUN_USER" "$OUT"
+echo
+cat "$OUT/summary.md"
+say "results in $OUT: records.jsonl, summary.md, capture.pcap, bridge.log"
