@@ -176,25 +176,26 @@ def after_read(output: str, write_cmd: str) -> dict:
     return bash_turn(say, write_cmd.format(hex=reply.hex()), "Write the echo reply to the TUN bridge", "write")
 
 
-def after_write(output: str, command: str) -> dict:
+def after_write(output: str, command: str, write_cmd: str) -> dict:
     status = output.strip().splitlines()[-1].strip() if output.strip() else "(no output)"
-    hexpart = command.split()[-1]
-    try:
-        _, f = echo_reply_fields(bytes.fromhex(hexpart))
-    except ValueError:
-        f = None
+    hexpart = command[len(write_cmd.split("{")[0]):]
+    f = reply_fields("".join(c for c in hexpart if c in string.hexdigits))
     if status == "OK" and f:
         return text_turn(f"Replied to the echo request from {f['dst']} (id 0x{f['id']:04x}, "
                          f"seq {f['seq']}): write returned OK.")
     return text_turn(f"The write returned {status!r}; the reply was not accepted.")
 
 
-def echo_reply_fields(reply: bytes):
-    """The fields of a reply we built (src/dst are the reply's own)."""
-    hlen = (reply[0] & 0x0F) * 4
-    return reply, {"dst": ".".join(str(b) for b in reply[16:20]),
-                   "id": int.from_bytes(reply[hlen + 4:hlen + 6], "big"),
-                   "seq": int.from_bytes(reply[hlen + 6:hlen + 8], "big")}
+def reply_fields(hexstr: str):
+    """Destination, identifier and sequence of a reply we built, or None."""
+    try:
+        reply = bytes.fromhex(hexstr)
+        hlen = (reply[0] & 0x0F) * 4
+        return {"dst": ".".join(str(b) for b in reply[16:20]),
+                "id": int.from_bytes(reply[hlen + 4:hlen + 6], "big"),
+                "seq": int.from_bytes(reply[hlen + 6:hlen + 8], "big")}
+    except (ValueError, IndexError):
+        return None
 
 
 def decide(body: dict, cfg) -> dict:
@@ -211,7 +212,7 @@ def decide(body: dict, cfg) -> dict:
     if command == cfg.read_cmd:
         return after_read(output, cfg.write_cmd)
     if command.startswith(cfg.write_cmd.split("{")[0]):
-        return after_write(output, command)
+        return after_write(output, command, cfg.write_cmd)
     return text_turn(f"Unexpected tool result for `{command}`; stopping.")
 
 
@@ -274,6 +275,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+        try:
+            self.answer(raw)
+        except Exception as err:  # a bug here must not leave the client waiting
+            self.server.record(self, raw, {}, f"error: {err!r}")
+            self.send_json(500, {"type": "error", "error": {"type": "api_error", "message": repr(err)}})
+
+    def answer(self, raw: bytes) -> None:
         try:
             body = json.loads(raw or b"{}")
         except json.JSONDecodeError:
