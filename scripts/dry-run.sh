@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# End-to-end check of the Claude Code harness without a model: starts the scripted model
+# server (examples/dry_run_model.py) on a free loopback port and runs the real, pinned
+# Claude Code client as `claude -p "/ping-respond" --output-format json` against it, in the
+# default permission mode with only the project's .claude/settings.json, against whatever
+# bridge is serving the FIFOs. Prints Claude Code's JSON result and the model's request log,
+# and fails unless both commands ran without a permission denial.
+#
+#   scripts/dry-run.sh                 against a running bridge (default FIFOs /tmp/tun_cmd, /tmp/tun_resp)
+#   scripts/dry-run.sh --with-bridge   as root: its own namespace, bridge and one ping; checks ping got the reply
+#   scripts/dry-run.sh --out DIR       keep the artifacts (model log, JSON result, stderr) in DIR
+#
+#   TUNBRIDGE=path/to/tunbridge        the binary the prompt's `tunbridge` resolves to
+#                                      (default: tunbridge on PATH, else target/release/tunbridge)
+#   TUNBRIDGE_CMD_FIFO, TUNBRIDGE_RESP_FIFO   other FIFO paths, honoured by tunbridge itself
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+WITH_BRIDGE="" OUT=""
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --with-bridge) WITH_BRIDGE=1; shift ;;
+        --out) OUT=${2:?--out needs a directory}; shift 2 ;;
+        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "dry-run.sh: unknown argument: $1 (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+say() { echo "==> $*"; }
+die() { echo "dry-run.sh: $*" >&2; exit 1; }
+
+WORK=$(mktemp -d /tmp/tunbridge-dry-run.XXXXXX)
+OUT=${OUT:-$WORK/out}
+mkdir -p "$OUT"
+MODEL_PID="" BRIDGE_PID="" PING_PID="" NETNS=""
+cleanup() {
+    [[ -n $PING_PID ]] && kill "$PING_PID" 2>/dev/null || true
+    [[ -n $MODEL_PID ]] && kill "$MODEL_PID" 2>/dev/null || true
+    if [[ -n $BRIDGE_PID ]]; then
+        kill "$BRIDGE_PID" 2>/dev/null || true
+        wait "$BRIDGE_PID" 2>/dev/null || true
+    fi
+    if [[ -n $NETNS ]]; then
+        say "deleting network namespace $NETNS"
+        ip netns del "$NETNS" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# --- the pieces ------------------------------------------------------------------------
+CLAUDE=$ROOT/node_modules/.bin/claude
+[[ -x $CLAUDE ]] || CLAUDE=$(command -v claude || true)
+[[ -n $CLAUDE ]] || die "Claude Code is not installed; run \`npm ci\` here"
+say "Claude Code: $CLAUDE ($("$CLAUDE" --version))"
+
+BIN=${TUNBRIDGE:-$(command -v tunbridge || echo "$ROOT/target/release/tunbridge")}
+[[ -x $BIN ]] || die "no tunbridge binary at $BIN; run \`cargo build --release\` or set TUNBRIDGE"
+# The prompt runs plain `tunbridge`, so the chosen binary goes first on PATH under that name.
+mkdir -p "$WORK/bin"
+ln -s "$(realpath "$BIN")" "$WORK/bin/tunbridge"
+export PATH=$WORK/bin:$PATH
+say "tunbridge: $BIN"
+
+# The slash command must carry the prompt unchanged below its front matter.
+if ! diff -q <(awk 'n>=2; /^---$/ && n<2 {n++}' .claude/commands/ping-respond.md) prompts/ping-respond.md >/dev/null; then
+    die ".claude/commands/ping-respond.md differs from prompts/ping-respond.md below its front matter"
+fi
+say "/ping-respond carries prompts/ping-respond.md unchanged"
+
+CMD_FIFO=${TUNBRIDGE_CMD_FIFO:-/tmp/tun_cmd} RESP_FIFO=${TUNBRIDGE_RESP_FIFO:-/tmp/tun_resp}
+if [[ -n $WITH_BRIDGE ]]; then
+    [[ $(id -u) -eq 0 ]] || die "--with-bridge needs root (TUN device, network namespace)"
+    [[ -p $CMD_FIFO ]] && die "a bridge already serves $CMD_FIFO; stop it or run without --with-bridge"
+    NETNS=tbdry$$
+    say "creating network namespace $NETNS and starting the bridge in it"
+    ip netns add "$NETNS"
+    ip -n "$NETNS" link set lo up
+    "$BIN" serve --netns "$NETNS" --keep-root --record "$OUT/records.jsonl" 2> "$OUT/bridge.log" &
+    BRIDGE_PID=$!
+    for _ in $(seq 100); do [[ -p $RESP_FIFO ]] && break; sleep 0.1; done
+    [[ -p $RESP_FIFO ]] || { cat "$OUT/bridge.log" >&2; die "the bridge did not start"; }
+    say "pinging 192.0.2.2 once from $NETNS (waits up to 60 s for the reply)"
+    ip netns exec "$NETNS" ping -c1 -W 60 192.0.2.2 > "$OUT/ping.txt" 2>&1 &
+    PING_PID=$!
+fi
+[[ -p $CMD_FIFO && -p $RESP_FIFO ]] \
+    || die "no bridge is serving $CMD_FIFO and $RESP_FIFO; start one (scripts/bridge.sh) or use --with-bridge"
+
+# --- the model -------------------------------------------------------------------------
+python3 examples/dry_run_model.py --port 0 --log "$OUT/model-requests.jsonl" > "$WORK/model.out" 2>&1 &
+MODEL_PID=$!
+for _ in $(seq 100); do grep -q "listening on" "$WORK/model.out" 2>/dev/null && break; sleep 0.1; done
+URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$WORK/model.out" | head -1 || true)
+[[ -n $URL ]] || { cat "$WORK/model.out" >&2; die "the dry-run model did not start"; }
+say "dry-run model at $URL"
+
+# --- the run ---------------------------------------------------------------------------
+# A throwaway config dir: no user-level allow rule, trust or login can help the run along,
+# so only the project grants the two commands: --settings .claude/settings.json and the
+# slash command's allowed-tools (either alone is enough). Default permission mode.
+say "running: claude -p \"/ping-respond\" --output-format json --permission-mode default --settings .claude/settings.json"
+status=0
+env -u ANTHROPIC_MODEL -u ANTHROPIC_AUTH_TOKEN -u CLAUDE_CODE_OAUTH_TOKEN \
+    ANTHROPIC_BASE_URL="$URL" ANTHROPIC_API_KEY=dry-run \
+    CLAUDE_CONFIG_DIR="$WORK/config" DISABLE_TELEMETRY=1 DISABLE_AUTOUPDATER=1 \
+    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
+    "$CLAUDE" -p "/ping-respond" --output-format json --permission-mode default \
+    --settings "$ROOT/.claude/settings.json" > "$OUT/claude.json" 2> "$OUT/claude.err" || status=$?
+say "Claude Code exited with $status; its JSON result:"
+python3 -m json.tool "$OUT/claude.json" 2>/dev/null || cat "$OUT/claude.json"
+# Claude Code notes on stderr that it ignores the untrusted project's allow rules; the
+# same rules arrive through --settings, so that line is expected.
+grep -v "this workspace has not been trusted" "$OUT/claude.err" >&2 || true
+touch "$OUT/model-requests.jsonl"
+
+say "requests the model received:"
+python3 - "$OUT/model-requests.jsonl" <<'EOF'
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    cmd = " ".join(c[:48] + ("..." if len(c) > 48 else "") for c in r.get("tool_use", []))
+    print(f"  {r['method']:4} {r['path']:24} {r['bytes']:7} bytes  tools={r['tools']:2} "
+          f"messages={r['messages']:2}  -> {r['answer']} {cmd}")
+EOF
+
+# --- the verdict -----------------------------------------------------------------------
+python3 - "$OUT/claude.json" "$OUT/model-requests.jsonl" <<'EOF' || exit 1
+import json, sys
+try:
+    result = json.load(open(sys.argv[1]))
+except ValueError:
+    sys.exit("FAIL: Claude Code printed no JSON result")
+answers = [json.loads(l)["answer"] for l in open(sys.argv[2])]
+problems = []
+if result.get("is_error"):
+    problems.append(f"Claude Code reported an error: {result.get('result')!r}")
+if result.get("permission_denials"):
+    problems.append(f"permission denied: {[d['tool_input']['command'][:60] for d in result['permission_denials']]}")
+if "read" not in answers:
+    problems.append("the model never asked for the read")
+for p in problems:
+    print("FAIL:", p)
+if problems:
+    sys.exit(1)
+wrote = "write" in answers
+print(f"PASS: {'read and write' if wrote else 'read'} ran without approval in default mode; "
+      f"{result.get('num_turns')} turns, {result['usage']['input_tokens']} input tokens, "
+      f"${result.get('total_cost_usd')}; report: {result.get('result')}")
+EOF
+[[ $status -eq 0 ]] || die "Claude Code exited with $status"
+
+if [[ -n $PING_PID ]]; then
+    say "waiting for ping"
+    ping_status=0
+    wait "$PING_PID" || ping_status=$?
+    PING_PID=""
+    cat "$OUT/ping.txt"
+    [[ $ping_status -eq 0 ]] || die "ping got no reply"
+    say "PASS: ping got the reply"
+fi
