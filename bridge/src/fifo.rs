@@ -256,6 +256,11 @@ impl CommandReader {
         }
     }
 
+    /// When the bytes that completed the last event were read from the FIFO.
+    pub fn received(&self) -> Instant {
+        self.last_data
+    }
+
     /// Reopens the FIFO, as after it was recreated at its path.
     pub fn reopen(&mut self) -> io::Result<()> {
         self.file = open_read(&self.path)?;

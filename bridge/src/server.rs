@@ -248,10 +248,11 @@ impl Bridge {
                 last_check = Instant::now();
             }
             match self.reader.next(TICK).map_err(ServeError::ReadCommand)? {
-                Some(Incoming::Line(line)) => self.command(&line),
+                Some(Incoming::Line(line)) => self.command(&line, self.reader.received()),
                 Some(Incoming::TooLong(n)) => {
                     warn!(len = n, "command line too long");
-                    self.answer(&Reply::Err(ProtocolError::TooLong(n).to_string()));
+                    let reply = Reply::Err(ProtocolError::TooLong(n).to_string());
+                    self.answer(&reply, self.reader.received());
                 }
                 Some(Incoming::Dropped(n)) => {
                     warn!(len = n, "unfinished command line dropped after idling")
@@ -263,24 +264,31 @@ impl Bridge {
         Ok(())
     }
 
-    /// Parses one line and acts on it.
-    fn command(&mut self, line: &[u8]) {
+    /// Parses one line, read from the FIFO at `received`, and acts on it.
+    fn command(&mut self, line: &[u8], received: Instant) {
         match Command::parse(line, self.device.mtu()) {
-            Ok(Command::Read) => self.read(),
+            Ok(Command::Read) => self.read(received),
             Ok(Command::Write(packet)) => {
                 let reply = self.write(packet);
-                self.answer(&reply);
+                self.answer(&reply, received);
             }
             Err(e) => {
                 warn!(reason = %e, len = line.len(), "command refused");
-                self.answer(&Reply::Err(e.to_string()));
+                self.answer(&Reply::Err(e.to_string()), received);
             }
         }
     }
 
+    /// What is left of the grace period of a command read at `received`. An answer waits
+    /// for its reader at most the grace period after its command arrived, so a burst of
+    /// unread commands is given up on within one period, not one period per command.
+    fn grace_left(&self, received: Instant) -> Duration {
+        self.config.reply_grace.saturating_sub(received.elapsed())
+    }
+
     /// Delivers an answer if its reader turns up within the grace period.
-    fn answer(&self, reply: &Reply) {
-        match Answer::wait_for_reader(&self.config.resp_fifo, self.config.reply_grace) {
+    fn answer(&self, reply: &Reply, received: Instant) {
+        match Answer::wait_for_reader(&self.config.resp_fifo, self.grace_left(received)) {
             Ok(Some(a)) => {
                 if let Err(e) = a.send(&reply.to_string(), self.config.reply_grace) {
                     warn!(error = %e, "answer not delivered");
@@ -292,13 +300,13 @@ impl Bridge {
     }
 
     /// READ: wait for a reader, then for a packet; hand it over or say TIMEOUT.
-    fn read(&mut self) {
-        let answer = match Answer::wait_for_reader(&self.config.resp_fifo, self.config.reply_grace)
-        {
-            Ok(Some(a)) => a,
-            Ok(None) => return warn!("READ abandoned: nobody is reading the answer FIFO"),
-            Err(e) => return warn!(error = %e, "cannot open the answer FIFO"),
-        };
+    fn read(&mut self, received: Instant) {
+        let answer =
+            match Answer::wait_for_reader(&self.config.resp_fifo, self.grace_left(received)) {
+                Ok(Some(a)) => a,
+                Ok(None) => return warn!("READ abandoned: nobody is reading the answer FIFO"),
+                Err(e) => return warn!(error = %e, "cannot open the answer FIFO"),
+            };
         let Some(item) = self.wait_packet(&answer) else {
             if answer.reader_gone() {
                 return info!("READ abandoned: its reader went away");
