@@ -141,8 +141,13 @@ impl Fifo {
 
 impl Drop for Fifo {
     fn drop(&mut self) {
-        if self.state() == PathState::Ours {
-            let _ = std::fs::remove_file(&self.path);
+        if self.state() != PathState::Ours {
+            return;
+        }
+        // After dropping root this fails where the user may not write the directory.
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::warn!(path = %self.path.display(), error = %e,
+                           "cannot remove the FIFO; the next start replaces it");
         }
     }
 }
