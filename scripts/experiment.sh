@@ -60,7 +60,8 @@ if [[ $(id -u) -ne 0 ]]; then
     exec sudo --preserve-env=ANTHROPIC_API_KEY,ANTHROPIC_AUTH_TOKEN,ANTHROPIC_BASE_URL,ANTHROPIC_MODEL,CLAUDE_CODE_OAUTH_TOKEN,HOME \
         "$0" --agent "$AGENT" --count "$COUNT" --prompt "$PROMPT" --out "$OUT" --ping-wait "$PING_WAIT" ${MODEL:+--model "$MODEL"}
 fi
-if [[ ! -x target/release/tunbridge || ! -x target/release/examples/native_agent ]]; then
+if [[ -z ${SUDO_USER:-} ]] && command -v cargo >/dev/null \
+   || [[ ! -x target/release/tunbridge || ! -x target/release/examples/native_agent ]]; then
     say "building tunbridge (cargo build --release)"
     cargo build --release -q -p tunbridge --bin tunbridge --example native_agent
 fi
@@ -131,7 +132,12 @@ for i in $(seq "$COUNT"); do
     run_agent "$i" &
     agent=$!
     while kill -0 "$agent" 2>/dev/null; do
-        printf '\r    ping %d/%d: waiting for the agent (%d s)' "$i" "$COUNT" $(( $(date +%s) - start ))
+        waited=$(( $(date +%s) - start ))
+        if [[ -t 1 ]]; then
+            printf '\r    ping %d/%d: waiting for the agent (%d s)' "$i" "$COUNT" "$waited"
+        elif (( waited > 0 && waited % 10 == 0 )); then
+            printf '    ping %d/%d: waiting for the agent (%d s)\n' "$i" "$COUNT" "$waited"
+        fi
         sleep 1
     done
     agent_status=0; wait "$agent" || agent_status=$?
@@ -139,7 +145,8 @@ for i in $(seq "$COUNT"); do
     wait "$PING_PID" 2>/dev/null || true
     PING_PID=""
     rtt=$(grep -o 'time=[0-9.]* ms' "$OUT/ping-$i.txt" | head -1 || true)
-    printf '\r    ping %d/%d: %s (agent exit %d)            \n' "$i" "$COUNT" "${rtt:-no reply}" "$agent_status"
+    [[ -t 1 ]] && printf '\r'
+    printf '    ping %d/%d: %s (agent exit %d)            \n' "$i" "$COUNT" "${rtt:-no reply}" "$agent_status"
 done
 
 kill -TERM "$BRIDGE_PID" 2>/dev/null || true

@@ -102,7 +102,8 @@ def main():
         print("| " + " | ".join(row) + " |")
     print()
     median = statistics.median(rtts) if rtts else None
-    print(f"{a.count} pings, {len(rtts)} answered in ping, {valid} valid replies; median ping RTT {fmt(median, "{:.2f}")} ms.")
+    median_text = fmt(median, "{:.2f}")
+    print(f"{a.count} pings, {len(rtts)} answered in ping, {valid} valid replies; median ping RTT {median_text} ms.")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,57 @@
+//! The Claude Code harness end to end: the real client (from npm) against the
+//! scripted dry-run model, through the shipped prompt, settings and bridge, in
+//! default permission mode, in a private network namespace (via
+//! `scripts/experiment.sh --agent dry-run`). Needs root and `npm ci` (which
+//! `scripts/test.sh` runs); skipped without them, except under CI.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn claude_code_answers_a_real_ping_through_the_prompt() {
+    if !common::root_or_skip("claude_code_answers_a_real_ping_through_the_prompt") {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    if !root.join("node_modules/.bin/claude").exists() {
+        assert!(std::env::var_os("CI").is_none(), "Claude Code is not installed: run npm ci");
+        eprintln!("skipped: Claude Code is not installed (npm ci)");
+        return;
+    }
+    let out = common::TempDir::new("harness");
+    let run = Command::new(root.join("scripts/experiment.sh"))
+        .args(["--agent", "dry-run", "--count", "2", "--ping-wait", "60", "--out"])
+        .arg(&out.0)
+        .output()
+        .expect("experiment.sh");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "experiment.sh failed:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+
+    // Both pings saw their reply, and the bridge judged both replies valid.
+    for i in 1..=2 {
+        let ping = std::fs::read_to_string(out.join(&format!("ping-{i}.txt"))).unwrap();
+        assert!(ping.contains("1 received"), "ping {i}:\n{ping}");
+    }
+    let records: Vec<Value> = std::fs::read_to_string(out.join("records.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 2, "{records:?}");
+    for r in &records {
+        assert_eq!(r["outcome"], "answered");
+        assert_eq!(r["verdict"], "valid");
+    }
+    // Claude Code ran in default permission mode and reported its turns and tokens.
+    let result: Value = serde_json::from_slice(&std::fs::read(out.join("claude-1.json")).unwrap()).unwrap();
+    assert_eq!(result["is_error"], false, "{result}");
+    assert!(result["num_turns"].as_u64().unwrap() >= 3, "{result}");
+    assert!(result["usage"]["output_tokens"].as_u64().unwrap() > 0);
+    assert!(result.get("permission_denials").map_or(true, |d| d.as_array().is_some_and(|a| a.is_empty())), "{result}");
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(summary.contains("2 valid replies"), "{summary}");
+}
