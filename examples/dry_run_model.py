@@ -117,8 +117,9 @@ def tool_id() -> str:
     return "toolu_01" + "".join(random.choices(string.ascii_letters + string.digits, k=22))
 
 
-def text_turn(text: str) -> dict:
-    return {"content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "kind": "report"}
+def text_turn(text: str, kind: str) -> dict:
+    """A final text answer; `kind` names the outcome in the request log."""
+    return {"content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "kind": kind}
 
 
 def bash_turn(say: str, command: str, description: str, kind: str) -> dict:
@@ -161,15 +162,19 @@ def is_ping_respond(body: dict, read_cmd: str) -> bool:
 def after_read(output: str, write_cmd: str) -> dict:
     line = output.strip().splitlines()[-1].strip() if output.strip() else ""
     if line == "TIMEOUT":
-        return text_turn("No packet arrived: the read returned TIMEOUT. Nothing was written.")
+        return text_turn("No packet arrived: the read returned TIMEOUT. Nothing was written.", "timeout")
     try:
-        packet = bytes.fromhex(line)
+        packet = bytes.fromhex(line) if line else None
     except ValueError:
-        return text_turn(f"The read did not return hex or TIMEOUT: {line[:120]!r}. Nothing was written.")
+        packet = None
+    if packet is None:
+        return text_turn(f"The read did not return hex or TIMEOUT: {line[:120]!r}. "
+                         "Nothing was written.", "bad_read")
     try:
         reply, f = echo_reply(packet)
     except NotAnswerable as why:
-        return text_turn(f"Read a {len(packet)}-byte packet that I will not answer: {why}.")
+        return text_turn(f"Read a {len(packet)}-byte packet that I will not answer: {why}.",
+                         "not_answered")
     say = (f"Echo request {f['src']} -> {f['dst']}, id 0x{f['id']:04x}, seq {f['seq']}, "
            f"{f['data_len']} data bytes. Reply: IPv4 checksum 0x{f['ip_checksum']:04x}, "
            f"ICMP checksum 0x{f['icmp_checksum']:04x}.")
@@ -182,8 +187,8 @@ def after_write(output: str, command: str, write_cmd: str) -> dict:
     f = reply_fields("".join(c for c in hexpart if c in string.hexdigits))
     if status == "OK" and f:
         return text_turn(f"Replied to the echo request from {f['dst']} (id 0x{f['id']:04x}, "
-                         f"seq {f['seq']}): write returned OK.")
-    return text_turn(f"The write returned {status!r}; the reply was not accepted.")
+                         f"seq {f['seq']}): write returned OK.", "replied")
+    return text_turn(f"The write returned {status!r}; the reply was not accepted.", "write_failed")
 
 
 def reply_fields(hexstr: str):
@@ -201,19 +206,19 @@ def reply_fields(hexstr: str):
 def decide(body: dict, cfg) -> dict:
     """The next assistant turn for this request."""
     if not is_ping_respond(body, cfg.read_cmd):
-        return dict(text_turn("OK."), kind="side")
+        return text_turn("OK.", "side")
     command, result = last_tool_exchange(body.get("messages", []))
     if result is None:
         return bash_turn("Step 1: reading one packet from the bridge.", cfg.read_cmd,
                          "Read one packet from the TUN bridge", "read")
     output = block_text(result.get("content"))
     if result.get("is_error"):
-        return text_turn(f"The command `{command}` was not run: {output.strip()[:300]}")
+        return text_turn(f"The command `{command}` was not run: {output.strip()[:300]}", "refused")
     if command == cfg.read_cmd:
         return after_read(output, cfg.write_cmd)
     if command.startswith(cfg.write_cmd.split("{")[0]):
         return after_write(output, command, cfg.write_cmd)
-    return text_turn(f"Unexpected tool result for `{command}`; stopping.")
+    return text_turn(f"Unexpected tool result for `{command}`; stopping.", "unexpected")
 
 
 # ---------------------------------------------------------------- HTTP and SSE
@@ -349,7 +354,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback only)")
     ap.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free one")
-    ap.add_argument("--log", help="append one JSON line per request to this file")
+    ap.add_argument("--log", help="append one JSON line per request to this file; `answer` is what we "
+                    "answered: read, write, replied, timeout, not_answered, bad_read, refused, "
+                    "write_failed, unexpected, side, probe, count_tokens")
     ap.add_argument("--dump-dir", help="write each request body to DIR/NNN.json")
     ap.add_argument("--read-cmd", default=READ_CMD, help="the prompt's read command, exactly")
     ap.add_argument("--write-cmd", default=WRITE_CMD, help="the prompt's write command; {hex} is the reply")
