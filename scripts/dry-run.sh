@@ -138,16 +138,20 @@ if result.get("is_error"):
     problems.append(f"Claude Code reported an error: {result.get('result')!r}")
 if result.get("permission_denials"):
     problems.append(f"permission denied: {[d['tool_input']['command'][:60] for d in result['permission_denials']]}")
-if "read" not in answers:
-    problems.append("the model never asked for the read")
+# The model's last answer names the outcome: a reply written, TIMEOUT, or a packet it must
+# not answer are all fine; a read or write that failed or was refused is not.
+outcome = [a for a in answers if a not in ("probe", "side", "count_tokens")][-1:] or ["none"]
+done = {"replied": "read and write", "timeout": "read (TIMEOUT: no packet was queued)",
+        "not_answered": "read (a packet not to be answered)"}
+if outcome[0] not in done:
+    problems.append(f"the loop ended with {outcome[0]!r}")
 for p in problems:
     print("FAIL:", p)
 if problems:
     sys.exit(1)
-wrote = "write" in answers
-print(f"PASS: {'read and write' if wrote else 'read'} ran without approval in default mode; "
+print(f"PASS: {done[outcome[0]]} ran without approval in default mode; "
       f"{result.get('num_turns')} turns, {result['usage']['input_tokens']} input tokens, "
-      f"${result.get('total_cost_usd')}; report: {result.get('result')}")
+      f"${result.get('total_cost_usd'):.4f}; report: {result.get('result')}")
 EOF
 [[ $status -eq 0 ]] || die "Claude Code exited with $status"
 
