@@ -403,6 +403,7 @@ fn a_flood_keeps_memory_flat_and_the_queue_bounded() {
         after <= before + 1024,
         "memory grew from {before} to {after} KiB"
     );
+    assert_no_old_handover(&bridge.log.lock().unwrap(), Duration::from_secs(1));
 
     // Without an agent: everything queued is dropped, by overflow or by age, and counted.
     // First let what the flood left in the queue age out.

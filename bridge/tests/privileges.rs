@@ -31,6 +31,9 @@ fn serve_fails(ns: &Netns, cmd: &Path, resp: &Path) -> Output {
     out
 }
 
+/// Puts something at a path.
+type Setup<'a> = Box<dyn Fn(&Path) + 'a>;
+
 /// What a path is, without following it: kind, inode, owner, mode, and content or target.
 fn snapshot(path: &Path) -> (String, u64, u32, u32, Vec<u8>) {
     let meta = std::fs::symlink_metadata(path).unwrap();
@@ -70,7 +73,7 @@ fn refuses_paths_that_are_not_its_own_fifos_and_leaves_them_alone() {
     let dir = TempDir::new("refuse");
     let precious = dir.join("precious");
     std::fs::write(&precious, b"keep me\n").unwrap();
-    let setups: Vec<(&str, &str, Box<dyn Fn(&Path)>)> = vec![
+    let setups: Vec<(&str, &str, Setup<'_>)> = vec![
         (
             "symlink to a file",
             "a symbolic link",
