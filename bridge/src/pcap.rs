@@ -8,8 +8,9 @@
 //! the format is a handful of little-endian integers, not worth a dependency.
 //! Format: <https://www.tcpdump.org/manpages/pcap-savefile.5.html>.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -27,9 +28,14 @@ pub struct PcapWriter {
 }
 
 impl PcapWriter {
-    /// Creates (or truncates) `path` and writes the pcap global header.
+    /// Creates (or truncates) `path` and writes the pcap global header; a symlink is refused.
     pub fn create(path: impl AsRef<Path>) -> io::Result<Self> {
-        let mut file = File::create(path)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(path)?;
         file.write_all(&global_header())?;
         file.flush()?;
         Ok(PcapWriter { file })

@@ -7,6 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -82,10 +83,14 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Opens `path` for appending, creating it if missing.
+    /// Opens `path` for appending, creating it if missing; a symlink is refused.
     pub fn open(path: impl AsRef<Path>) -> io::Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let file = OpenOptions::new().append(true).create(true).open(&path)?;
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(&path)?;
         Ok(Recorder { file, path })
     }
 
