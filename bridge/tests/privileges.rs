@@ -288,3 +288,59 @@ fn in_a_directory_the_user_cannot_write_leftovers_are_reported_and_replaced() {
     assert_eq!(answer_one(&second, |_| {}), "OK");
     assert_received(&ping.wait_with_output().unwrap(), 1);
 }
+
+/// Runs `tunbridge serve` with these extra flags, expecting it to give up within 10 s;
+/// a daemon that starts anyway is stopped, so the test fails instead of hanging.
+fn serve_briefly(ns: &Netns, dir: &TempDir, extra: &[&std::ffi::OsStr]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--netns", &ns.name, "--cmd-fifo"])
+        .arg(dir.join("cmd"))
+        .arg("--resp-fifo")
+        .arg(dir.join("resp"))
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tunbridge serve");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn record_and_capture_paths_that_are_symlinks_are_not_followed() {
+    if !root_or_skip("record_and_capture_paths_that_are_symlinks_are_not_followed") {
+        return;
+    }
+    let ns = Netns::new("journal");
+    let dir = TempDir::new("journal");
+    let precious = dir.join("precious");
+    for flag in ["--pcap", "--record"] {
+        std::fs::write(&precious, b"keep me\n").unwrap();
+        // As another local user could plant it in /tmp before the daemon starts.
+        let link = dir.join("planted");
+        std::os::unix::fs::symlink(&precious, &link).unwrap();
+        let out = serve_briefly(&ns, &dir, &[flag.as_ref(), link.as_os_str()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{flag}: started through a symlink\n{stderr}"
+        );
+        assert!(
+            stderr.contains("cannot open the record or capture file"),
+            "{stderr}"
+        );
+        assert_eq!(
+            std::fs::read(&precious).unwrap(),
+            b"keep me\n",
+            "{flag} followed the link"
+        );
+        assert!(!dir.join("cmd").exists() && !dir.join("resp").exists());
+        std::fs::remove_file(&link).unwrap();
+    }
+}
