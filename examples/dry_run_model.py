@@ -5,8 +5,9 @@ Claude Code talks to it through ANTHROPIC_BASE_URL. It plays the model's side of
 ping-respond tool loop without any model: it asks for the prompt's read command as a Bash
 tool_use, computes the ICMP echo reply itself from the hex that comes back (RFC 792,
 RFC 791, checksums per RFC 1071), asks for the write command, and ends with a short text
-report. Every other request (titles, summaries, quota checks, small-model calls) gets a
-short text answer. Each decision is taken from the conversation in the request alone, so
+report. With the fast prompt (prompts/ping-respond-fast.md) it builds the reply the way
+that prompt says, by RFC 1624 incremental update of the request's checksums. Every other
+request (titles, summaries, quota checks, small-model calls) gets a short text answer. Each decision is taken from the conversation in the request alone, so
 the server keeps no state between requests.
 
 Python 3 standard library only. Usage:
@@ -29,8 +30,10 @@ import time
 
 READ_CMD = "tunbridge read"
 WRITE_CMD = "tunbridge write {hex}"
-# The prompt is recognised by this marker in the first user turn.
+# The prompt is recognised by this marker in the first user turn; the fast prompt
+# (prompts/ping-respond-fast.md) by the second, and then followed step by step.
 PROMPT_MARKER = "ping-respond"
+FAST_MARKER = "ping-respond-fast"
 
 
 # ---------------------------------------------------------------- wire (RFC 791/792/1071)
@@ -51,8 +54,8 @@ class NotAnswerable(Exception):
     """The packet is not an IPv4 ICMP echo request that we may answer."""
 
 
-def echo_reply(packet: bytes) -> tuple[bytes, dict]:
-    """Build the IPv4 ICMP echo reply to `packet`; return it and the parsed fields."""
+def check_request(packet: bytes, verify_icmp: bool) -> int:
+    """Check that `packet` is an echo request we may answer; return its header length."""
     if len(packet) < 20:
         raise NotAnswerable(f"too short for an IPv4 header ({len(packet)} bytes)")
     version, ihl = packet[0] >> 4, packet[0] & 0x0F
@@ -73,10 +76,17 @@ def echo_reply(packet: bytes) -> tuple[bytes, dict]:
     icmp = packet[hlen:]
     if len(icmp) < 8:
         raise NotAnswerable(f"ICMP message too short ({len(icmp)} bytes)")
-    if checksum(icmp) != 0:
+    if verify_icmp and checksum(icmp) != 0:
         raise NotAnswerable("ICMP checksum does not verify")
     if icmp[0] != 8 or icmp[1] != 0:
         raise NotAnswerable(f"ICMP type {icmp[0]} code {icmp[1]}, not an echo request")
+    return hlen
+
+
+def echo_reply(packet: bytes) -> tuple[bytes, dict]:
+    """Build the IPv4 ICMP echo reply to `packet` by full recomputation (ping-respond.md)."""
+    hlen = check_request(packet, verify_icmp=True)
+    icmp = packet[hlen:]
     ip = bytearray(packet[:hlen])
     ip[12:16], ip[16:20] = packet[16:20], packet[12:16]
     ip[8] = 64
@@ -86,6 +96,48 @@ def echo_reply(packet: bytes) -> tuple[bytes, dict]:
     reply[0] = 0
     reply[2:4] = b"\x00\x00"
     reply[2:4] = checksum(bytes(reply)).to_bytes(2, "big")
+    return bytes(ip) + bytes(reply), reply_summary(packet, bytes(ip) + bytes(reply))
+
+
+def fold(total: int) -> int:
+    """End-around carry: add what stands above the low 16 bits until nothing does."""
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def incremental(hc: int, old: int, new: int) -> int:
+    """RFC 1624 eqn. 3: the checksum after one 16-bit word changes from `old` to `new`."""
+    return 0xFFFF - fold((0xFFFF - hc) + (0xFFFF - old) + new)
+
+
+def echo_reply_fast(packet: bytes) -> tuple[bytes, dict]:
+    """Build the echo reply the way ping-respond-fast.md says (and lwIP/uIP do).
+
+    The addresses swap (the header's sum is unchanged), the TTL word goes to 0x4001
+    (the IPv4 checksum is patched only when the TTL was not already 64), and the ICMP
+    type word goes from 0x0800 to 0x0000 (the ICMP checksum is patched). Neither
+    checksum is recomputed; the ICMP message is never summed, as in uIP.
+    """
+    hlen = check_request(packet, verify_icmp=False)
+    out = bytearray(packet)
+    out[12:16], out[16:20] = packet[16:20], packet[12:16]
+    hc = int.from_bytes(packet[10:12], "big")
+    old_ttl_word = int.from_bytes(packet[8:10], "big")
+    out[8] = 64
+    if packet[8] != 64:
+        hc = incremental(hc, old_ttl_word, int.from_bytes(out[8:10], "big"))
+    out[10:12] = hc.to_bytes(2, "big")
+    ic = int.from_bytes(packet[hlen + 2:hlen + 4], "big")
+    out[hlen] = 0
+    out[hlen + 2:hlen + 4] = incremental(ic, 0x0800, 0x0000).to_bytes(2, "big")
+    return bytes(out), reply_summary(packet, bytes(out))
+
+
+def reply_summary(packet: bytes, reply: bytes) -> dict:
+    """The fields the report names, from a request and the reply built to it."""
+    hlen = (packet[0] & 0x0F) * 4
+    icmp, ip = packet[hlen:], reply[:hlen]
     fields = {
         "src": ".".join(str(b) for b in packet[12:16]),
         "dst": ".".join(str(b) for b in packet[16:20]),
@@ -93,9 +145,9 @@ def echo_reply(packet: bytes) -> tuple[bytes, dict]:
         "seq": int.from_bytes(icmp[6:8], "big"),
         "data_len": len(icmp) - 8,
         "ip_checksum": int.from_bytes(ip[10:12], "big"),
-        "icmp_checksum": int.from_bytes(reply[2:4], "big"),
+        "icmp_checksum": int.from_bytes(reply[hlen + 2:hlen + 4], "big"),
     }
-    return bytes(ip) + bytes(reply), fields
+    return fields
 
 
 # ---------------------------------------------------------------- the scripted dialogue
@@ -150,16 +202,19 @@ def last_tool_exchange(messages):
     return uses.get(result.get("tool_use_id"), ""), result
 
 
-def is_ping_respond(body: dict, read_cmd: str) -> bool:
-    """True for the main loop: Bash offered and the prompt in the first user turn."""
+def procedure(body: dict, read_cmd: str):
+    """Which prompt runs the main loop: "fast", "full", or None when this is no main-loop
+    request (Bash must be offered and the prompt must be in the first user turn)."""
     if not any(t.get("name") == "Bash" for t in body.get("tools") or []):
-        return False
+        return None
     users = [m for m in body.get("messages", []) if m.get("role") == "user"]
     first = block_text(users[0].get("content")) if users else ""
-    return PROMPT_MARKER in first and read_cmd in first
+    if PROMPT_MARKER not in first or read_cmd not in first:
+        return None
+    return "fast" if FAST_MARKER in first else "full"
 
 
-def after_read(output: str, write_cmd: str) -> dict:
+def after_read(output: str, write_cmd: str, how: str) -> dict:
     line = output.strip().splitlines()[-1].strip() if output.strip() else ""
     if line == "TIMEOUT":
         return text_turn("No packet arrived: the read returned TIMEOUT. Nothing was written.", "timeout")
@@ -171,7 +226,7 @@ def after_read(output: str, write_cmd: str) -> dict:
         return text_turn(f"The read did not return hex or TIMEOUT: {line[:120]!r}. "
                          "Nothing was written.", "bad_read")
     try:
-        reply, f = echo_reply(packet)
+        reply, f = (echo_reply_fast if how == "fast" else echo_reply)(packet)
     except NotAnswerable as why:
         return text_turn(f"Read a {len(packet)}-byte packet that I will not answer: {why}.",
                          "not_answered")
@@ -205,7 +260,8 @@ def reply_fields(hexstr: str):
 
 def decide(body: dict, cfg) -> dict:
     """The next assistant turn for this request."""
-    if not is_ping_respond(body, cfg.read_cmd):
+    how = procedure(body, cfg.read_cmd)
+    if how is None:
         return text_turn("OK.", "side")
     command, result = last_tool_exchange(body.get("messages", []))
     if result is None:
@@ -215,7 +271,7 @@ def decide(body: dict, cfg) -> dict:
     if result.get("is_error"):
         return text_turn(f"The command `{command}` was not run: {output.strip()[:300]}", "refused")
     if command == cfg.read_cmd:
-        return after_read(output, cfg.write_cmd)
+        return dict(after_read(output, cfg.write_cmd, how), procedure=how)
     if command.startswith(cfg.write_cmd.split("{")[0]):
         return after_write(output, command, cfg.write_cmd)
     return text_turn(f"Unexpected tool result for `{command}`; stopping.", "unexpected")
@@ -338,6 +394,8 @@ class Server(http.server.ThreadingHTTPServer):
                 "tools": len(body.get("tools") or []), "messages": len(body.get("messages") or []),
                 "answer": kind,
             }
+            if turn is not None and "procedure" in turn:
+                entry["procedure"] = turn["procedure"]
             if turn is not None:
                 entry["tool_use"] = [b["input"]["command"] for b in turn["content"] if b["type"] == "tool_use"]
             if self.cfg.log:

@@ -4,25 +4,35 @@
 # prints a results table. Cleans up on exit or Ctrl-C.
 #
 #   scripts/experiment.sh [--agent claude|native|dry-run] [--count N] [--model NAME]
-#                         [--prompt FILE] [--out DIR] [--ping-wait S]
+#                         [--prompt FILE] [--lean] [--ping-opts "OPTS"]... [--out DIR]
+#                         [--ping-wait S]
 #
 # --agent claude   the real Claude Code client, `claude -p "/ping-respond"`, with your
 #                  ANTHROPIC_* environment (the default)
 # --agent dry-run  the same client against a scripted model server on 127.0.0.1:
 #                  checks the whole set-up without an API key
 # --agent native   the non-LLM baseline (examples/native_agent.rs)
+# --prompt FILE    the prompt (default prompts/ping-respond.md; also ping-respond-fast.md)
+# --lean           Claude Code with only what the prompt needs: --bare, the Bash tool
+#                  alone, prompts/lean-system.md as the system prompt, no MCP, no skills,
+#                  no background tasks (needs ANTHROPIC_API_KEY with --agent claude)
+# --ping-opts OPTS extra ping options, e.g. "-s 1400" or "-s 2 -e 4660 -p edca -t 5";
+#                  repeat the flag to give ping i the (i-1 mod n)-th set
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
 AGENT=claude COUNT=3 MODEL="" PROMPT="prompts/ping-respond.md" OUT="" PING_WAIT=180
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+LEAN=0 PING_OPTS=()
 while (($#)); do
     case $1 in
         --agent) AGENT=${2:?--agent needs a value}; shift 2 ;;
         --count) COUNT=${2:?--count needs a value}; shift 2 ;;
         --model) MODEL=${2:?--model needs a value}; shift 2 ;;
         --prompt) PROMPT=${2:?--prompt needs a value}; shift 2 ;;
+        --lean) LEAN=1; shift ;;
+        --ping-opts) PING_OPTS+=("${2?--ping-opts needs a value}"); shift 2 ;;
         --out) OUT=${2:?--out needs a value}; shift 2 ;;
         --ping-wait) PING_WAIT=${2:?--ping-wait needs a value}; shift 2 ;;
         -h|--help) usage; exit 0 ;;
@@ -32,6 +42,10 @@ done
 case $AGENT in claude|native|dry-run) ;; *) echo "experiment.sh: --agent must be claude, native or dry-run" >&2; exit 2 ;; esac
 [[ $COUNT =~ ^[1-9][0-9]*$ ]] || { echo "experiment.sh: --count must be a positive number" >&2; exit 2; }
 [[ -f $PROMPT ]] || { echo "experiment.sh: prompt $PROMPT not found" >&2; exit 2; }
+for opts in ${PING_OPTS[@]+"${PING_OPTS[@]}"}; do
+    [[ $opts =~ ^[-\ a-zA-Z0-9.]*$ ]] || { echo "experiment.sh: --ping-opts takes plain ping flags, not $opts" >&2; exit 2; }
+done
+HARNESS=default; ((LEAN)) && HARNESS=lean
 OUT=${OUT:-out/$(date +%Y%m%d-%H%M%S)-$AGENT}
 
 say() { printf '==> %s\n' "$*"; }
@@ -53,12 +67,20 @@ if [[ $AGENT == claude && -z ${ANTHROPIC_API_KEY:-}${ANTHROPIC_AUTH_TOKEN:-}${CL
     echo "  to check the set-up without an API key:  scripts/experiment.sh --agent dry-run --count $COUNT" >&2
     exit 2
 fi
+if [[ $AGENT == claude && $LEAN == 1 && -z ${ANTHROPIC_API_KEY:-} ]]; then
+    echo "experiment.sh: --lean runs claude --bare, which takes only ANTHROPIC_API_KEY (no login, no token)." >&2
+    exit 2
+fi
 if [[ $(id -u) -ne 0 ]]; then
     say "building tunbridge (cargo build --release)"
     cargo build --release -q -p tunbridge --bin tunbridge --example native_agent
     say "the bridge needs root for the TUN device; re-running with sudo"
+    again=(--agent "$AGENT" --count "$COUNT" --prompt "$PROMPT" --out "$OUT" --ping-wait "$PING_WAIT")
+    [[ -n $MODEL ]] && again+=(--model "$MODEL")
+    ((LEAN)) && again+=(--lean)
+    for opts in ${PING_OPTS[@]+"${PING_OPTS[@]}"}; do again+=(--ping-opts "$opts"); done
     exec sudo --preserve-env=ANTHROPIC_API_KEY,ANTHROPIC_AUTH_TOKEN,ANTHROPIC_BASE_URL,ANTHROPIC_MODEL,CLAUDE_CODE_OAUTH_TOKEN,HOME \
-        "$0" --agent "$AGENT" --count "$COUNT" --prompt "$PROMPT" --out "$OUT" --ping-wait "$PING_WAIT" ${MODEL:+--model "$MODEL"}
+        "$0" "${again[@]}"
 fi
 if [[ -z ${SUDO_USER:-} ]] && command -v cargo >/dev/null \
    || [[ ! -x target/release/tunbridge || ! -x target/release/examples/native_agent ]]; then
@@ -111,21 +133,40 @@ if [[ $AGENT == dry-run ]]; then
     export ANTHROPIC_BASE_URL=$URL ANTHROPIC_API_KEY=dry-run
     export CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 DISABLE_TELEMETRY=1 DISABLE_AUTOUPDATER=1
 fi
+# Lean: only what the prompt needs. --bare drops hooks, CLAUDE.md, memory, plugins and
+# custom commands and gives Bash a one-line description; --tools Bash offers nothing else;
+# no MCP servers, no skills, no background tasks, no session files. The permission mode
+# stays the default: the two commands are allowed by the same --settings rules.
+CLAUDE_FLAGS=(--output-format json --settings "$ROOT/.claude/settings.json")
+[[ -n $MODEL ]] && CLAUDE_FLAGS+=(--model "$MODEL")
+if ((LEAN)); then
+    CLAUDE_FLAGS+=(--bare --tools Bash --system-prompt-file "$ROOT/prompts/lean-system.md" --strict-mcp-config
+                   --disable-slash-commands --no-session-persistence --permission-mode default)
+    export CLAUDE_CODE_DISABLE_BACKGROUND_TASKS=1 CLAUDE_CODE_DISABLE_GIT_INSTRUCTIONS=1
+    say "lean harness: claude ${CLAUDE_FLAGS[*]}"
+fi
 run_agent() {   # $1: ping number
     case $AGENT in
         native) target/release/examples/native_agent --count 1 > "$OUT/agent-$1.txt" 2>&1 ;;
-        *) as_user "$CLAUDE" -p "$(prompt_text)" --output-format json --settings "$ROOT/.claude/settings.json" \
-               ${MODEL:+--model "$MODEL"} > "$OUT/claude-$1.json" 2> "$OUT/claude-$1.err" ;;
+        *) as_user "$CLAUDE" -p "$(prompt_text)" "${CLAUDE_FLAGS[@]}" > "$OUT/claude-$1.json" 2> "$OUT/claude-$1.err" ;;
     esac
 }
-prompt_text() {   # the default prompt through its slash command; another prompt as text
-    if [[ $PROMPT == prompts/ping-respond.md ]]; then echo "/ping-respond"; else cat "$PROMPT"; fi
+prompt_text() {   # a prompt with a slash command runs through it; otherwise (and in lean mode) as text
+    local name; name=$(basename "$PROMPT" .md)
+    if ((!LEAN)) && [[ $(realpath "$PROMPT") == $(realpath ".claude/commands/$name.md" 2>/dev/null) ]]; then
+        echo "/$name"
+    else
+        awk 'NR == 1 && $0 != "---" {body = 1} body; !body && /^---$/ && ++n == 2 {body = 1}' "$PROMPT"
+    fi
 }
 
 # --- the pings, one at a time ----------------------------------------------------
-say "agent: $AGENT${MODEL:+ ($MODEL)}, prompt: $PROMPT, pings: $COUNT"
+say "agent: $AGENT${MODEL:+ ($MODEL)}, prompt: $PROMPT, harness: $HARNESS, pings: $COUNT"
 for i in $(seq "$COUNT"); do
-    ip netns exec "$NETNS" ping -n -c 1 -W "$PING_WAIT" 192.0.2.2 > "$OUT/ping-$i.txt" 2>&1 &
+    opts=""
+    ((${#PING_OPTS[@]})) && opts=${PING_OPTS[$(( (i - 1) % ${#PING_OPTS[@]} ))]}
+    # shellcheck disable=SC2086 # $opts is a list of plain ping flags, checked above
+    ip netns exec "$NETNS" ping -n -c 1 -W "$PING_WAIT" $opts 192.0.2.2 > "$OUT/ping-$i.txt" 2>&1 &
     PING_PID=$!
     start=$(date +%s)
     t0=$(date +%s.%N)
@@ -141,7 +182,7 @@ for i in $(seq "$COUNT"); do
         sleep 1
     done
     agent_status=0; wait "$agent" || agent_status=$?
-    printf '%d\t%s\t%s\t%d\n' "$i" "$t0" "$(date +%s.%N)" "$agent_status" >> "$OUT/timeline.tsv"
+    printf '%d\t%s\t%s\t%d\t%s\n' "$i" "$t0" "$(date +%s.%N)" "$agent_status" "$opts" >> "$OUT/timeline.tsv"
     wait "$PING_PID" 2>/dev/null || true
     PING_PID=""
     rtt=$(grep -o 'time=[0-9.]* ms' "$OUT/ping-$i.txt" | head -1 || true)
@@ -153,7 +194,7 @@ kill -TERM "$BRIDGE_PID" 2>/dev/null || true
 wait "$BRIDGE_PID" 2>/dev/null || true
 BRIDGE_PID=""
 python3 scripts/lib/experiment_table.py --out "$OUT" --agent "$AGENT" --model "${MODEL:-default}" \
-    --prompt "$PROMPT" --count "$COUNT" > "$OUT/summary.md"
+    --prompt "$PROMPT" --harness "$HARNESS" --count "$COUNT" > "$OUT/summary.md"
 [[ $RUN_USER != root ]] && chown -R "$RUN_USER" "$OUT"
 echo
 cat "$OUT/summary.md"
