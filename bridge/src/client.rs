@@ -16,7 +16,7 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag};
 use nix::poll::PollFlags;
 
-use crate::fifo::wait;
+use crate::fifo::{wait, CHUNK};
 
 /// Why an exchange failed (not an `ERR` answer: those are answers).
 #[derive(Debug)]
@@ -161,7 +161,7 @@ fn write_all(file: &mut File, mut data: &[u8]) -> io::Result<()> {
 /// Reads up to the first newline, or what came before the writer closed.
 fn read_line(mut file: &File, deadline: Instant) -> Option<String> {
     let mut got = Vec::new();
-    let mut chunk = [0u8; 65536];
+    let mut chunk = [0u8; CHUNK];
     let mut seen_writer = false;
     loop {
         let left = deadline.checked_duration_since(Instant::now())?;
