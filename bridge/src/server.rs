@@ -208,20 +208,21 @@ fn arrive(shared: &Shared, item: Queued) {
         debug!(len = item.packet.len(), "non-IPv4 packet ignored");
         return;
     }
-    let echo = wire::echo_id_seq(&item.packet);
-    info!(
-        id = echo.map(|e| e.0),
-        seq = echo.map(|e| e.1),
-        len = item.packet.len(),
-        "request queued"
-    );
+    let (echo, len) = (wire::echo_id_seq(&item.packet), item.packet.len());
     trace!(hex = %hex::encode(&item.packet), "request bytes");
     let (evicted, stale) = {
         let mut q = shared.queue();
         let stale = q.expire(item.arrival);
         (q.push(item), stale)
     };
+    // Wake a waiting READ before logging: the log line is not on the packet's way.
     shared.ready.notify_all();
+    info!(
+        id = echo.map(|e| e.0),
+        seq = echo.map(|e| e.1),
+        len,
+        "request queued"
+    );
     shared.dropped(stale, Outcome::Stale);
     shared.dropped(evicted.into_iter().collect(), Outcome::Overflow);
 }
