@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Measures ping round trips through tunbridge against the published design and
+# against the floors, interleaved over several rounds, in one run (issue 6, part 1).
+#
+# Each round runs every variant once, in a rotated order, in a private network
+# namespace (nothing is configured in the machine's own namespace):
+#   tunbridge   tunbridge serve + the native agent (a persistent READ/WRITE process)
+#   pyhelper    scripts/bench/py_fifo_helper.py + the same native agent, unchanged
+#   inproc      examples/inproc_responder.rs: answers on the TUN device in-process
+#   kernel      the namespace's own kernel answering ping 127.0.0.1 (no TUN at all)
+# Every variant gets a short warm-up ping first, then COUNT pings at INTERVAL s.
+# Per-ping RTTs come from iputils ping's `time=` field; tunbridge's own share
+# (queue_ms, write_us) comes from `tunbridge serve --record`.
+#
+#   sudo scripts/bench.sh [--rounds 5] [--count 200] [--interval 0.01] [--size 56]
+#                         [--out DIR] [--svg PATH]
+# Results: DIR (default target/bench/<UTC time>) holds the raw ping output and
+# records, machine.txt, summary.md and summary.json, and the RTT plot (rtt.svg,
+# or --svg PATH). Takes about rounds x 4 x (count x interval + 2) seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+ROUNDS=5 COUNT=200 INTERVAL=0.01 SIZE=56 WARMUP=10 OUT= SVG=
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+while (($#)); do
+    case $1 in
+        --rounds) ROUNDS=$2; shift 2 ;;
+        --count) COUNT=$2; shift 2 ;;
+        --interval) INTERVAL=$2; shift 2 ;;
+        --size) SIZE=$2; shift 2 ;;
+        --out) OUT=$2; shift 2 ;;
+        --svg) SVG=$2; shift 2 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "bench.sh: unknown flag $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+OUT=${OUT:-target/bench/$(date -u +%Y%m%dT%H%M%SZ)}
+SVG=${SVG:-$OUT/rtt.svg}
+
+say() { printf '==> %s\n' "$*"; }
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "bench.sh: needs root for the network namespace and the TUN devices (run with sudo)" >&2
+    exit 2
+fi
+
+say "building (cargo build --release: tunbridge, native_agent, inproc_responder)"
+cargo build --release -q -p tunbridge --bin tunbridge --example native_agent --example inproc_responder
+BIN=$ROOT/target/release/tunbridge
+AGENT=$ROOT/target/release/examples/native_agent
+INPROC=$ROOT/target/release/examples/inproc_responder
+HELPER=$ROOT/scripts/bench/py_fifo_helper.py
+
+NETNS=tbbench-$$
+WORK=$(mktemp -d /tmp/tbbench.XXXXXX)
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+pids=()
+
+# Stops what this script started, by pid, then removes the namespace and FIFOs.
+stop_all() {
+    local pid
+    for pid in "${pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    pids=()
+}
+cleanup() {
+    stop_all
+    ip netns del "$NETNS" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say "creating network namespace $NETNS (loopback up; every TUN device goes inside it)"
+ip netns add "$NETNS"
+ip -n "$NETNS" link set lo up
+
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "command: scripts/bench.sh --rounds $ROUNDS --count $COUNT --interval $INTERVAL --size $SIZE"
+    echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- bridge examples scripts/bench 2>/dev/null || echo ' (with local changes)')"
+    echo "nproc: $(nproc)"
+    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+    echo "kernel: $(uname -sr)"
+    echo "ping: $(ping -V | head -1)"
+    echo "python: $(python3 --version 2>&1)"
+    echo "rustc: $(rustc --version)"
+} >"$OUT/machine.txt"
+sed 's/^/    /' "$OUT/machine.txt"
+
+# Waits until FILE has a line containing TEXT, or fails after 10 s.
+wait_for() {
+    local file=$1 text=$2 i
+    for i in $(seq 100); do
+        grep -q "$text" "$file" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "bench.sh: no \"$text\" in $file:" >&2
+    cat "$file" >&2
+    exit 1
+}
+
+# Pings TARGET inside the namespace: a warm-up, then the measured run into FILE.
+measure() {
+    local target=$1 file=$2
+    ip netns exec "$NETNS" ping -n -q -c "$WARMUP" -i "$INTERVAL" -W 1 -s "$SIZE" "$target" >/dev/null || true
+    ip netns exec "$NETNS" ping -n -c "$COUNT" -i "$INTERVAL" -W 1 -s "$SIZE" "$target" >"$file" || true
+    tail -2 "$file" | head -1 | sed 's/^/      /'
+}
+
+# Starts the native agent on the FIFOs in WORK.
+start_agent() {
+    "$AGENT" --cmd-fifo "$WORK/cmd" --resp-fifo "$WORK/resp" >/dev/null 2>"$WORK/agent.err" &
+    pids+=($!)
+}
+
+run_tunbridge() {
+    local r=$1
+    "$BIN" serve --netns "$NETNS" --tun tbench --address 192.0.2.1/24 --peer 192.0.2.2 \
+        --keep-root --cmd-fifo "$WORK/cmd" --resp-fifo "$WORK/resp" \
+        --record "$OUT/tunbridge-r$r.jsonl" 2>"$WORK/bridge.log" &
+    pids+=($!)
+    wait_for "$WORK/bridge.log" "bridge ready"
+    start_agent
+    measure 192.0.2.2 "$OUT/tunbridge-r$r.ping"
+}
+
+run_pyhelper() {
+    local r=$1
+    ip netns exec "$NETNS" python3 "$HELPER" --tun tbench --address 192.0.2.1/24 \
+        --cmd-fifo "$WORK/cmd" --resp-fifo "$WORK/resp" 2>"$WORK/helper.log" &
+    pids+=($!)
+    wait_for "$WORK/helper.log" "ready"
+    start_agent
+    measure 192.0.2.2 "$OUT/pyhelper-r$r.ping"
+}
+
+run_inproc() {
+    local r=$1
+    "$INPROC" --netns "$NETNS" --tun tbench --address 192.0.2.1/24 2>"$WORK/inproc.log" &
+    pids+=($!)
+    wait_for "$WORK/inproc.log" "ready"
+    measure 192.0.2.2 "$OUT/inproc-r$r.ping"
+}
+
+run_kernel() {
+    local r=$1
+    measure 127.0.0.1 "$OUT/kernel-r$r.ping"
+}
+
+variants=(tunbridge pyhelper inproc kernel)
+for ((r = 1; r <= ROUNDS; r++)); do
+    for ((i = 0; i < ${#variants[@]}; i++)); do
+        v=${variants[(i + r - 1) % ${#variants[@]}]}
+        say "round $r/$ROUNDS: $v ($WARMUP warm-up pings, then $COUNT at -i $INTERVAL -s $SIZE)"
+        "run_$v" "$r"
+        stop_all
+    done
+done
+
+say "summarising into $OUT/summary.md"
+python3 scripts/bench/summarize.py "$OUT" | tee "$OUT/summary.md"
+say "plotting RTT per ping into $SVG"
+python3 scripts/bench/plot.py "$OUT" "$SVG"
+say "done: raw data, summary and plot in $OUT"
