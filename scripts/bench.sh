@@ -84,13 +84,15 @@ ip -n "$NETNS" link set lo up
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "command: scripts/bench.sh --rounds $ROUNDS --count $COUNT --interval $INTERVAL --size $SIZE"
-    echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- bridge examples scripts/bench 2>/dev/null || echo ' (with local changes)')"
+    echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- bridge examples scripts/bench scripts/bench.sh 2>/dev/null || echo ' (with local changes)')"
     echo "nproc: $(nproc)"
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
     echo "kernel: $(uname -sr)"
     echo "ping: $(ping -V | head -1)"
     echo "python: $(python3 --version 2>&1)"
     echo "rustc: $(rustc --version)"
+    echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "busiest processes before: $(ps -eo pcpu=,comm= --sort=-pcpu | head -3 | awk '{printf "%s %s%%; ", $2, $1}')"
 } >"$OUT/machine.txt"
 sed 's/^/    /' "$OUT/machine.txt"
 
@@ -164,6 +166,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     done
 done
 
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
 say "summarising into $OUT/summary.md"
 python3 scripts/bench/summarize.py "$OUT" | tee "$OUT/summary.md"
 say "plotting RTT per ping into $SVG"
