@@ -50,12 +50,35 @@ OUT=${OUT:-out/$(date +%Y%m%d-%H%M%S)-$AGENT}
 
 say() { printf '==> %s\n' "$*"; }
 
-# --- before root: find the client, check credentials, build ---------------------
+# --- before root: check the tools, find the client, check credentials, build -----
+missing=()
+command -v ip >/dev/null || missing+=("ip (apt-get install iproute2)")
+command -v ping >/dev/null || missing+=("ping (apt-get install iputils-ping)")
+command -v python3 >/dev/null || missing+=("python3 (apt-get install python3)")
+if [[ -z ${SUDO_USER:-} || ! -x target/release/tunbridge ]] && ! command -v cargo >/dev/null; then
+    missing+=("cargo (https://rustup.rs)")
+fi
+if ((${#missing[@]})); then
+    printf -v list '%s, ' "${missing[@]}"
+    echo "experiment.sh: needs ${list%, }" >&2
+    exit 2
+fi
 CLAUDE=""
 if [[ $AGENT != native ]]; then
-    CLAUDE=$(command -v claude || true)
-    [[ -z $CLAUDE && -x node_modules/.bin/claude ]] && CLAUDE=$ROOT/node_modules/.bin/claude
+    # The dry run speaks the API of the pinned client, so it installs and uses that one
+    # (into ./node_modules only); the real run takes the user's own `claude` first.
+    if [[ $AGENT == dry-run && ! -x node_modules/.bin/claude ]] && command -v npm >/dev/null; then
+        say "installing the pinned Claude Code client into ./node_modules (npm ci)"
+        npm ci --no-audit --no-fund --loglevel=error
+    fi
+    if [[ $AGENT == dry-run ]]; then
+        [[ -x node_modules/.bin/claude ]] && CLAUDE=$ROOT/node_modules/.bin/claude
+    else
+        CLAUDE=$(command -v claude || true)
+        [[ -z $CLAUDE && -x node_modules/.bin/claude ]] && CLAUDE=$ROOT/node_modules/.bin/claude
+    fi
     if [[ -z $CLAUDE ]]; then
+        command -v npm >/dev/null || echo "experiment.sh: Claude Code needs Node.js and npm (e.g. apt-get install nodejs npm)." >&2
         echo "experiment.sh: Claude Code is not installed." >&2
         echo "  install the pinned client here:  npm ci      (or: npm install -g @anthropic-ai/claude-code)" >&2
         exit 2
