@@ -13,7 +13,7 @@ command -v ip >/dev/null || need_apt+=(iproute2)
 command -v ping >/dev/null || need_apt+=(iputils-ping)
 command -v tcpdump >/dev/null || need_apt+=(tcpdump)
 command -v python3 >/dev/null || need_apt+=(python3)
-command -v node >/dev/null || need_apt+=(nodejs npm)
+command -v npm >/dev/null || need_apt+=(nodejs npm)
 if ((${#need_apt[@]})); then
     say "installing ${need_apt[*]}"
     if [[ $(id -u) -ne 0 ]]; then
