@@ -56,8 +56,15 @@ fn ready(name: &str) -> bool {
     true
 }
 
-/// Runs `experiment.sh --agent dry-run --lean --prompt <prompt>` with `extra` flags.
-fn experiment(out: &common::TempDir, prompt: &str, extra: &[&str]) -> String {
+/// Runs `experiment.sh --agent dry-run --lean --prompt <prompt> --count <count>` with
+/// `extra` flags, checks that all `count` replies were valid, and returns the model's
+/// requests, one list per ping.
+fn experiment(
+    out: &common::TempDir,
+    prompt: &str,
+    count: usize,
+    extra: &[&str],
+) -> Vec<Vec<Value>> {
     let run = Command::new(repo_root().join("scripts/experiment.sh"))
         .args([
             "--agent",
@@ -68,18 +75,23 @@ fn experiment(out: &common::TempDir, prompt: &str, extra: &[&str]) -> String {
             "--ping-wait",
             "60",
         ])
+        .arg("--count")
+        .arg(count.to_string())
         .args(extra)
         .arg("--out")
         .arg(&out.0)
         .output()
         .expect("experiment.sh");
-    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
     assert!(
         run.status.success(),
-        "experiment.sh failed:\n{stdout}\n{}",
+        "experiment.sh failed:\n{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
         String::from_utf8_lossy(&run.stderr)
     );
-    stdout
+    assert_all_valid(out, count);
+    let runs = runs(out);
+    assert_eq!(runs.len(), count, "{runs:#?}");
+    runs
 }
 
 fn jsonl(path: &Path) -> Vec<Value> {
@@ -163,11 +175,7 @@ fn lean_harness_keeps_requests_small_and_answers_in_one_turn() {
         return;
     }
     let out = common::TempDir::new("lean");
-    experiment(&out, FAST_PROMPT, &["--count", "2"]);
-    assert_all_valid(&out, 2);
-    let runs = runs(&out);
-    assert_eq!(runs.len(), 2, "{runs:#?}");
-    for run in &runs {
+    for run in &experiment(&out, FAST_PROMPT, 2, &[]) {
         let largest = check_run(run, "fast");
         assert!(
             largest <= LEAN_LIMIT,
@@ -205,10 +213,7 @@ fn lean_harness_fits_the_full_recompute_prompt() {
         return;
     }
     let out = common::TempDir::new("lean-full");
-    experiment(&out, FULL_PROMPT, &["--count", "1"]);
-    assert_all_valid(&out, 1);
-    let runs = runs(&out);
-    assert_eq!(runs.len(), 1, "{runs:#?}");
+    let runs = experiment(&out, FULL_PROMPT, 1, &[]);
     let largest = check_run(&runs[0], "full");
     assert!(
         largest <= LEAN_LIMIT,
@@ -222,16 +227,11 @@ fn fast_prompt_end_to_end_every_size_and_carry_case() {
         return;
     }
     let out = common::TempDir::new("fast-e2e");
-    let mut args = vec!["--count".to_string(), CASES.len().to_string()];
-    for (opts, _) in CASES {
-        args.extend(["--ping-opts".to_string(), opts.to_string()]);
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    experiment(&out, FAST_PROMPT, &args);
-    assert_all_valid(&out, CASES.len());
-    let runs = runs(&out);
-    assert_eq!(runs.len(), CASES.len(), "{runs:#?}");
-    for run in &runs {
+    let args: Vec<&str> = CASES
+        .iter()
+        .flat_map(|(opts, _)| ["--ping-opts", opts])
+        .collect();
+    for run in &experiment(&out, FAST_PROMPT, CASES.len(), &args) {
         check_run(run, "fast");
     }
     // The carry cases really carried: the requests had the planned checksums.
