@@ -1,9 +1,9 @@
-//! The lean harness and the fast prompt end to end: the real Claude Code client (from
-//! npm) against the scripted dry-run model, through `scripts/experiment.sh --agent dry-run
-//! --lean --prompt prompts/ping-respond-fast.md`, in default permission mode, in a private
-//! network namespace. The model's request log shows what Claude Code sent; the bridge's
-//! record judges every reply. Needs root and `npm ci` (which `scripts/test.sh` runs);
-//! skipped without them, except under CI.
+//! The lean harness and both prompts end to end: the real Claude Code client (from npm)
+//! against the scripted dry-run model, through `scripts/experiment.sh --agent dry-run
+//! --lean --prompt prompts/ping-respond-fast.md` (or `ping-respond.md`), in default
+//! permission mode, in a private network namespace. The model's request log shows what
+//! Claude Code sent; the bridge's record judges every reply. Needs root and `npm ci` (which
+//! `scripts/test.sh` runs); skipped without them, except under CI.
 
 mod common;
 
@@ -15,6 +15,7 @@ use serde_json::Value;
 /// The largest model request allowed on a ping's critical path in lean mode.
 const LEAN_LIMIT: u64 = 8_000;
 const FAST_PROMPT: &str = "prompts/ping-respond-fast.md";
+const FULL_PROMPT: &str = "prompts/ping-respond.md";
 
 /// The ping cases of the end-to-end fast-prompt run: options, and for the carry cases the
 /// request's ICMP checksum they produce. With `-s 2` there is no timestamp, so the ICMP
@@ -55,30 +56,42 @@ fn ready(name: &str) -> bool {
     true
 }
 
-/// Runs `experiment.sh --agent dry-run --lean --prompt <fast>` with `extra` flags.
-fn experiment(out: &common::TempDir, extra: &[&str]) -> String {
+/// Runs `experiment.sh --agent dry-run --lean --prompt <prompt> --count <count>` with
+/// `extra` flags, checks that all `count` replies were valid, and returns the model's
+/// requests, one list per ping.
+fn experiment(
+    out: &common::TempDir,
+    prompt: &str,
+    count: usize,
+    extra: &[&str],
+) -> Vec<Vec<Value>> {
     let run = Command::new(repo_root().join("scripts/experiment.sh"))
         .args([
             "--agent",
             "dry-run",
             "--lean",
             "--prompt",
-            FAST_PROMPT,
+            prompt,
             "--ping-wait",
             "60",
         ])
+        .arg("--count")
+        .arg(count.to_string())
         .args(extra)
         .arg("--out")
         .arg(&out.0)
         .output()
         .expect("experiment.sh");
-    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
     assert!(
         run.status.success(),
-        "experiment.sh failed:\n{stdout}\n{}",
+        "experiment.sh failed:\n{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
         String::from_utf8_lossy(&run.stderr)
     );
-    stdout
+    assert_all_valid(out, count);
+    let runs = runs(out);
+    assert_eq!(runs.len(), count, "{runs:#?}");
+    runs
 }
 
 fn jsonl(path: &Path) -> Vec<Value> {
@@ -124,13 +137,13 @@ fn answered(run: &[Value], kind: &str) -> usize {
         .unwrap_or_else(|| panic!("no request answered with {kind}: {run:#?}"))
 }
 
-/// Checks one run: the fast procedure was followed, and exactly one model turn lies between
-/// the hand-over (the read's result) and the reply (the write). Returns the largest request
-/// on the critical path (up to and including the one answered with the write).
-fn check_run(run: &[Value]) -> u64 {
+/// Checks one run: `procedure` ("fast" or "full") was followed, and exactly one model turn
+/// lies between the hand-over (the read's result) and the reply (the write). Returns the
+/// largest request on the critical path (up to and including the one answered with the write).
+fn check_run(run: &[Value], procedure: &str) -> u64 {
     let (read, write) = (answered(run, "read"), answered(run, "write"));
     assert_eq!(write, read + 1, "one turn after the hand-over: {run:#?}");
-    assert_eq!(run[write]["procedure"], "fast", "{run:#?}");
+    assert_eq!(run[write]["procedure"], procedure, "{run:#?}");
     assert_eq!(answered(run, "replied"), write + 1, "{run:#?}");
     run[..=write]
         .iter()
@@ -162,12 +175,8 @@ fn lean_harness_keeps_requests_small_and_answers_in_one_turn() {
         return;
     }
     let out = common::TempDir::new("lean");
-    experiment(&out, &["--count", "2"]);
-    assert_all_valid(&out, 2);
-    let runs = runs(&out);
-    assert_eq!(runs.len(), 2, "{runs:#?}");
-    for run in &runs {
-        let largest = check_run(run);
+    for run in &experiment(&out, FAST_PROMPT, 2, &[]) {
+        let largest = check_run(run, "fast");
         assert!(
             largest <= LEAN_LIMIT,
             "a {largest}-byte request on the critical path: {run:#?}"
@@ -197,23 +206,33 @@ fn lean_harness_keeps_requests_small_and_answers_in_one_turn() {
     assert!(summary.contains("2 valid replies"), "{summary}");
 }
 
+/// Issue 6: the published procedure (full RFC 1071 recomputation) also fits the lean limit.
+#[test]
+fn lean_harness_fits_the_full_recompute_prompt() {
+    if !ready("lean_harness_fits_the_full_recompute_prompt") {
+        return;
+    }
+    let out = common::TempDir::new("lean-full");
+    let runs = experiment(&out, FULL_PROMPT, 1, &[]);
+    let largest = check_run(&runs[0], "full");
+    assert!(
+        largest <= LEAN_LIMIT,
+        "a {largest}-byte request on the critical path: {runs:#?}"
+    );
+}
+
 #[test]
 fn fast_prompt_end_to_end_every_size_and_carry_case() {
     if !ready("fast_prompt_end_to_end_every_size_and_carry_case") {
         return;
     }
     let out = common::TempDir::new("fast-e2e");
-    let mut args = vec!["--count".to_string(), CASES.len().to_string()];
-    for (opts, _) in CASES {
-        args.extend(["--ping-opts".to_string(), opts.to_string()]);
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    experiment(&out, &args);
-    assert_all_valid(&out, CASES.len());
-    let runs = runs(&out);
-    assert_eq!(runs.len(), CASES.len(), "{runs:#?}");
-    for run in &runs {
-        check_run(run);
+    let args: Vec<&str> = CASES
+        .iter()
+        .flat_map(|(opts, _)| ["--ping-opts", opts])
+        .collect();
+    for run in &experiment(&out, FAST_PROMPT, CASES.len(), &args) {
+        check_run(run, "fast");
     }
     // The carry cases really carried: the requests had the planned checksums.
     let sums = request_checksums(&out.join("capture.pcap"));
