@@ -63,11 +63,11 @@ ln -s "$(realpath "$BIN")" "$WORK/bin/tunbridge"
 export PATH=$WORK/bin:$PATH
 say "tunbridge: $BIN"
 
-# The slash command must carry the prompt unchanged below its front matter.
-if ! diff -q <(awk 'n>=2; /^---$/ && n<2 {n++}' .claude/commands/ping-respond.md) prompts/ping-respond.md >/dev/null; then
-    die ".claude/commands/ping-respond.md differs from prompts/ping-respond.md below its front matter"
+# The slash command must be the prompt itself (a link), so the two cannot drift apart.
+if [[ $(realpath .claude/commands/ping-respond.md) != $(realpath prompts/ping-respond.md) ]]; then
+    die ".claude/commands/ping-respond.md is not a link to prompts/ping-respond.md"
 fi
-say "/ping-respond carries prompts/ping-respond.md unchanged"
+say "/ping-respond is prompts/ping-respond.md"
 
 CMD_FIFO=${TUNBRIDGE_CMD_FIFO:-/tmp/tun_cmd} RESP_FIFO=${TUNBRIDGE_RESP_FIFO:-/tmp/tun_resp}
 if [[ -n $WITH_BRIDGE ]]; then

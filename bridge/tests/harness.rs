@@ -18,18 +18,33 @@ fn claude_code_answers_a_real_ping_through_the_prompt() {
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     if !root.join("node_modules/.bin/claude").exists() {
-        assert!(std::env::var_os("CI").is_none(), "Claude Code is not installed: run npm ci");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "Claude Code is not installed: run npm ci"
+        );
         eprintln!("skipped: Claude Code is not installed (npm ci)");
         return;
     }
     let out = common::TempDir::new("harness");
     let run = Command::new(root.join("scripts/experiment.sh"))
-        .args(["--agent", "dry-run", "--count", "2", "--ping-wait", "60", "--out"])
+        .args([
+            "--agent",
+            "dry-run",
+            "--count",
+            "2",
+            "--ping-wait",
+            "60",
+            "--out",
+        ])
         .arg(&out.0)
         .output()
         .expect("experiment.sh");
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "experiment.sh failed:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "experiment.sh failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
 
     // Both pings saw their reply, and the bridge judged both replies valid.
     for i in 1..=2 {
@@ -47,11 +62,55 @@ fn claude_code_answers_a_real_ping_through_the_prompt() {
         assert_eq!(r["verdict"], "valid");
     }
     // Claude Code ran in default permission mode and reported its turns and tokens.
-    let result: Value = serde_json::from_slice(&std::fs::read(out.join("claude-1.json")).unwrap()).unwrap();
+    let result: Value =
+        serde_json::from_slice(&std::fs::read(out.join("claude-1.json")).unwrap()).unwrap();
     assert_eq!(result["is_error"], false, "{result}");
     assert!(result["num_turns"].as_u64().unwrap() >= 3, "{result}");
     assert!(result["usage"]["output_tokens"].as_u64().unwrap() > 0);
-    assert!(result.get("permission_denials").map_or(true, |d| d.as_array().is_some_and(|a| a.is_empty())), "{result}");
+    assert!(
+        result
+            .get("permission_denials")
+            .map_or(true, |d| d.as_array().is_some_and(|a| a.is_empty())),
+        "{result}"
+    );
     let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(summary.contains("2 valid replies"), "{summary}");
+}
+
+/// `scripts/dry-run.sh --with-bridge`, the set-up check the README offers users: its own
+/// namespace and bridge, the real client with a throwaway config dir, one real ping.
+#[test]
+fn dry_run_script_answers_a_ping_with_its_own_bridge() {
+    if !common::root_or_skip("dry_run_script_answers_a_ping_with_its_own_bridge") {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    if !root.join("node_modules/.bin/claude").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "Claude Code is not installed: run npm ci"
+        );
+        eprintln!("skipped: Claude Code is not installed (npm ci)");
+        return;
+    }
+    let fifos = common::TempDir::new("dryrun");
+    let run = Command::new(root.join("scripts/dry-run.sh"))
+        .arg("--with-bridge")
+        .env("TUNBRIDGE", common::BIN)
+        .env("TUNBRIDGE_CMD_FIFO", fifos.join("cmd"))
+        .env("TUNBRIDGE_RESP_FIFO", fifos.join("resp"))
+        .output()
+        .expect("dry-run.sh");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "dry-run.sh failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("PASS: read and write ran without approval"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("PASS: ping got the reply"), "{stdout}");
+    assert!(stdout.contains("1 received"), "{stdout}");
 }
