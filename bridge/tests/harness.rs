@@ -11,10 +11,11 @@ use std::process::Command;
 
 use serde_json::Value;
 
-#[test]
-fn claude_code_answers_a_real_ping_through_the_prompt() {
-    if !common::root_or_skip("claude_code_answers_a_real_ping_through_the_prompt") {
-        return;
+/// The repository root when the test can run: root, and the pinned client installed
+/// (`npm ci`). Otherwise the test is skipped, except under CI, where that is a failure.
+fn repo_with_claude_code(name: &str) -> Option<&'static Path> {
+    if !common::root_or_skip(name) {
+        return None;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     if !root.join("node_modules/.bin/claude").exists() {
@@ -22,9 +23,18 @@ fn claude_code_answers_a_real_ping_through_the_prompt() {
             std::env::var_os("CI").is_none(),
             "Claude Code is not installed: run npm ci"
         );
-        eprintln!("skipped: Claude Code is not installed (npm ci)");
-        return;
+        eprintln!("skipped {name}: Claude Code is not installed (npm ci)");
+        return None;
     }
+    Some(root)
+}
+
+#[test]
+fn claude_code_answers_a_real_ping_through_the_prompt() {
+    let Some(root) = repo_with_claude_code("claude_code_answers_a_real_ping_through_the_prompt")
+    else {
+        return;
+    };
     let out = common::TempDir::new("harness");
     let run = Command::new(root.join("scripts/experiment.sh"))
         .args([
@@ -81,18 +91,10 @@ fn claude_code_answers_a_real_ping_through_the_prompt() {
 /// namespace and bridge, the real client with a throwaway config dir, one real ping.
 #[test]
 fn dry_run_script_answers_a_ping_with_its_own_bridge() {
-    if !common::root_or_skip("dry_run_script_answers_a_ping_with_its_own_bridge") {
+    let Some(root) = repo_with_claude_code("dry_run_script_answers_a_ping_with_its_own_bridge")
+    else {
         return;
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    if !root.join("node_modules/.bin/claude").exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "Claude Code is not installed: run npm ci"
-        );
-        eprintln!("skipped: Claude Code is not installed (npm ci)");
-        return;
-    }
+    };
     let fifos = common::TempDir::new("dryrun");
     let run = Command::new(root.join("scripts/dry-run.sh"))
         .arg("--with-bridge")
