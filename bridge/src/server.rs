@@ -127,6 +127,7 @@ impl Shared {
                 id = echo.map(|e| e.0),
                 seq = echo.map(|e| e.1),
                 len = item.packet.len(),
+                age_us = us(item.arrival.elapsed()),
                 outcome = outcome.as_str(),
                 "request dropped before the agent read it"
             );
@@ -217,7 +218,7 @@ fn arrive(shared: &Shared, item: Queued) {
     };
     // Wake a waiting READ before logging: the log line is not on the packet's way.
     shared.ready.notify_all();
-    info!(
+    debug!(
         id = echo.map(|e| e.0),
         seq = echo.map(|e| e.1),
         len,
@@ -363,7 +364,7 @@ impl Bridge {
         let handover = Instant::now();
         let echo = wire::echo_id_seq(&item.packet);
         let queue_ms = ms(handover - item.arrival);
-        info!(
+        debug!(
             id = echo.map(|e| e.0),
             seq = echo.map(|e| e.1),
             len = item.packet.len(),
@@ -458,14 +459,14 @@ impl Bridge {
             };
             return self.shared.journal.entry(&e);
         };
-        let agent_ms = ms(received - h.handover);
-        let rtt_ms = ms(written - h.request.arrival);
-        info!(id = echo.map(|e| e.0), seq = echo.map(|e| e.1), agent_ms, rtt_ms, write_us, verdict = %verdict,
-              "reply written");
+        info!(id = echo.map(|e| e.0), seq = echo.map(|e| e.1), len = h.request.packet.len(),
+              queue_us = us(h.handover - h.request.arrival), agent_us = us(received - h.handover),
+              rtt_us = us(written - h.request.arrival), write_us = us(written - received),
+              verdict = %verdict, "reply written");
         let mut e = entry(&h.request, h.echo, Outcome::Answered);
         e.queue_ms = Some(ms(h.handover - h.request.arrival));
-        e.agent_ms = Some(agent_ms);
-        e.rtt_ms = Some(rtt_ms);
+        e.agent_ms = Some(ms(received - h.handover));
+        e.rtt_ms = Some(ms(written - h.request.arrival));
         e.write_us = Some(write_us);
         e.verdict = Some(verdict.to_string());
         e.written = true;
@@ -477,6 +478,8 @@ impl Bridge {
         warn!(
             id = h.echo.map(|e| e.0),
             seq = h.echo.map(|e| e.1),
+            len = h.request.packet.len(),
+            queue_us = us(h.handover - h.request.arrival),
             why,
             "request never answered"
         );
@@ -557,6 +560,11 @@ fn entry(item: &Queued, echo: Option<(u16, u16)>, outcome: Outcome) -> Entry {
 /// A duration in milliseconds, as a float.
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// A duration in whole microseconds, for log lines.
+fn us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// The status word of a reply, for logs that must not carry payload hex.
