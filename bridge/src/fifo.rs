@@ -361,6 +361,9 @@ pub fn wait(file: &File, events: PollFlags, timeout: Duration) -> io::Result<boo
     }
 }
 
+/// Linux's PIPE_BUF: a write of at most this many bytes goes into a pipe whole or not at all.
+const PIPE_BUF: usize = 4096;
+
 /// The write end of the answer FIFO, held for one answer.
 #[derive(Debug)]
 pub struct Answer {
@@ -401,6 +404,21 @@ impl Answer {
                 .revents()
                 .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP)),
             _ => false,
+        }
+    }
+
+    /// Writes one line in a single write that cannot block, and closes; gives the answer
+    /// back, nothing written, when the line is over [`PIPE_BUF`] or the pipe cannot take it
+    /// whole now (full, or its reader gone).
+    pub fn offer(mut self, line: &str) -> Result<(), Answer> {
+        let data = [line.as_bytes(), b"\n"].concat();
+        if data.len() > PIPE_BUF {
+            return Err(self);
+        }
+        // At most PIPE_BUF bytes on a non-blocking pipe: all written, or EAGAIN/EPIPE and none.
+        match self.file.write(&data) {
+            Ok(n) if n == data.len() => Ok(()),
+            _ => Err(self),
         }
     }
 
@@ -569,5 +587,28 @@ mod test {
             .unwrap();
         drop(reader);
         assert!(answer.reader_gone());
+    }
+
+    #[test]
+    fn offer_writes_whole_lines_or_gives_the_answer_back() {
+        let dir = temp_dir("offer");
+        let path = dir.join("resp");
+        let _fifo = Fifo::create(&path, me()).unwrap();
+        let reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_flags::O_NONBLOCK)
+            .open(&path)
+            .unwrap();
+        let open = || Answer::wait_for_reader(&path, Duration::from_millis(20)).unwrap().unwrap();
+        open().offer("45ab").unwrap();
+        let too_long = "a".repeat(PIPE_BUF);
+        let back = open().offer(&too_long).unwrap_err();
+        back.send("OK", Duration::from_secs(1)).unwrap();
+        let mut text = String::new();
+        (&reader).read_to_string(&mut text).unwrap();
+        assert_eq!(text, "45ab\nOK\n");
+        let answer = open();
+        drop(reader);
+        assert!(answer.offer("45ab").is_err(), "no reader: nothing written");
     }
 }
