@@ -278,6 +278,26 @@ impl CommandReader {
         Ok(())
     }
 
+    /// Reopens at once if every writer has closed and nothing is left to read, as when a
+    /// READ's client has sent its line; otherwise leaves everything to [`CommandReader::next`].
+    /// Called while a READ waits, so the reopen is not done after the hand-over instead.
+    pub fn reopen_if_ended(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() || self.skipping {
+            return Ok(());
+        }
+        let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
+        let ended = match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(n) if n > 0 => fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLHUP) && !r.contains(PollFlags::POLLIN)),
+            _ => false,
+        };
+        if ended {
+            self.reopen()?;
+        }
+        Ok(())
+    }
+
     fn accept(&mut self, data: &[u8]) {
         if !self.skipping {
             self.buf.extend_from_slice(data);
@@ -534,6 +554,26 @@ mod test {
                 Incoming::Line(b"READ".to_vec())
             ]
         );
+    }
+
+    #[test]
+    fn reopens_early_only_at_an_empty_end_of_session() {
+        let dir = temp_dir("ended");
+        let path = dir.join("cmd");
+        let _fifo = Fifo::create(&path, me()).unwrap();
+        let mut reader = CommandReader::open(&path).unwrap();
+        write_to(&path, b"READ\nWRI");
+        assert_eq!(reader.next(Duration::from_millis(100)).unwrap(), Some(Incoming::Line(b"READ".to_vec())));
+        // A partial line is pending: left alone, and still a line at the end of the session.
+        reader.reopen_if_ended().unwrap();
+        assert_eq!(reader.next(Duration::from_millis(100)).unwrap(), Some(Incoming::Line(b"WRI".to_vec())));
+        write_to(&path, b"READ\n");
+        assert_eq!(reader.next(Duration::from_millis(100)).unwrap(), Some(Incoming::Line(b"READ".to_vec())));
+        // Writer gone, nothing left: reopened, so the next wait sees no end of session.
+        reader.reopen_if_ended().unwrap();
+        assert!(!wait(&reader.file, PollFlags::POLLIN, Duration::ZERO).unwrap());
+        write_to(&path, b"READ\n");
+        assert_eq!(reader.next(Duration::from_millis(100)).unwrap(), Some(Incoming::Line(b"READ".to_vec())));
     }
 
     #[test]

@@ -355,6 +355,10 @@ impl Bridge {
                 Ok(None) => return warn!("READ abandoned: nobody is reading the answer FIFO"),
                 Err(e) => return warn!(error = %e, "cannot open the answer FIFO"),
             };
+        // The client has sent its line and closed: reopen now, not after the hand-over.
+        if let Err(e) = self.reader.reopen_if_ended() {
+            warn!(error = %e, "cannot reopen the command FIFO");
+        }
         let (answer, item) = match self.wait_packet(answer) {
             Waited::Packet(answer, item) => (answer, item),
             Waited::Handed(item, handover) => return self.handed(item, handover),
