@@ -485,6 +485,14 @@ mod test {
         }
     }
 
+    /// A command FIFO in a fresh directory, and a reader on it.
+    fn command_fifo(tag: &str) -> (PathBuf, Fifo, CommandReader) {
+        let path = temp_dir(tag).join("cmd");
+        let fifo = Fifo::create(&path, me()).unwrap();
+        let reader = CommandReader::open(&path).unwrap();
+        (path, fifo, reader)
+    }
+
     fn write_to(path: &Path, data: &[u8]) {
         let mut f = OpenOptions::new().write(true).open(path).unwrap();
         f.write_all(data).unwrap();
@@ -535,10 +543,7 @@ mod test {
 
     #[test]
     fn lines_and_unterminated_last_line() {
-        let dir = temp_dir("lines");
-        let path = dir.join("cmd");
-        let _fifo = Fifo::create(&path, me()).unwrap();
-        let mut reader = CommandReader::open(&path).unwrap();
+        let (path, _fifo, mut reader) = command_fifo("lines");
         write_to(&path, b"READ\r\nWRITE 45\nREAD");
         let mut got = Vec::new();
         for _ in 0..10 {
@@ -558,30 +563,36 @@ mod test {
 
     #[test]
     fn reopens_early_only_at_an_empty_end_of_session() {
-        let dir = temp_dir("ended");
-        let path = dir.join("cmd");
-        let _fifo = Fifo::create(&path, me()).unwrap();
-        let mut reader = CommandReader::open(&path).unwrap();
+        let (path, _fifo, mut reader) = command_fifo("ended");
         write_to(&path, b"READ\nWRI");
-        assert_eq!(reader.next(Duration::from_millis(100)).unwrap(), Some(Incoming::Line(b"READ".to_vec())));
+        assert_eq!(
+            reader.next(Duration::from_millis(100)).unwrap(),
+            Some(Incoming::Line(b"READ".to_vec()))
+        );
         // A partial line is pending: left alone, and still a line at the end of the session.
         reader.reopen_if_ended().unwrap();
-        assert_eq!(reader.next(Duration::from_millis(100)).unwrap(), Some(Incoming::Line(b"WRI".to_vec())));
+        assert_eq!(
+            reader.next(Duration::from_millis(100)).unwrap(),
+            Some(Incoming::Line(b"WRI".to_vec()))
+        );
         write_to(&path, b"READ\n");
-        assert_eq!(reader.next(Duration::from_millis(100)).unwrap(), Some(Incoming::Line(b"READ".to_vec())));
+        assert_eq!(
+            reader.next(Duration::from_millis(100)).unwrap(),
+            Some(Incoming::Line(b"READ".to_vec()))
+        );
         // Writer gone, nothing left: reopened, so the next wait sees no end of session.
         reader.reopen_if_ended().unwrap();
         assert!(!wait(&reader.file, PollFlags::POLLIN, Duration::ZERO).unwrap());
         write_to(&path, b"READ\n");
-        assert_eq!(reader.next(Duration::from_millis(100)).unwrap(), Some(Incoming::Line(b"READ".to_vec())));
+        assert_eq!(
+            reader.next(Duration::from_millis(100)).unwrap(),
+            Some(Incoming::Line(b"READ".to_vec()))
+        );
     }
 
     #[test]
     fn over_long_line_is_refused_once() {
-        let dir = temp_dir("long");
-        let path = dir.join("cmd");
-        let _fifo = Fifo::create(&path, me()).unwrap();
-        let mut reader = CommandReader::open(&path).unwrap();
+        let (path, _fifo, mut reader) = command_fifo("long");
         let writer = std::thread::spawn({
             let path = path.clone();
             move || {
@@ -639,7 +650,11 @@ mod test {
             .custom_flags(libc_flags::O_NONBLOCK)
             .open(&path)
             .unwrap();
-        let open = || Answer::wait_for_reader(&path, Duration::from_millis(20)).unwrap().unwrap();
+        let open = || {
+            Answer::wait_for_reader(&path, Duration::from_millis(20))
+                .unwrap()
+                .unwrap()
+        };
         open().offer("45ab").unwrap();
         let too_long = "a".repeat(PIPE_BUF);
         let back = open().offer(&too_long).unwrap_err();
