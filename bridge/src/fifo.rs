@@ -278,6 +278,26 @@ impl CommandReader {
         Ok(())
     }
 
+    /// Reopens at once if every writer has closed and nothing is left to read, as when a
+    /// READ's client has sent its line; otherwise leaves everything to [`CommandReader::next`].
+    /// Called while a READ waits, so the reopen is not done after the hand-over instead.
+    pub fn reopen_if_ended(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() || self.skipping {
+            return Ok(());
+        }
+        let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
+        let ended = match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(n) if n > 0 => fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLHUP) && !r.contains(PollFlags::POLLIN)),
+            _ => false,
+        };
+        if ended {
+            self.reopen()?;
+        }
+        Ok(())
+    }
+
     fn accept(&mut self, data: &[u8]) {
         if !self.skipping {
             self.buf.extend_from_slice(data);
@@ -361,6 +381,9 @@ pub fn wait(file: &File, events: PollFlags, timeout: Duration) -> io::Result<boo
     }
 }
 
+/// Linux's PIPE_BUF: a write of at most this many bytes goes into a pipe whole or not at all.
+const PIPE_BUF: usize = 4096;
+
 /// The write end of the answer FIFO, held for one answer.
 #[derive(Debug)]
 pub struct Answer {
@@ -401,6 +424,21 @@ impl Answer {
                 .revents()
                 .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP)),
             _ => false,
+        }
+    }
+
+    /// Writes one line in a single write that cannot block, and closes; gives the answer
+    /// back, nothing written, when the line is over [`PIPE_BUF`] or the pipe cannot take it
+    /// whole now (full, or its reader gone).
+    pub fn offer(mut self, line: &str) -> Result<(), Answer> {
+        let data = [line.as_bytes(), b"\n"].concat();
+        if data.len() > PIPE_BUF {
+            return Err(self);
+        }
+        // At most PIPE_BUF bytes on a non-blocking pipe: all written, or EAGAIN/EPIPE and none.
+        match self.file.write(&data) {
+            Ok(n) if n == data.len() => Ok(()),
+            _ => Err(self),
         }
     }
 
@@ -445,6 +483,14 @@ mod test {
             gid: nix::unistd::getegid().as_raw(),
             mode: 0o600,
         }
+    }
+
+    /// A command FIFO in a fresh directory, and a reader on it.
+    fn command_fifo(tag: &str) -> (PathBuf, Fifo, CommandReader) {
+        let path = temp_dir(tag).join("cmd");
+        let fifo = Fifo::create(&path, me()).unwrap();
+        let reader = CommandReader::open(&path).unwrap();
+        (path, fifo, reader)
     }
 
     fn write_to(path: &Path, data: &[u8]) {
@@ -497,10 +543,7 @@ mod test {
 
     #[test]
     fn lines_and_unterminated_last_line() {
-        let dir = temp_dir("lines");
-        let path = dir.join("cmd");
-        let _fifo = Fifo::create(&path, me()).unwrap();
-        let mut reader = CommandReader::open(&path).unwrap();
+        let (path, _fifo, mut reader) = command_fifo("lines");
         write_to(&path, b"READ\r\nWRITE 45\nREAD");
         let mut got = Vec::new();
         for _ in 0..10 {
@@ -519,11 +562,37 @@ mod test {
     }
 
     #[test]
+    fn reopens_early_only_at_an_empty_end_of_session() {
+        let (path, _fifo, mut reader) = command_fifo("ended");
+        write_to(&path, b"READ\nWRI");
+        assert_eq!(
+            reader.next(Duration::from_millis(100)).unwrap(),
+            Some(Incoming::Line(b"READ".to_vec()))
+        );
+        // A partial line is pending: left alone, and still a line at the end of the session.
+        reader.reopen_if_ended().unwrap();
+        assert_eq!(
+            reader.next(Duration::from_millis(100)).unwrap(),
+            Some(Incoming::Line(b"WRI".to_vec()))
+        );
+        write_to(&path, b"READ\n");
+        assert_eq!(
+            reader.next(Duration::from_millis(100)).unwrap(),
+            Some(Incoming::Line(b"READ".to_vec()))
+        );
+        // Writer gone, nothing left: reopened, so the next wait sees no end of session.
+        reader.reopen_if_ended().unwrap();
+        assert!(!wait(&reader.file, PollFlags::POLLIN, Duration::ZERO).unwrap());
+        write_to(&path, b"READ\n");
+        assert_eq!(
+            reader.next(Duration::from_millis(100)).unwrap(),
+            Some(Incoming::Line(b"READ".to_vec()))
+        );
+    }
+
+    #[test]
     fn over_long_line_is_refused_once() {
-        let dir = temp_dir("long");
-        let path = dir.join("cmd");
-        let _fifo = Fifo::create(&path, me()).unwrap();
-        let mut reader = CommandReader::open(&path).unwrap();
+        let (path, _fifo, mut reader) = command_fifo("long");
         let writer = std::thread::spawn({
             let path = path.clone();
             move || {
@@ -569,5 +638,32 @@ mod test {
             .unwrap();
         drop(reader);
         assert!(answer.reader_gone());
+    }
+
+    #[test]
+    fn offer_writes_whole_lines_or_gives_the_answer_back() {
+        let dir = temp_dir("offer");
+        let path = dir.join("resp");
+        let _fifo = Fifo::create(&path, me()).unwrap();
+        let reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_flags::O_NONBLOCK)
+            .open(&path)
+            .unwrap();
+        let open = || {
+            Answer::wait_for_reader(&path, Duration::from_millis(20))
+                .unwrap()
+                .unwrap()
+        };
+        open().offer("45ab").unwrap();
+        let too_long = "a".repeat(PIPE_BUF);
+        let back = open().offer(&too_long).unwrap_err();
+        back.send("OK", Duration::from_secs(1)).unwrap();
+        let mut text = String::new();
+        (&reader).read_to_string(&mut text).unwrap();
+        assert_eq!(text, "45ab\nOK\n");
+        let answer = open();
+        drop(reader);
+        assert!(answer.offer("45ab").is_err(), "no reader: nothing written");
     }
 }

@@ -108,15 +108,26 @@ impl std::error::Error for ServeError {}
 
 /// State shared with the device reader thread.
 struct Shared {
-    queue: Mutex<Queue>,
+    state: Mutex<State>,
     ready: Condvar,
     stop: Arc<AtomicBool>,
     journal: Journal,
 }
 
+/// What both threads change, under one lock.
+struct State {
+    /// Packets waiting for a READ.
+    queue: Queue,
+    /// The answer of a READ waiting on the empty queue, for the device reader thread to
+    /// answer at once, without waking the main thread first.
+    reader: Option<Answer>,
+    /// A packet the device reader thread gave that READ, and when, for the main thread's books.
+    handed: Option<(Queued, Instant)>,
+}
+
 impl Shared {
-    fn queue(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Records packets that left the queue unread.
@@ -127,6 +138,7 @@ impl Shared {
                 id = echo.map(|e| e.0),
                 seq = echo.map(|e| e.1),
                 len = item.packet.len(),
+                age_us = us(item.arrival.elapsed()),
                 outcome = outcome.as_str(),
                 "request dropped before the agent read it"
             );
@@ -160,7 +172,11 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), ServeError> {
     info!(tun = device.name(), address = %config.address, peer = %config.peer, netns = ?config.netns,
           cmd = %config.cmd_fifo.display(), resp = %config.resp_fifo.display(), "bridge ready");
     let shared = Arc::new(Shared {
-        queue: Mutex::new(Queue::new(config.queue_size, config.max_age)),
+        state: Mutex::new(State {
+            queue: Queue::new(config.queue_size, config.max_age),
+            reader: None,
+            handed: None,
+        }),
         ready: Condvar::new(),
         stop,
         journal,
@@ -210,14 +226,18 @@ fn arrive(shared: &Shared, item: Queued) {
     }
     let (echo, len) = (wire::echo_id_seq(&item.packet), item.packet.len());
     trace!(hex = %hex::encode(&item.packet), "request bytes");
-    let (evicted, stale) = {
-        let mut q = shared.queue();
-        let stale = q.expire(item.arrival);
-        (q.push(item), stale)
+    let mut s = shared.state();
+    let stale = s.queue.expire(item.arrival);
+    let evicted = match s.reader.take() {
+        Some(answer) => {
+            drop(s);
+            deliver(shared, answer, item)
+        }
+        None => s.queue.push(item),
     };
-    // Wake a waiting READ before logging: the log line is not on the packet's way.
+    // Wake the main thread before logging: the log line is not on the packet's way.
     shared.ready.notify_all();
-    info!(
+    debug!(
         id = echo.map(|e| e.0),
         seq = echo.map(|e| e.1),
         len,
@@ -225,6 +245,33 @@ fn arrive(shared: &Shared, item: Queued) {
     );
     shared.dropped(stale, Outcome::Stale);
     shared.dropped(evicted.into_iter().collect(), Outcome::Overflow);
+}
+
+/// Answers the READ waiting on the empty queue with `item`. When the pipe cannot take
+/// the line at once, the packet is queued and the answer put back, for the main thread
+/// to send as usual. Returns a packet evicted to make room.
+fn deliver(shared: &Shared, answer: Answer, item: Queued) -> Option<Queued> {
+    match answer.offer(&Reply::Packet(item.packet.clone()).to_string()) {
+        Ok(()) => {
+            shared.state().handed = Some((item, Instant::now()));
+            None
+        }
+        Err(answer) => {
+            let mut s = shared.state();
+            s.reader = Some(answer);
+            s.queue.push(item)
+        }
+    }
+}
+
+/// How a READ's wait for a packet ended.
+enum Waited {
+    /// A packet to send on the answer.
+    Packet(Answer, Queued),
+    /// The device reader thread already handed this packet over, at this time.
+    Handed(Queued, Instant),
+    /// No packet: the timeout passed, the reader left, or the bridge is stopping.
+    Nothing(Answer),
 }
 
 /// The main thread's state.
@@ -308,62 +355,84 @@ impl Bridge {
                 Ok(None) => return warn!("READ abandoned: nobody is reading the answer FIFO"),
                 Err(e) => return warn!(error = %e, "cannot open the answer FIFO"),
             };
-        let Some(item) = self.wait_packet(&answer) else {
-            if answer.reader_gone() {
-                return info!("READ abandoned: its reader went away");
-            }
-            if let Err(e) = answer.send(&Reply::Timeout.to_string(), self.config.reply_grace) {
-                warn!(error = %e, "TIMEOUT not delivered");
-            }
-            return info!("READ timed out");
+        // The client has sent its line and closed: reopen now, not after the hand-over.
+        if let Err(e) = self.reader.reopen_if_ended() {
+            warn!(error = %e, "cannot reopen the command FIFO");
+        }
+        let (answer, item) = match self.wait_packet(answer) {
+            Waited::Packet(answer, item) => (answer, item),
+            Waited::Handed(item, handover) => return self.handed(item, handover),
+            Waited::Nothing(answer) => return self.no_packet(answer),
         };
         let line = Reply::Packet(item.packet.clone()).to_string();
         if let Err(e) = answer.send(&line, self.config.reply_grace) {
             warn!(error = %e, "packet not delivered; back to the head of the queue");
-            let evicted = self.shared.queue().push_front(item);
+            let evicted = self.shared.state().queue.push_front(item);
             self.shared.ready.notify_all();
             self.shared
                 .dropped(evicted.into_iter().collect(), Outcome::Overflow);
             return;
         }
-        self.handed(item);
+        self.handed(item, Instant::now());
     }
 
-    /// Waits for a fresh packet while the reader is there and the timeout lasts.
-    fn wait_packet(&self, answer: &Answer) -> Option<Queued> {
+    /// Ends a READ that got no packet: TIMEOUT, or nothing if its reader left.
+    fn no_packet(&self, answer: Answer) {
+        if answer.reader_gone() {
+            return info!("READ abandoned: its reader went away");
+        }
+        if let Err(e) = answer.send(&Reply::Timeout.to_string(), self.config.reply_grace) {
+            warn!(error = %e, "TIMEOUT not delivered");
+        }
+        info!("READ timed out");
+    }
+
+    /// Waits for a fresh packet while the reader is there and the timeout lasts. While
+    /// the queue is empty the answer waits in the shared state, where the device reader
+    /// thread answers it with the next packet; while that thread holds it, neither the
+    /// answer nor the hand-over is there, and it puts one of them back before it lets go.
+    fn wait_packet(&self, answer: Answer) -> Waited {
         let deadline = Instant::now() + self.config.read_timeout;
-        let mut q = self.shared.queue();
+        let mut s = self.shared.state();
+        s.reader = Some(answer);
         loop {
-            let stale = q.expire(Instant::now());
+            if let Some((item, handover)) = s.handed.take() {
+                return Waited::Handed(item, handover);
+            }
+            let stale = s.queue.expire(Instant::now());
             if !stale.is_empty() {
-                drop(q);
+                drop(s);
                 self.shared.dropped(stale, Outcome::Stale);
-                q = self.shared.queue();
+                s = self.shared.state();
                 continue;
             }
-            if let Some(item) = q.pop() {
-                return Some(item);
+            if let Some(answer) = s.reader.take() {
+                if let Some(item) = s.queue.pop() {
+                    return Waited::Packet(answer, item);
+                }
+                let stop = self.shared.stop.load(Ordering::Relaxed);
+                if Instant::now() >= deadline || stop || answer.reader_gone() {
+                    return Waited::Nothing(answer);
+                }
+                s.reader = Some(answer);
             }
-            let now = Instant::now();
-            if now >= deadline || self.shared.stop.load(Ordering::Relaxed) || answer.reader_gone() {
-                return None;
-            }
-            let slice = (deadline - now).min(Duration::from_millis(50));
-            q = self
+            let slice = deadline
+                .saturating_duration_since(Instant::now())
+                .clamp(Duration::from_millis(1), Duration::from_millis(50));
+            s = self
                 .shared
                 .ready
-                .wait_timeout(q, slice)
+                .wait_timeout(s, slice)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
     }
 
-    /// Notes a delivered request as waiting for its reply.
-    fn handed(&mut self, item: Queued) {
-        let handover = Instant::now();
+    /// Notes a request delivered at `handover` as waiting for its reply.
+    fn handed(&mut self, item: Queued, handover: Instant) {
         let echo = wire::echo_id_seq(&item.packet);
         let queue_ms = ms(handover - item.arrival);
-        info!(
+        debug!(
             id = echo.map(|e| e.0),
             seq = echo.map(|e| e.1),
             len = item.packet.len(),
@@ -458,14 +527,14 @@ impl Bridge {
             };
             return self.shared.journal.entry(&e);
         };
-        let agent_ms = ms(received - h.handover);
-        let rtt_ms = ms(written - h.request.arrival);
-        info!(id = echo.map(|e| e.0), seq = echo.map(|e| e.1), agent_ms, rtt_ms, write_us, verdict = %verdict,
-              "reply written");
+        info!(id = echo.map(|e| e.0), seq = echo.map(|e| e.1), len = h.request.packet.len(),
+              queue_us = us(h.handover - h.request.arrival), agent_us = us(received - h.handover),
+              rtt_us = us(written - h.request.arrival), write_us = us(written - received),
+              verdict = %verdict, "reply written");
         let mut e = entry(&h.request, h.echo, Outcome::Answered);
         e.queue_ms = Some(ms(h.handover - h.request.arrival));
-        e.agent_ms = Some(agent_ms);
-        e.rtt_ms = Some(rtt_ms);
+        e.agent_ms = Some(ms(received - h.handover));
+        e.rtt_ms = Some(ms(written - h.request.arrival));
         e.write_us = Some(write_us);
         e.verdict = Some(verdict.to_string());
         e.written = true;
@@ -477,6 +546,8 @@ impl Bridge {
         warn!(
             id = h.echo.map(|e| e.0),
             seq = h.echo.map(|e| e.1),
+            len = h.request.packet.len(),
+            queue_us = us(h.handover - h.request.arrival),
             why,
             "request never answered"
         );
@@ -494,7 +565,7 @@ impl Bridge {
 
     /// Drops stale queued packets and forgets long-unanswered requests.
     fn expire(&mut self) {
-        let stale = self.shared.queue().expire(Instant::now());
+        let stale = self.shared.state().queue.expire(Instant::now());
         self.shared.dropped(stale, Outcome::Stale);
         for h in self.inflight.expire(Instant::now()) {
             self.unanswered(h, "no reply within the answer limit");
@@ -528,7 +599,7 @@ impl Bridge {
         for h in self.inflight.drain() {
             self.unanswered(h, "bridge stopped");
         }
-        let left: Vec<Queued> = std::iter::from_fn(|| self.shared.queue().pop()).collect();
+        let left: Vec<Queued> = std::iter::from_fn(|| self.shared.state().queue.pop()).collect();
         if !left.is_empty() {
             info!(count = left.len(), "packets still queued at shutdown");
         }
@@ -557,6 +628,11 @@ fn entry(item: &Queued, echo: Option<(u16, u16)>, outcome: Outcome) -> Entry {
 /// A duration in milliseconds, as a float.
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// A duration in whole microseconds, for log lines.
+fn us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// The status word of a reply, for logs that must not carry payload hex.

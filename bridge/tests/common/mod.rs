@@ -146,7 +146,8 @@ impl Bridge {
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut child = Command::new(BIN)
             .args(&args)
-            .env("RUST_LOG", "info")
+            // The tests follow packets through the debug lines ("request queued", "request handed").
+            .env("RUST_LOG", "info,tunbridge=debug")
             .env_remove("SUDO_UID")
             .env_remove("SUDO_GID")
             .env_remove("SUDO_USER")
