@@ -23,7 +23,9 @@ struct Options {
 }
 
 fn options() -> Result<Options, String> {
-    let env_or = |key: &str, default: &str| PathBuf::from(std::env::var(key).unwrap_or_else(|_| default.into()));
+    let env_or = |key: &str, default: &str| {
+        PathBuf::from(std::env::var(key).unwrap_or_else(|_| default.into()))
+    };
     let mut client = Client {
         cmd_fifo: env_or("TUNBRIDGE_CMD_FIFO", "/tmp/tun_cmd"),
         resp_fifo: env_or("TUNBRIDGE_RESP_FIFO", "/tmp/tun_resp"),
