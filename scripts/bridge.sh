@@ -16,6 +16,7 @@ if [[ ! -x $BIN ]]; then
     cargo build --release -q -p tunbridge
 fi
 if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || { echo "bridge.sh: the bridge needs root for the TUN device; run it as root (no sudo here)" >&2; exit 2; }
     echo "==> the bridge needs root for the TUN device; re-running with sudo"
     exec sudo NETNS="$NETNS" TUNBRIDGE="$BIN" RUST_LOG="${RUST_LOG:-info}" "$0" "$@"
 fi

@@ -55,6 +55,9 @@ missing=()
 command -v ip >/dev/null || missing+=("ip (apt-get install iproute2)")
 command -v ping >/dev/null || missing+=("ping (apt-get install iputils-ping)")
 command -v python3 >/dev/null || missing+=("python3 (apt-get install python3)")
+if [[ $(id -u) -ne 0 ]] && ! command -v sudo >/dev/null; then
+    missing+=("sudo, or run it as root (the TUN device needs root)")
+fi
 if [[ -z ${SUDO_USER:-} || ! -x target/release/tunbridge ]] && ! command -v cargo >/dev/null; then
     missing+=("cargo (https://rustup.rs)")
 fi
