@@ -78,7 +78,7 @@ impl Client {
         // Bytes left from an earlier exchange whose reader died belong to nobody.
         discard_pending(&resp);
         send(&self.cmd_fifo, command)?;
-        read_line(&resp, deadline).ok_or(ClientError::NoAnswer(self.timeout))
+        read_line(&resp, &self.resp_fifo, deadline).ok_or(ClientError::NoAnswer(self.timeout))
     }
 }
 
@@ -159,14 +159,22 @@ fn write_all(file: &mut File, mut data: &[u8]) -> io::Result<()> {
 }
 
 /// Reads up to the first newline, or what came before the writer closed.
-fn read_line(mut file: &File, deadline: Instant) -> Option<String> {
+///
+/// A hang-up before anything was read comes from the writer of an earlier answer that
+/// was still open when `file` was opened: Linux then reports the hang-up on every poll
+/// until the next writer comes. Instead of polling in a loop, the rest is read through a
+/// second descriptor of `path`, opened after that writer left, which sleeps in `poll`
+/// until our answer's writer arrives. `file` stays open, and locked, all along.
+fn read_line(file: &File, path: &Path, deadline: Instant) -> Option<String> {
     let mut got = Vec::new();
     let mut chunk = [0u8; CHUNK];
     let mut seen_writer = false;
+    let mut fresh: Option<File> = None;
     loop {
+        let mut from = fresh.as_ref().unwrap_or(file);
         let left = deadline.checked_duration_since(Instant::now())?;
         if !wait(
-            file,
+            from,
             PollFlags::POLLIN,
             left.min(Duration::from_millis(100)),
         )
@@ -174,9 +182,10 @@ fn read_line(mut file: &File, deadline: Instant) -> Option<String> {
         {
             continue;
         }
-        match file.read(&mut chunk) {
+        match from.read(&mut chunk) {
             Ok(0) if seen_writer || !got.is_empty() => break,
-            // A hang-up with nothing read: the writer of a previous answer; keep waiting.
+            // A stale hang-up (see above); once per answer, then a short wait as before.
+            Ok(0) if fresh.is_none() => fresh = Some(open_answer(path).ok()?),
             Ok(0) => std::thread::sleep(Duration::from_millis(1)),
             Ok(n) => {
                 seen_writer = true;
@@ -191,4 +200,77 @@ fn read_line(mut file: &File, deadline: Instant) -> Option<String> {
     }
     let end = got.iter().position(|&b| b == b'\n').unwrap_or(got.len());
     Some(String::from_utf8_lossy(&got[..end]).into_owned())
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use nix::sys::stat::Mode;
+
+    fn fifo(tag: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("tunbridge-client-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("resp");
+        nix::unistd::mkfifo(&path, Mode::S_IRUSR | Mode::S_IWUSR).unwrap();
+        path
+    }
+
+    fn writer(path: &Path) -> File {
+        OpenOptions::new().write(true).open(path).unwrap()
+    }
+
+    /// A writer that is open (it needs a reader to open: the first one, kept open too).
+    fn stale_writer(path: &Path) -> (File, File) {
+        let first = open_answer(path).unwrap();
+        (first, writer(path))
+    }
+
+    /// The writer of an earlier answer is still open when the client opens the FIFO and
+    /// closes without writing to it: the answer that comes after is still read whole.
+    #[test]
+    fn answer_after_a_stale_writer_is_read() {
+        let path = fifo("stale");
+        let (_first, old) = stale_writer(&path);
+        let resp = open_answer(&path).unwrap();
+        drop(old);
+        let late = std::thread::spawn({
+            let path = path.clone();
+            move || {
+                std::thread::sleep(Duration::from_millis(50));
+                writer(&path).write_all(b"OK\n").unwrap();
+            }
+        });
+        let line = read_line(&resp, &path, Instant::now() + Duration::from_secs(5));
+        late.join().unwrap();
+        assert_eq!(line.as_deref(), Some("OK"));
+    }
+
+    /// The same, with no answer at all: nothing, once the deadline passes.
+    #[test]
+    fn stale_writer_and_no_answer_gives_nothing() {
+        let path = fifo("none");
+        let (_first, old) = stale_writer(&path);
+        let resp = open_answer(&path).unwrap();
+        drop(old);
+        let line = read_line(&resp, &path, Instant::now() + Duration::from_millis(200));
+        assert_eq!(line, None);
+    }
+
+    /// An answer written in two pieces by one writer is one line.
+    #[test]
+    fn answer_in_pieces_is_one_line() {
+        let path = fifo("pieces");
+        let resp = open_answer(&path).unwrap();
+        let mut w = writer(&path);
+        w.write_all(b"45").unwrap();
+        let rest = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            w.write_all(b"00\n").unwrap();
+        });
+        let line = read_line(&resp, &path, Instant::now() + Duration::from_secs(5));
+        rest.join().unwrap();
+        assert_eq!(line.as_deref(), Some("4500"));
+    }
 }
