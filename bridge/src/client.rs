@@ -205,16 +205,14 @@ fn read_line(file: &File, path: &Path, deadline: Instant) -> Option<String> {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::testdir::TestDir;
     use nix::sys::stat::Mode;
 
-    fn fifo(tag: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("tunbridge-client-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+    fn fifo() -> (TestDir, PathBuf) {
+        let dir = TestDir::new("client");
         let path = dir.join("resp");
         nix::unistd::mkfifo(&path, Mode::S_IRUSR | Mode::S_IWUSR).unwrap();
-        path
+        (dir, path)
     }
 
     fn writer(path: &Path) -> File {
@@ -231,7 +229,7 @@ mod test {
     /// closes without writing to it: the answer that comes after is still read whole.
     #[test]
     fn answer_after_a_stale_writer_is_read() {
-        let path = fifo("stale");
+        let (_dir, path) = fifo();
         let (_first, old) = stale_writer(&path);
         let resp = open_answer(&path).unwrap();
         drop(old);
@@ -250,7 +248,7 @@ mod test {
     /// The same, with no answer at all: nothing, once the deadline passes.
     #[test]
     fn stale_writer_and_no_answer_gives_nothing() {
-        let path = fifo("none");
+        let (_dir, path) = fifo();
         let (_first, old) = stale_writer(&path);
         let resp = open_answer(&path).unwrap();
         drop(old);
@@ -261,7 +259,7 @@ mod test {
     /// An answer written in two pieces by one writer is one line.
     #[test]
     fn answer_in_pieces_is_one_line() {
-        let path = fifo("pieces");
+        let (_dir, path) = fifo();
         let resp = open_answer(&path).unwrap();
         let mut w = writer(&path);
         w.write_all(b"45").unwrap();

@@ -469,12 +469,10 @@ impl Answer {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::testdir::TestDir;
 
-    fn temp_dir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("tunbridge-fifo-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    fn temp_dir(tag: &str) -> TestDir {
+        TestDir::new(&format!("fifo-{tag}"))
     }
 
     fn me() -> Owner {
@@ -486,11 +484,12 @@ mod test {
     }
 
     /// A command FIFO in a fresh directory, and a reader on it.
-    fn command_fifo(tag: &str) -> (PathBuf, Fifo, CommandReader) {
-        let path = temp_dir(tag).join("cmd");
+    fn command_fifo(tag: &str) -> (TestDir, PathBuf, Fifo, CommandReader) {
+        let dir = temp_dir(tag);
+        let path = dir.join("cmd");
         let fifo = Fifo::create(&path, me()).unwrap();
         let reader = CommandReader::open(&path).unwrap();
-        (path, fifo, reader)
+        (dir, path, fifo, reader)
     }
 
     fn write_to(path: &Path, data: &[u8]) {
@@ -543,7 +542,7 @@ mod test {
 
     #[test]
     fn lines_and_unterminated_last_line() {
-        let (path, _fifo, mut reader) = command_fifo("lines");
+        let (_dir, path, _fifo, mut reader) = command_fifo("lines");
         write_to(&path, b"READ\r\nWRITE 45\nREAD");
         let mut got = Vec::new();
         for _ in 0..10 {
@@ -563,7 +562,7 @@ mod test {
 
     #[test]
     fn reopens_early_only_at_an_empty_end_of_session() {
-        let (path, _fifo, mut reader) = command_fifo("ended");
+        let (_dir, path, _fifo, mut reader) = command_fifo("ended");
         write_to(&path, b"READ\nWRI");
         assert_eq!(
             reader.next(Duration::from_millis(100)).unwrap(),
@@ -592,7 +591,7 @@ mod test {
 
     #[test]
     fn over_long_line_is_refused_once() {
-        let (path, _fifo, mut reader) = command_fifo("long");
+        let (_dir, path, _fifo, mut reader) = command_fifo("long");
         let writer = std::thread::spawn({
             let path = path.clone();
             move || {

@@ -18,5 +18,7 @@ pub mod queue;
 pub mod record;
 pub mod report;
 pub mod server;
+#[cfg(test)]
+mod testdir;
 pub mod verdict;
 pub mod wire;

@@ -79,6 +79,7 @@ fn timestamp(ts: SystemTime) -> (u32, u32) {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::testdir::TestDir;
     use std::path::PathBuf;
     use std::process::Command;
     use std::time::Duration;
@@ -96,15 +97,14 @@ mod test {
         0x6e, 0x67,
     ];
 
-    fn two_packet_file(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("tunbridge-pcap-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+    fn two_packet_file(name: &str) -> (TestDir, PathBuf) {
+        let dir = TestDir::new("pcap");
         let path = dir.join(name);
         let t = UNIX_EPOCH + Duration::from_micros(1_714_564_800_123_456);
         let mut w = PcapWriter::create(&path).unwrap();
         w.write(t, &REQUEST).unwrap();
         w.write(t + Duration::from_millis(2), &REPLY).unwrap();
-        path
+        (dir, path)
     }
 
     fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -113,7 +113,8 @@ mod test {
 
     #[test]
     fn header_and_two_records() {
-        let bytes = std::fs::read(two_packet_file("bytes.pcap")).unwrap();
+        let (_dir, path) = two_packet_file("bytes.pcap");
+        let bytes = std::fs::read(path).unwrap();
         assert_eq!(bytes.len(), 24 + 2 * (16 + 32));
         assert_eq!(
             bytes[..24],
@@ -134,8 +135,7 @@ mod test {
 
     #[test]
     fn overlong_packet_is_cut_to_snaplen() {
-        let dir = std::env::temp_dir().join(format!("tunbridge-pcap-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TestDir::new("pcap");
         let path = dir.join("long.pcap");
         let mut w = PcapWriter::create(&path).unwrap();
         w.write(UNIX_EPOCH, &vec![0u8; 70_000]).unwrap();
@@ -154,7 +154,7 @@ mod test {
     /// Reads the file back with tcpdump; says "skipped" on stderr when tcpdump is absent.
     #[test]
     fn tcpdump_reads_two_packets() {
-        let path = two_packet_file("tcpdump.pcap");
+        let (_dir, path) = two_packet_file("tcpdump.pcap");
         let out = match Command::new("tcpdump").arg("-nr").arg(&path).output() {
             Ok(out) => out,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {

@@ -118,6 +118,7 @@ pub fn rfc3339(t: SystemTime) -> String {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::testdir::TestDir;
     use std::time::Duration;
 
     fn entry(seq: u16, outcome: Outcome) -> Entry {
@@ -137,12 +138,10 @@ mod test {
         }
     }
 
-    fn temp_path(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("tunbridge-record-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+    fn temp_path(name: &str) -> (TestDir, PathBuf) {
+        let dir = TestDir::new("record");
         let path = dir.join(name);
-        let _ = std::fs::remove_file(&path);
-        path
+        (dir, path)
     }
 
     #[test]
@@ -181,7 +180,7 @@ mod test {
 
     #[test]
     fn one_line_per_entry() {
-        let path = temp_path("lines.jsonl");
+        let (_dir, path) = temp_path("lines.jsonl");
         let mut rec = Recorder::open(&path).unwrap();
         rec.record(&entry(1, Outcome::Answered)).unwrap();
         rec.record(&entry(2, Outcome::Stale)).unwrap();
@@ -197,7 +196,7 @@ mod test {
 
     #[test]
     fn appends_to_existing_file() {
-        let path = temp_path("append.jsonl");
+        let (_dir, path) = temp_path("append.jsonl");
         Recorder::open(&path)
             .unwrap()
             .record(&entry(1, Outcome::Answered))

@@ -372,6 +372,7 @@ fn json(columns: &[(String, Summary)]) -> String {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::testdir::TestDir;
 
     /// A hand-written record: 3 answered (one invalid), one refused, one stale,
     /// one overflow, one unanswered, one unmatched, and a blank line.
@@ -391,16 +392,15 @@ mod test {
 {"arrival":"2024-05-01T12:00:01.000Z","id":2,"seq":2,"len":84,"outcome":"answered","queue_ms":0.25,"agent_ms":0.75,"rtt_ms":1.25,"write_us":50.0,"verdict":"valid","written":true}
 "#;
 
-    fn write_file(name: &str, text: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("tunbridge-report-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+    fn write_file(dir: &TestDir, name: &str, text: &str) -> PathBuf {
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
         path
     }
 
     fn summary(text: &str, name: &str) -> Summary {
-        Summary::from_entries(&load(write_file(name, text)).unwrap())
+        let dir = TestDir::new("report");
+        Summary::from_entries(&load(write_file(&dir, name, text)).unwrap())
     }
 
     #[test]
@@ -433,7 +433,8 @@ mod test {
 
     #[test]
     fn empty_file() {
-        let path = write_file("empty.jsonl", "\n  \n");
+        let dir = TestDir::new("report");
+        let path = write_file(&dir, "empty.jsonl", "\n  \n");
         let s = Summary::from_entries(&load(path).unwrap());
         assert_eq!(s, Summary::default());
         assert_eq!(s.valid_pct(), None);
@@ -446,7 +447,8 @@ mod test {
     #[test]
     fn bad_line_names_file_and_line() {
         let text = format!("{}\n{{\"arrival\": 3}}\n", NATIVE.lines().next().unwrap());
-        let path = write_file("bad.jsonl", &text);
+        let dir = TestDir::new("report");
+        let path = write_file(&dir, "bad.jsonl", &text);
         let err = load(&path).unwrap_err();
         assert!(
             matches!(err, ReportError::BadLine { line: 2, .. }),
@@ -470,8 +472,9 @@ mod test {
 
     #[test]
     fn two_columns_text() {
-        let a = write_file("claude.jsonl", CLAUDE);
-        let b = write_file("native.jsonl", NATIVE);
+        let dir = TestDir::new("report");
+        let a = write_file(&dir, "claude.jsonl", CLAUDE);
+        let b = write_file(&dir, "native.jsonl", NATIVE);
         let out = run(&[a, b], Format::Text).unwrap();
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(
