@@ -233,7 +233,11 @@ fn arrive(shared: &Shared, item: Queued) {
             drop(s);
             deliver(shared, answer, item)
         }
-        None => s.queue.push(item),
+        None => {
+            let evicted = s.queue.push(item);
+            drop(s);
+            evicted
+        }
     };
     // Wake the main thread before logging: the log line is not on the packet's way.
     shared.ready.notify_all();
