@@ -940,4 +940,46 @@ mod test {
         ttl0[8] = 0;
         assert_eq!(Choices::of(&ttl0).ttl, None);
     }
+
+    #[test]
+    fn python_dry_run_stack_agrees() {
+        // examples/dry_run_stack.py builds replies the way prompts/ip-stack.md says,
+        // shortcuts included; with no choices of its own it must build the reference.
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/dry_run_stack.py");
+        let mut requests: Vec<Vec<u8>> = kernel_pairs()
+            .into_iter()
+            .map(|(request, _, _, _)| request.to_vec())
+            .collect();
+        requests.push(big_closed(Family::V4, 1000));
+        requests.push(big_closed(Family::V6, 1300));
+        for request in requests {
+            let out = std::process::Command::new("python3")
+                .arg(script)
+                .arg(hex::encode(&request))
+                .output()
+                .expect("python3");
+            let stdout = String::from_utf8(out.stdout).unwrap();
+            let reply = stdout.lines().nth(1).expect(&stdout);
+            assert_eq!(
+                reply,
+                hex::encode(owed(&request).unwrap().bytes),
+                "{stdout}"
+            );
+        }
+        for silent in [
+            &TCP4_RST[..],
+            &ICMPV6_ROUTER_SOLICIT,
+            &IPV6_FRAGMENT,
+            &UDP4_FRAGMENT,
+        ] {
+            let out = std::process::Command::new("python3")
+                .arg(script)
+                .arg(hex::encode(silent))
+                .output()
+                .expect("python3");
+            let stdout = String::from_utf8(out.stdout).unwrap();
+            assert_eq!(stdout.lines().count(), 1, "{stdout}");
+            assert!(stdout.contains("silence"), "{stdout}");
+        }
+    }
 }
