@@ -11,6 +11,7 @@ pub mod device;
 pub mod fifo;
 pub mod inflight;
 pub mod journal;
+pub mod lines;
 pub mod pcap;
 pub mod privilege;
 pub mod protocol;
