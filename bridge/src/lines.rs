@@ -74,28 +74,8 @@ impl Lines {
         }
     }
 
-    /// The next event from the bytes taken so far, if one is complete.
-    pub fn next(&mut self) -> Option<Incoming> {
-        if let Some(event) = self.ready.pop_front() {
-            return Some(event);
-        }
-        if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
-            let mut line: Vec<u8> = self.buf.drain(..=i).collect();
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            return Some(Incoming::Line(line));
-        }
-        if self.buf.len() > MAX_LINE {
-            self.skipping = Some(self.buf.len());
-            self.buf = Vec::new();
-        }
-        None
-    }
-
     /// Drops an unfinished line that has sat idle longer than [`LINE_IDLE`] at `now`
-    /// (call after [`Lines::next`] has given every complete line).
+    /// (call once the iterator has given every complete line).
     pub fn idle(&mut self, now: Instant) -> Option<Incoming> {
         if self.is_empty() || now.saturating_duration_since(self.last_data) <= LINE_IDLE {
             return None;
@@ -135,12 +115,37 @@ impl Lines {
     }
 }
 
+/// The events complete in the bytes taken so far, in order.
+impl Iterator for Lines {
+    type Item = Incoming;
+
+    /// The next event from the bytes taken so far, if one is complete.
+    fn next(&mut self) -> Option<Incoming> {
+        if let Some(event) = self.ready.pop_front() {
+            return Some(event);
+        }
+        if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+            let mut line: Vec<u8> = self.buf.drain(..=i).collect();
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            return Some(Incoming::Line(line));
+        }
+        if self.buf.len() > MAX_LINE {
+            self.skipping = Some(self.buf.len());
+            self.buf = Vec::new();
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
 
     fn all(lines: &mut Lines) -> Vec<Incoming> {
-        std::iter::from_fn(|| lines.next()).collect()
+        lines.collect()
     }
 
     #[test]
