@@ -12,6 +12,10 @@ pub mod exchange;
 pub mod fifo;
 pub mod inflight;
 pub mod journal;
+/// The etherparse oracle the tests check reference replies with.
+#[cfg(test)]
+#[path = "../tests/common/oracle.rs"]
+pub(crate) mod oracle;
 pub mod pcap;
 pub mod privilege;
 pub mod protocol;

@@ -187,6 +187,7 @@ mod test {
         ];
         for (request, kernel) in pairs {
             let ours = echo_reply(request).unwrap();
+            crate::oracle::assert_echo_reply(request, &ours);
             assert_eq!(ours.len(), kernel.len());
             // Only the IP identification, DF and the header checksum differ.
             assert_eq!(ours[..4], kernel[..4]);
@@ -210,8 +211,39 @@ mod test {
     }
 
     #[test]
+    fn the_oracle_refuses_what_is_not_the_reference() {
+        use crate::oracle::check_echo_reply;
+        let ours = echo_reply(&REQUEST_56).unwrap();
+        let spoiled = |at: usize| {
+            let mut bytes = ours.clone();
+            bytes[at] ^= 1;
+            check_echo_reply(&REQUEST_56, &bytes).unwrap_err()
+        };
+        assert!(
+            spoiled(11).starts_with("IPv4 header checksum"),
+            "{}",
+            spoiled(11)
+        );
+        assert!(spoiled(23).starts_with("ICMP checksum"), "{}", spoiled(23));
+        // The kernel's reply has its own IP identification, which the reference keeps.
+        let kernel = check_echo_reply(&REQUEST_56, &REPLY_56).unwrap_err();
+        assert!(kernel.starts_with("identification"), "{kernel}");
+        let edited = |edit: &dyn Fn(&mut ipv4::Packet<&mut [u8]>)| {
+            let mut bytes = ours.clone();
+            let mut ip = ipv4::Packet::new_checked(&mut bytes[..]).unwrap();
+            edit(&mut ip);
+            ip.fill_checksum();
+            check_echo_reply(&REQUEST_56, &bytes).unwrap_err()
+        };
+        assert!(edited(&|ip| ip.set_ttl(63)).starts_with("TTL"));
+        assert!(edited(&|ip| ip.set_dscp_ecn(1)).starts_with("ECN"));
+        assert!(edited(&|ip| ip.set_src_addr([192, 0, 2, 9].into())).starts_with("source"));
+    }
+
+    #[test]
     fn echo_reply_keeps_options() {
         let ours = echo_reply(&REQUEST_RR).unwrap();
+        crate::oracle::assert_echo_reply(&REQUEST_RR, &ours);
         let ip = ipv4::Packet::new_checked(&ours[..]).unwrap();
         assert_eq!(ip.header_len(), 60);
         assert_eq!(ip.options(), &REQUEST_RR[20..60]);
@@ -228,6 +260,7 @@ mod test {
         ip.set_ttl(1);
         ip.fill_checksum();
         let ours = echo_reply(&request).unwrap();
+        crate::oracle::assert_echo_reply(&request, &ours);
         assert_eq!(ours, echo_reply(&REQUEST_56).unwrap());
     }
 
