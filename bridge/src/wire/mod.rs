@@ -4,8 +4,6 @@
 //! which refuses them with an `Error` whose text is one line saying what is wrong.
 //! `echo_reply` builds the reference reply the bridge judges an agent's reply against.
 
-use std::fmt;
-
 pub mod checksum;
 pub mod icmpv4;
 pub mod ipv4;
@@ -17,78 +15,48 @@ pub(crate) mod fixtures;
 pub const REPLY_TTL: u8 = 64;
 
 /// Why bytes are not a packet the bridge can use.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// Fewer bytes than an IPv4 header without options.
+    #[error("packet too short: {got} bytes, an IPv4 header needs at least {want}")]
     TooShort { got: usize, want: usize },
     /// The version field is not 4.
+    #[error("not IPv4: version {version}")]
     NotIpv4 { version: u8 },
     /// The header length field is below 5 words.
+    #[error("bad IHL {ihl}: the header length must be 5..15 words")]
     BadIhl { ihl: u8 },
     /// The header length runs past the end of the packet.
+    #[error("header length {header_len} exceeds the packet's {got} bytes")]
     HeaderTooLong { header_len: usize, got: usize },
     /// The total length field is smaller than the header.
+    #[error("total length field says {total_len}, less than the {header_len}-byte header")]
     TotalLenTooSmall { total_len: usize, header_len: usize },
     /// The total length field disagrees with the number of bytes.
+    #[error("total length field says {total_len} but the packet has {got} bytes")]
     TotalLenMismatch { total_len: usize, got: usize },
     /// Fewer bytes than an ICMP header after the IPv4 header.
+    #[error("ICMP message too short: {got} bytes, an ICMP header needs {want}")]
     IcmpTooShort { got: usize, want: usize },
     /// The packet is a fragment (MF set or a non-zero offset).
+    #[error(
+        "fragment (more-fragments flag {}, offset {offset}): only whole packets are handled",
+        if *.more_frags { "set" } else { "clear" }
+    )]
     Fragmented { more_frags: bool, offset: u16 },
     /// The IPv4 payload is not ICMP.
+    #[error("not an ICMP packet (protocol {protocol})")]
     NotIcmp { protocol: u8 },
     /// The ICMP message is not an echo request (type 8 code 0).
+    #[error("not an echo request: ICMP type {msg_type} code {code}, want type 8 code 0")]
     NotEchoRequest { msg_type: u8, code: u8 },
     /// The IPv4 header checksum is wrong.
+    #[error("bad IPv4 header checksum: got {got:#06x}, want {want:#06x}")]
     BadIpChecksum { got: u16, want: u16 },
     /// The ICMP checksum is wrong.
+    #[error("bad ICMP checksum: got {got:#06x}, want {want:#06x}")]
     BadIcmpChecksum { got: u16, want: u16 },
 }
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Error::TooShort { got, want } => {
-                write!(f, "packet too short: {got} bytes, an IPv4 header needs at least {want}")
-            }
-            Error::NotIpv4 { version } => write!(f, "not IPv4: version {version}"),
-            Error::BadIhl { ihl } => {
-                write!(f, "bad IHL {ihl}: the header length must be 5..15 words")
-            }
-            Error::HeaderTooLong { header_len, got } => {
-                write!(f, "header length {header_len} exceeds the packet's {got} bytes")
-            }
-            Error::TotalLenTooSmall { total_len, header_len } => write!(
-                f,
-                "total length field says {total_len}, less than the {header_len}-byte header"
-            ),
-            Error::TotalLenMismatch { total_len, got } => {
-                write!(f, "total length field says {total_len} but the packet has {got} bytes")
-            }
-            Error::IcmpTooShort { got, want } => {
-                write!(f, "ICMP message too short: {got} bytes, an ICMP header needs {want}")
-            }
-            Error::Fragmented { more_frags, offset } => write!(
-                f,
-                "fragment (more-fragments flag {}, offset {offset}): only whole packets are handled",
-                if more_frags { "set" } else { "clear" }
-            ),
-            Error::NotIcmp { protocol } => write!(f, "not an ICMP packet (protocol {protocol})"),
-            Error::NotEchoRequest { msg_type, code } => write!(
-                f,
-                "not an echo request: ICMP type {msg_type} code {code}, want type 8 code 0"
-            ),
-            Error::BadIpChecksum { got, want } => {
-                write!(f, "bad IPv4 header checksum: got {got:#06x}, want {want:#06x}")
-            }
-            Error::BadIcmpChecksum { got, want } => {
-                write!(f, "bad ICMP checksum: got {got:#06x}, want {want:#06x}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for Error {}
 
 /// Builds the reference echo reply to an IPv4 ICMP echo request (RFC 792; RFC 1122 §3.2.2.6).
 ///
