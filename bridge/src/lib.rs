@@ -23,6 +23,7 @@ pub mod queue;
 pub mod record;
 pub mod report;
 pub mod server;
+pub mod stack;
 #[cfg(test)]
 mod testdir;
 pub mod verdict;

@@ -1,4 +1,5 @@
-//! Wire formats: checked views over IPv4 packets and ICMP messages, in the smoltcp style.
+//! Wire formats: checked views over IPv4 and IPv6 packets, ICMP, ICMPv6, UDP and TCP, in
+//! the smoltcp style.
 //!
 //! Bytes from outside (a TUN read, an agent's hex) enter only through `new_checked`,
 //! which refuses them with an `Error` whose text is one line saying what is wrong.
@@ -6,7 +7,12 @@
 
 pub mod checksum;
 pub mod icmpv4;
+pub mod icmpv6;
+pub mod ip;
 pub mod ipv4;
+pub mod ipv6;
+pub mod tcp;
+pub mod udp;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -56,6 +62,32 @@ pub enum Error {
     /// The ICMP checksum is wrong.
     #[error("bad ICMP checksum: got {got:#06x}, want {want:#06x}")]
     BadIcmpChecksum { got: u16, want: u16 },
+    /// Fewer bytes than the named header needs (IPv6, ICMPv6, UDP, TCP).
+    #[error("{header} header too short: {got} bytes, it needs {want}")]
+    HeaderTooShort {
+        header: &'static str,
+        got: usize,
+        want: usize,
+    },
+    /// The version field is not 6.
+    #[error("not IPv6: version {version}")]
+    NotIpv6 { version: u8 },
+    /// The IPv6 payload length field disagrees with the bytes after the header.
+    #[error("payload length field says {payload_len} but {got} bytes follow the IPv6 header")]
+    PayloadLenMismatch { payload_len: usize, got: usize },
+    /// The UDP length field disagrees with the bytes of the datagram.
+    #[error("UDP length field says {len} but the datagram has {got} bytes")]
+    UdpLenMismatch { len: usize, got: usize },
+    /// The TCP data offset is below 5 words.
+    #[error("bad TCP data offset {offset}: the header length must be 5..15 words")]
+    BadDataOffset { offset: u8 },
+    /// The checksum of the named header is wrong (UDP, TCP, ICMPv6).
+    #[error("bad {header} checksum: got {got:#06x}, want {want:#06x}")]
+    BadChecksum {
+        header: &'static str,
+        got: u16,
+        want: u16,
+    },
 }
 
 /// Builds the reference echo reply to an IPv4 ICMP echo request (RFC 792; RFC 1122 §3.2.2.6).
@@ -405,11 +437,37 @@ mod test {
                 got: 0x1c2a,
                 want: 0x1c2b,
             },
+            Error::HeaderTooShort {
+                header: "UDP",
+                got: 4,
+                want: 8,
+            },
+            Error::NotIpv6 { version: 4 },
+            Error::PayloadLenMismatch {
+                payload_len: 64,
+                got: 60,
+            },
+            Error::UdpLenMismatch { len: 27, got: 20 },
+            Error::BadDataOffset { offset: 4 },
+            Error::BadChecksum {
+                header: "TCP",
+                got: 0x1c2a,
+                want: 0x1c2b,
+            },
         ];
         for error in errors {
             let text = error.to_string();
             assert!(!text.is_empty() && !text.contains('\n'), "{text:?}");
         }
+        assert_eq!(
+            Error::BadChecksum {
+                header: "UDP",
+                got: 0x1c2a,
+                want: 0x1c2b
+            }
+            .to_string(),
+            "bad UDP checksum: got 0x1c2a, want 0x1c2b"
+        );
         assert_eq!(
             Error::TooShort { got: 12, want: 20 }.to_string(),
             "packet too short: 12 bytes, an IPv4 header needs at least 20"
