@@ -12,6 +12,7 @@ pub mod exchange;
 pub mod fifo;
 pub mod inflight;
 pub mod journal;
+pub mod lines;
 /// The etherparse oracle the tests check reference replies with.
 #[cfg(test)]
 #[path = "../tests/common/oracle.rs"]
