@@ -152,12 +152,14 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), ServeError> {
     if let Some(name) = &config.netns {
         device::enter_netns(name).map_err(ServeError::Device)?;
     }
-    // The FIFOs first: a second bridge on them refuses before it touches anything else.
-    let cmd = Fifo::create_command(&config.cmd_fifo, config.owner).map_err(ServeError::Fifo)?;
-    let resp = Fifo::create(&config.resp_fifo, config.owner).map_err(ServeError::Fifo)?;
+    // A second bridge on these FIFOs refuses before it touches anything. The FIFOs are made
+    // after the device: scripts take their existence as the sign that the device is up.
+    Fifo::ensure_unclaimed(&config.cmd_fifo).map_err(ServeError::Fifo)?;
     let device = Arc::new(
         Device::open(&config.tun, config.address, config.mtu).map_err(ServeError::Device)?,
     );
+    let cmd = Fifo::create_command(&config.cmd_fifo, config.owner).map_err(ServeError::Fifo)?;
+    let resp = Fifo::create(&config.resp_fifo, config.owner).map_err(ServeError::Fifo)?;
     let reader = CommandReader::open(&config.cmd_fifo).map_err(|source| {
         ServeError::Fifo(FifoError::Open {
             path: config.cmd_fifo.clone(),
