@@ -47,6 +47,7 @@ class Scenario:
     what: str  # one line for the scorecard and --help
     ping: tuple = ()  # ping options, for a ping scenario
     build: str = ""  # an inject.BUILDERS name, for an injected packet
+    traffic: str = ""  # a scripts/lib/traffic.py kind, for a probe (with `ping` as its ping options)
     scope: str = "icmpv4"  # which prompts handle it: "icmpv4" (every prompt) or "stack"
     data: bool = True  # whether the reply carries data (the `data` flaw changes one byte)
     caught_by: tuple = field(init=False, default=())
@@ -61,8 +62,12 @@ def echo(name, what, *ping, data=True):
     return Scenario(name, "reply", what, ping=tuple(ping), data=data)
 
 
-def silent(name, what, build):
-    return Scenario(name, "silence", what, build=build)
+def silent(name, what, build, scope="icmpv4"):
+    return Scenario(name, "silence", what, build=build, scope=scope)
+
+
+def probe(name, what, traffic, *ping, data=True):
+    return Scenario(name, "reply", what, ping=tuple(ping), traffic=traffic, scope="stack", data=data)
 
 
 SCENARIOS = [
@@ -77,6 +82,15 @@ SCENARIOS = [
     silent("bad-icmp-checksum", "echo request with a wrong ICMP checksum", "bad-icmp-checksum"),
     silent("icmp-timestamp", "ICMP timestamp request (type 13)", "icmp-timestamp"),
     silent("fragment", "first fragment (MF set) of an echo request", "fragment"),
+    probe("echo6-56", "ping -6, 56 data bytes", "ping6", "-s", "56"),
+    probe("udp-echo4", "UDP to the echo port 7 (RFC 862): the same 19 bytes back", "udp-echo"),
+    probe("udp-echo6", "UDP echo over IPv6", "udp-echo6"),
+    probe("udp-closed4", "UDP to closed port 9: ICMP port unreachable, the client sees ECONNREFUSED",
+          "udp-closed"),
+    probe("tcp-syn4", "TCP connect to closed port 9: RST+ACK, refused at once", "tcp-syn", data=False),
+    probe("tcp-syn6", "TCP connect over IPv6 to closed port 9: refused at once", "tcp-syn6", data=False),
+    silent("bad-udp-checksum", "UDP to port 7 with a wrong UDP checksum", "bad-udp-checksum", scope="stack"),
+    silent("tcp-rst", "a TCP RST to a closed port (never answered)", "tcp-rst", scope="stack"),
 ]
 BY_NAME = {s.name: s for s in SCENARIOS}
 
@@ -111,7 +125,11 @@ def produce(sc: Scenario, wait: int, dev: str) -> dict:
         inject.send(dev, packet)
         print(f"injected {len(packet)} bytes on {dev}: {packet.hex()}", flush=True)
         return {"client": "inject", "bytes": len(packet)}
-    cmd = ["ping", "-n", "-c", "1", "-W", str(wait), *sc.ping, PEER4]
+    if sc.traffic:
+        cmd = ["python3", os.path.join(ROOT, "scripts/lib/traffic.py"), sc.traffic, "--wait", str(wait)]
+        cmd += ["--ping-opts", " ".join(sc.ping)] if sc.ping else []
+    else:
+        cmd = ["ping", "-n", "-c", "1", "-W", str(wait), *sc.ping, PEER4]
     print("$ " + " ".join(cmd), flush=True)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -121,7 +139,7 @@ def produce(sc: Scenario, wait: int, dev: str) -> dict:
         out, _ = proc.communicate()
         out += "(stopped: the agent had finished)\n"
     print(out, end="", flush=True)
-    return {"client": "ping"}
+    return {"client": sc.traffic or "ping"}
 
 
 def cmd_produce(a) -> int:
@@ -147,7 +165,7 @@ def read_probe(path: str) -> dict:
     except OSError:
         return {}
     probe = json.loads(lines[-1][len("probe: "):]) if lines else {}
-    if probe.get("client") == "ping":
+    if probe.get("client") not in (None, "inject"):  # ping and traffic.py print ping's summary words
         probe.update(received=table.ping_received(path), rtt_ms=table.ping_rtt(path))
     return probe
 
