@@ -3,7 +3,7 @@
 //! An agent that can only run shell commands reads one IPv4 packet as a hex line
 //! (`READ`) and writes a reply packet back (`WRITE <hex>`). The daemon (`serve`)
 //! owns the device; the client (`read`, `write`) does one exchange; `report`
-//! summarises the records the daemon keeps.
+//! summarises the records the daemon keeps; `timeline` draws where each ping's time went.
 #![forbid(unsafe_code)]
 pub mod cli;
 pub mod client;
@@ -18,6 +18,7 @@ pub mod queue;
 pub mod record;
 pub mod report;
 pub mod server;
+pub mod timeline;
 #[cfg(test)]
 mod testdir;
 pub mod verdict;
