@@ -440,7 +440,7 @@ class Server(http.server.ThreadingHTTPServer):
                 "n": n, "time": round(time.time(), 3), "method": handler.command, "path": handler.path,
                 "bytes": len(raw), "model": body.get("model"), "stream": body.get("stream"),
                 "tools": len(body.get("tools") or []), "messages": len(body.get("messages") or []),
-                "answer": kind,
+                "answer": kind, "thinking": body.get("thinking"),
             }
             if turn is not None and "procedure" in turn:
                 entry["procedure"] = turn["procedure"]

@@ -17,7 +17,8 @@
 # --prompt FILE    one-shot prompt (default prompts/ping-respond.md; also ping-respond-fast.md)
 # --lean           Claude Code with only what the prompt needs: the Bash tool alone,
 #                  prompts/lean-system.md as the system prompt, no MCP, no skills, no
-#                  background tasks; with an API key also --bare (see docs/HARNESS.md)
+#                  background tasks, no CLAUDE.md, memory or hooks; with an API key this is
+#                  --bare, with a login (OAuth) the same without it (see docs/HARNESS.md)
 # --thinking off|on|TOKENS   extended thinking: off (MAX_THINKING_TOKENS=0), on (31999),
 #                  or a token budget; default: the client's own choice
 # --ping-opts OPTS extra ping options, e.g. "-s 1400" or "-s 2 -e 4660 -p edca -t 5";
@@ -115,11 +116,13 @@ if [[ $AGENT == claude ]]; then
     fi
     [[ -z ${ANTHROPIC_API_KEY:-} ]] && OAUTH=1
 fi
+# The dry run can stand in for a login: the client then gets an OAuth token, not a key.
+[[ $AGENT == dry-run && ${TUNBRIDGE_DRY_RUN_AUTH:-} == oauth ]] && OAUTH=1
 if ! tb_is_root; then
     say "building tunbridge (cargo build --release)"
     cargo build --release -q -p tunbridge --bin tunbridge --example native_agent
     say "the bridge needs root for the TUN device; re-running with sudo"
-    exec sudo --preserve-env=ANTHROPIC_API_KEY,ANTHROPIC_AUTH_TOKEN,ANTHROPIC_BASE_URL,ANTHROPIC_MODEL,CLAUDE_CODE_OAUTH_TOKEN,HOME \
+    exec sudo --preserve-env=ANTHROPIC_API_KEY,ANTHROPIC_AUTH_TOKEN,ANTHROPIC_BASE_URL,ANTHROPIC_MODEL,CLAUDE_CODE_OAUTH_TOKEN,HOME,TUNBRIDGE_DRY_RUN_AUTH \
         "$0" ${ARGS[@]+"${ARGS[@]}"} --out "$OUT"
 fi
 if [[ -z ${SUDO_USER:-} ]] && command -v cargo >/dev/null \
@@ -155,26 +158,34 @@ if [[ $AGENT == dry-run ]]; then
     tb_start_model "$OUT/model-requests.jsonl" "$WORK/model.out"
     say "dry-run model at $MODEL_URL"
     tb_export_dry_run_env
+    if ((OAUTH)); then
+        unset ANTHROPIC_API_KEY
+        export CLAUDE_CODE_OAUTH_TOKEN=sk-ant-oat01-dry-run
+    fi
 fi
 # Streamed events, timestamped as they arrive (scripts/lib/session.py): model requests,
 # tool calls, tokens per request, and the phase the progress line shows.
-CLAUDE_FLAGS=(--output-format stream-json --verbose --include-partial-messages
-              --settings "$ROOT/.claude/settings.json")
+CLAUDE_FLAGS=(--output-format stream-json --verbose --include-partial-messages)
 [[ -n $MODEL ]] && CLAUDE_FLAGS+=(--model "$MODEL")
 [[ -n $THINKING_TOKENS ]] && export MAX_THINKING_TOKENS=$THINKING_TOKENS
 # Lean: only what the prompt needs. --tools Bash offers nothing else; no MCP servers, no
-# skills or slash commands, no background tasks, no session files. --bare also drops hooks,
-# CLAUDE.md, memory and plugins and gives Bash a one-line description, but it reads only
-# ANTHROPIC_API_KEY; for a login (OAuth) the same comes from CLAUDE_CODE_SIMPLE=1 without
-# it (docs/HARNESS.md). The permission mode stays the default: the two commands are
-# allowed by the same --settings rules.
+# skills or slash commands, no background tasks, no session files, no CLAUDE.md or
+# auto-memory, no hooks. With an API key --bare does the same and also shortens Bash's
+# description to one line; --bare reads only ANTHROPIC_API_KEY, so for a login (OAuth) the
+# same flags run without it (Bash's description is then 652 bytes, not 19: the only
+# difference, docs/HARNESS.md). The permission mode stays the default: the two commands
+# are allowed by the same rules.
+SETTINGS=$ROOT/.claude/settings.json
 if ((LEAN)); then
+    SETTINGS=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); s["disableAllHooks"]=True; print(json.dumps(s))' "$SETTINGS")
     CLAUDE_FLAGS+=(--tools Bash --system-prompt-file "$ROOT/prompts/lean-system.md" --strict-mcp-config
                    --disable-slash-commands --no-session-persistence --permission-mode default)
     export CLAUDE_CODE_DISABLE_BACKGROUND_TASKS=1 CLAUDE_CODE_DISABLE_GIT_INSTRUCTIONS=1
-    if ((OAUTH)); then export CLAUDE_CODE_SIMPLE=1; else CLAUDE_FLAGS+=(--bare); fi
-    say "lean harness: claude ${CLAUDE_FLAGS[*]}${CLAUDE_CODE_SIMPLE:+ (CLAUDE_CODE_SIMPLE=1)}"
+    export CLAUDE_CODE_DISABLE_CLAUDE_MDS=1 CLAUDE_CODE_DISABLE_AUTO_MEMORY=1
+    ((OAUTH)) || CLAUDE_FLAGS+=(--bare)
+    say "lean harness ($( ((OAUTH)) && echo "login: without --bare" || echo "API key: --bare")): claude ${CLAUDE_FLAGS[*]}"
 fi
+CLAUDE_FLAGS+=(--settings "$SETTINGS")
 
 # The prompt as Claude Code gets it: its slash command (with ARGS) when it has one and
 # the harness reads commands; otherwise its text, front matter stripped, with $ARGUMENTS
@@ -316,7 +327,7 @@ say "agent: $AGENT${MODEL:+ ($MODEL)}, prompt: $PROMPT, harness: $HARNESS, pings
 
 tb_stop_pid "$BRIDGE_PID"
 python3 scripts/lib/experiment_table.py --out "$OUT" --agent "$AGENT" --model "${MODEL:-default}" \
-    --prompt "$PROMPT" --harness "$HARNESS" --count "$COUNT" --mode "$MODE" \
+    --prompt "$PROMPT" --harness "$HARNESS$( ((LEAN && OAUTH)) && echo " (login, without --bare)")" --count "$COUNT" --mode "$MODE" \
     --interval "$INTERVAL" --session-packets "$SESSION_PACKETS" \
     --thinking "${THINKING:-client default}${THINKING_TOKENS:+ (MAX_THINKING_TOKENS=$THINKING_TOKENS)}" \
     --timeline "$OUT/timeline.json" > "$OUT/summary.md"

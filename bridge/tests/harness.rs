@@ -85,6 +85,105 @@ fn claude_code_answers_a_real_ping_through_the_prompt() {
     );
     let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(summary.contains("2 valid replies"), "{summary}");
+    assert!(summary.contains("(timeline.svg)"), "{summary}");
+    // The timeline: one row per ping, the client's start-up and model requests drawn.
+    let svg = std::fs::read_to_string(out.join("timeline.svg")).unwrap();
+    for text in ["ping 1 (seq 1)", "ping 2 (seq 1)", "client start-up", "model request"] {
+        assert!(svg.contains(text), "no {text:?} in timeline.svg");
+    }
+}
+
+/// Issue 14: one Claude Code session (`/ping-serve 10`) answers ten pings sent at 1 s
+/// intervals, each reply valid. What keeps the client's start-up off every ping's path is
+/// checked by order, not by time: each packet arrived while the session's READ for it
+/// was already waiting (the READ's tool call began before the packet's arrival).
+#[test]
+fn one_session_serves_ten_pings_at_one_second_intervals() {
+    let Some(root) = repo_with_claude_code("one_session_serves_ten_pings_at_one_second_intervals")
+    else {
+        return;
+    };
+    let out = common::TempDir::new("continuous");
+    let run = Command::new(root.join("scripts/experiment.sh"))
+        .args(["--agent", "dry-run", "--continuous", "--count", "10"])
+        .args(["--interval", "1", "--ping-wait", "60", "--out"])
+        .arg(&out.0)
+        .output()
+        .expect("experiment.sh");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "experiment.sh failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let ping = std::fs::read_to_string(out.join("ping-continuous.txt")).unwrap();
+    assert!(ping.contains("10 packets transmitted, 10 received"), "{ping}");
+
+    // One session, and it ended by itself after the ten packets it was asked for.
+    assert!(!out.join("claude-s2.jsonl").exists(), "a second session ran:\n{stdout}");
+    let result: Value =
+        serde_json::from_slice(&std::fs::read(out.join("claude-s1.json")).unwrap()).unwrap();
+    assert_eq!(result["is_error"], false, "{result}");
+    assert!(
+        result["result"]
+            .as_str()
+            .is_some_and(|r| r.lines().count() == 11 && r.contains("#10 ")),
+        "the final report is not one line per packet: {result}"
+    );
+
+    let records: Vec<Value> = std::fs::read_to_string(out.join("records.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 10, "{records:?}");
+    let reads = read_starts(&out.join("claude-s1.jsonl"));
+    for r in &records {
+        assert_eq!(r["verdict"], "valid", "{r}");
+        let seq = r["seq"].as_u64().unwrap();
+        let arrival = humantime::parse_rfc3339(r["arrival"].as_str().unwrap()).unwrap();
+        let arrival = arrival
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let read = reads[&seq];
+        assert!(
+            read < arrival,
+            "ping {seq}: the READ began {:.3} s after the packet arrived",
+            read - arrival
+        );
+    }
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(summary.contains("10 valid replies"), "{summary}");
+    assert!(summary.contains("session start-up"), "{summary}");
+    let svg = std::fs::read_to_string(out.join("timeline.svg")).unwrap();
+    assert!(svg.contains("ping 10 (seq 10)"), "timeline.svg has no row for ping 10");
+    eprintln!("{summary}");
+}
+
+/// From a stamped Claude Code event stream (`<unix time>\t<json>` lines): when the READ
+/// that returned each packet began, by the packet's ICMP sequence number.
+fn read_starts(path: &Path) -> std::collections::HashMap<u64, f64> {
+    let mut asked = std::collections::HashMap::new();
+    let mut starts = std::collections::HashMap::new();
+    for line in std::fs::read_to_string(path).unwrap().lines() {
+        let (t, json) = line.split_once('\t').unwrap();
+        let t: f64 = t.parse().unwrap();
+        let event: Value = serde_json::from_str(json).unwrap();
+        for block in event["message"]["content"].as_array().into_iter().flatten() {
+            if block["type"] == "tool_use" && block["input"]["command"] == "tunbridge read" {
+                asked.insert(block["id"].as_str().unwrap().to_string(), t);
+            }
+            let id = block["tool_use_id"].as_str().unwrap_or_default();
+            let hex = block["content"].as_str().unwrap_or_default().trim();
+            if let (Some(start), Ok(packet)) = (asked.get(id), hex::decode(hex)) {
+                if packet.len() >= 28 {
+                    starts.insert(u64::from(u16::from_be_bytes([packet[26], packet[27]])), *start);
+                }
+            }
+        }
+    }
+    starts
 }
 
 /// `scripts/dry-run.sh --with-bridge`, the set-up check the README offers users: its own

@@ -297,7 +297,10 @@ def main():
         overhead = attribute_continuous(pings, runs, a.out)
     elif llm:
         attribute_oneshot(pings, runs, a.out)
-    requests = load_jsonl(os.path.join(a.out, "model-requests.jsonl")) if not continuous else []
+    model_log = load_jsonl(os.path.join(a.out, "model-requests.jsonl"))
+    thinking_sent = sorted({json.dumps(r.get("thinking"), sort_keys=True) for r in model_log
+                            if r.get("method") == "POST" and "thinking" in r})
+    requests = model_log if not continuous else []
     if requests:
         attribute_model_log(pings, runs, requests)
 
@@ -356,6 +359,8 @@ def main():
               f"{whole.input + whole.cache_write + whole.cache_read} input tokens "
               f"({whole.cache_read} read from the prompt cache, {whole.cache_write} written to it), "
               f"{whole.output} output tokens, ${whole.cost:.4f}.")
+    if thinking_sent:
+        print(f"Thinking as the model requests asked for it: {', '.join(f'`{t}`' for t in thinking_sent)}.")
     if critical_max is not None:
         print(f"Largest model request on a critical path: {critical_max} bytes.")
     if a.timeline:
