@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod client;
 pub mod device;
+pub mod exchange;
 pub mod fifo;
 pub mod inflight;
 pub mod journal;

@@ -6,7 +6,7 @@
 //! reply; what happened goes to the log and, when asked, to the record and capture.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -16,15 +16,15 @@ use std::time::{Duration, Instant, SystemTime};
 use tracing::{debug, error, info, trace, warn};
 
 use crate::device::{self, Device, DeviceError, Ipv4Cidr};
+use crate::exchange::{Family, FlowKey, Response, ShowKey};
 use crate::fifo::{Answer, CommandReader, Fifo, FifoError, Incoming, Owner, PathState};
-use crate::inflight::{Handed, InFlight};
+use crate::inflight::{Awaiting, InFlight};
 use crate::journal::Journal;
 use crate::privilege::{self, PrivilegeError, User};
 use crate::protocol::{Command, ProtocolError, Reply};
 use crate::queue::{Queue, Queued};
-use crate::record::{rfc3339, Entry, Outcome};
+use crate::record::{Entry, Outcome};
 use crate::verdict::{self, Verdict};
-use crate::wire;
 
 /// How long a handed-over request waits for its reply before it counts as unanswered.
 const ANSWER_LIMIT: Duration = Duration::from_secs(300);
@@ -133,16 +133,14 @@ impl Shared {
     /// Records packets that left the queue unread.
     fn dropped(&self, items: Vec<Queued>, outcome: Outcome) {
         for item in items {
-            let echo = wire::echo_id_seq(&item.packet);
             warn!(
-                id = echo.map(|e| e.0),
-                seq = echo.map(|e| e.1),
+                flow = %ShowKey(item.parsed.key.as_ref()),
                 len = item.packet.len(),
                 age_us = us(item.arrival.elapsed()),
                 outcome = outcome.as_str(),
                 "request dropped before the agent read it"
             );
-            self.journal.entry(&entry(&item, echo, outcome));
+            self.journal.entry(&entry(&item, outcome));
         }
     }
 }
@@ -217,14 +215,17 @@ fn spawn_drain(device: Arc<Device>, shared: Arc<Shared>) -> thread::JoinHandle<(
     })
 }
 
-/// Queues one packet read from the device; only IPv4 reaches the agent.
+/// Queues one packet read from the device; only the served families reach the agent.
 fn arrive(shared: &Shared, item: Queued) {
     shared.journal.packet(item.arrival_wall, &item.packet);
-    if item.packet.first().map(|b| b >> 4) != Some(4) {
-        debug!(len = item.packet.len(), "non-IPv4 packet ignored");
+    if !item.parsed.family.is_some_and(Family::is_served) {
+        debug!(
+            len = item.packet.len(),
+            "packet of an unserved family ignored"
+        );
         return;
     }
-    let (echo, len) = (wire::echo_id_seq(&item.packet), item.packet.len());
+    let (key, len) = (item.parsed.key, item.packet.len());
     trace!(hex = %hex::encode(&item.packet), "request bytes");
     let mut s = shared.state();
     let stale = s.queue.expire(item.arrival);
@@ -241,12 +242,7 @@ fn arrive(shared: &Shared, item: Queued) {
     };
     // Wake the main thread before logging: the log line is not on the packet's way.
     shared.ready.notify_all();
-    debug!(
-        id = echo.map(|e| e.0),
-        seq = echo.map(|e| e.1),
-        len,
-        "request queued"
-    );
+    debug!(flow = %ShowKey(key.as_ref()), len, "request queued");
     shared.dropped(stale, Outcome::Stale);
     shared.dropped(evicted.into_iter().collect(), Outcome::Overflow);
 }
@@ -434,18 +430,15 @@ impl Bridge {
 
     /// Notes a request delivered at `handover` as waiting for its reply.
     fn handed(&mut self, item: Queued, handover: Instant) {
-        let echo = wire::echo_id_seq(&item.packet);
         let queue_ms = ms(handover - item.arrival);
         debug!(
-            id = echo.map(|e| e.0),
-            seq = echo.map(|e| e.1),
+            flow = %ShowKey(item.parsed.key.as_ref()),
             len = item.packet.len(),
             queue_ms,
             "request handed to the agent"
         );
-        let evicted = self.inflight.insert(Handed {
+        let evicted = self.inflight.insert(Awaiting {
             request: item,
-            echo,
             handover,
             refused: None,
         });
@@ -455,50 +448,50 @@ impl Bridge {
     }
 
     /// WRITE: check, judge, and write the agent's packet.
-    fn write(&mut self, packet: Vec<u8>) -> Reply {
+    fn write(&mut self, packet: Response) -> Reply {
         let received = Instant::now();
         if let Err(reason) = self.egress(&packet) {
             warn!(reason, "WRITE refused");
             return Reply::Err(reason);
         }
-        let echo = wire::echo_id_seq(&packet);
-        let verdict = match echo.and_then(|e| self.inflight.find_mut(e)) {
-            Some(h) => verdict::judge(&h.request.packet, &packet),
+        let key = packet.key().copied();
+        let verdict = match key.and_then(|k| self.inflight.find_mut(&k)) {
+            Some(a) => verdict::judge(&a.request.parsed, &packet),
             None => Verdict::Invalid("no matching request".into()),
         };
         if self.config.strict && verdict != Verdict::Valid {
-            warn!(id = echo.map(|e| e.0), seq = echo.map(|e| e.1), verdict = %verdict, "reply refused (strict)");
-            if let Some(h) = echo.and_then(|e| self.inflight.find_mut(e)) {
-                h.refused = Some(verdict.to_string());
+            warn!(flow = %ShowKey(key.as_ref()), verdict = %verdict, "reply refused (strict)");
+            if let Some(a) = key.and_then(|k| self.inflight.find_mut(&k)) {
+                a.refused = Some(verdict.to_string());
             }
             return Reply::Err(verdict.to_string());
         }
-        if let Err(e) = self.device.send(&packet) {
+        let packet = packet.bytes();
+        if let Err(e) = self.device.send(packet) {
             error!(error = %e, "writing to the TUN device failed");
             return Reply::Err(format!("the TUN device refused the packet: {e}"));
         }
         let written = Instant::now();
-        self.shared.journal.packet(SystemTime::now(), &packet);
-        trace!(hex = %hex::encode(&packet), "reply bytes");
-        self.settle(echo, verdict, received, written);
+        self.shared.journal.packet(SystemTime::now(), packet);
+        trace!(hex = %hex::encode(packet), "reply bytes");
+        self.settle(key, verdict, received, written);
         Reply::Ok
     }
 
     /// Refuses packets that would let the agent speak as anyone but the peer, or to anyone but the host side.
-    fn egress(&self, packet: &[u8]) -> Result<(), String> {
-        let ip = wire::ipv4::Packet::new_checked(packet).map_err(|e| e.to_string())?;
-        if ip.src_addr() != self.config.peer {
+    fn egress(&self, packet: &Response) -> Result<(), String> {
+        let (peer, host): (IpAddr, IpAddr) =
+            (self.config.peer.into(), self.config.address.addr.into());
+        if packet.src() != peer {
             return Err(format!(
-                "source {} is not the agent's address {}",
-                ip.src_addr(),
-                self.config.peer
+                "source {} is not the agent's address {peer}",
+                packet.src()
             ));
         }
-        if ip.dst_addr() != self.config.address.addr {
+        if packet.dst() != host {
             return Err(format!(
-                "destination {} is not the host side {}",
-                ip.dst_addr(),
-                self.config.address.addr
+                "destination {} is not the host side {host}",
+                packet.dst()
             ));
         }
         Ok(())
@@ -507,35 +500,25 @@ impl Bridge {
     /// Logs and records a written reply against its request.
     fn settle(
         &mut self,
-        echo: Option<(u16, u16)>,
+        key: Option<FlowKey>,
         verdict: Verdict,
         received: Instant,
         written: Instant,
     ) {
         let write_us = (written - received).as_secs_f64() * 1e6;
-        let Some(h) = echo.and_then(|e| self.inflight.take(e)) else {
-            warn!(id = echo.map(|e| e.0), seq = echo.map(|e| e.1), verdict = %verdict, "reply written, no matching request");
-            let e = Entry {
-                arrival: rfc3339(SystemTime::now()),
-                id: echo.map(|e| e.0),
-                seq: echo.map(|e| e.1),
-                len: 0,
-                outcome: Outcome::Unmatched,
-                queue_ms: None,
-                agent_ms: None,
-                rtt_ms: None,
-                write_us: Some(write_us),
-                verdict: Some(verdict.to_string()),
-                written: true,
-                note: None,
-            };
+        let Some(h) = key.and_then(|k| self.inflight.take(&k)) else {
+            warn!(flow = %ShowKey(key.as_ref()), verdict = %verdict, "reply written, no matching request");
+            let mut e = Entry::new(SystemTime::now(), key.as_ref(), 0, Outcome::Unmatched);
+            e.write_us = Some(write_us);
+            e.verdict = Some(verdict.to_string());
+            e.written = true;
             return self.shared.journal.entry(&e);
         };
-        info!(id = echo.map(|e| e.0), seq = echo.map(|e| e.1), len = h.request.packet.len(),
+        info!(flow = %ShowKey(key.as_ref()), len = h.request.packet.len(),
               queue_us = us(h.handover - h.request.arrival), agent_us = us(received - h.handover),
               rtt_us = us(written - h.request.arrival), write_us = us(written - received),
               verdict = %verdict, "reply written");
-        let mut e = entry(&h.request, h.echo, Outcome::Answered);
+        let mut e = entry(&h.request, Outcome::Answered);
         e.queue_ms = Some(ms(h.handover - h.request.arrival));
         e.agent_ms = Some(ms(received - h.handover));
         e.rtt_ms = Some(ms(written - h.request.arrival));
@@ -546,10 +529,9 @@ impl Bridge {
     }
 
     /// Records a handed-over request that got no written reply.
-    fn unanswered(&self, h: Handed, why: &str) {
+    fn unanswered(&self, h: Awaiting, why: &str) {
         warn!(
-            id = h.echo.map(|e| e.0),
-            seq = h.echo.map(|e| e.1),
+            flow = %ShowKey(h.key()),
             len = h.request.packet.len(),
             queue_us = us(h.handover - h.request.arrival),
             why,
@@ -560,7 +542,7 @@ impl Bridge {
         } else {
             Outcome::Unanswered
         };
-        let mut e = entry(&h.request, h.echo, outcome);
+        let mut e = entry(&h.request, outcome);
         e.queue_ms = Some(ms(h.handover - h.request.arrival));
         e.verdict = h.refused;
         e.note = Some(why.into());
@@ -612,21 +594,13 @@ impl Bridge {
 }
 
 /// A record line for a request, timings left empty.
-fn entry(item: &Queued, echo: Option<(u16, u16)>, outcome: Outcome) -> Entry {
-    Entry {
-        arrival: rfc3339(item.arrival_wall),
-        id: echo.map(|e| e.0),
-        seq: echo.map(|e| e.1),
-        len: item.packet.len(),
+fn entry(item: &Queued, outcome: Outcome) -> Entry {
+    Entry::new(
+        item.arrival_wall,
+        item.parsed.key.as_ref(),
+        item.packet.len(),
         outcome,
-        queue_ms: None,
-        agent_ms: None,
-        rtt_ms: None,
-        write_us: None,
-        verdict: None,
-        written: false,
-        note: None,
-    }
+    )
 }
 
 /// A duration in milliseconds, as a float.

@@ -17,6 +17,7 @@
 
 use std::fmt;
 
+use crate::exchange::{FreeField, Kind, Owed, Request, Response, Silence};
 use crate::wire::{self, icmpv4, ipv4};
 
 /// The judgement on one reply.
@@ -44,22 +45,36 @@ impl fmt::Display for Verdict {
     }
 }
 
-/// Builds the reference reply to `request` (see `wire::echo_reply`).
-pub fn reference(request: &[u8]) -> Result<Vec<u8>, wire::Error> {
-    wire::echo_reply(request)
-}
-
-/// Judges `reply` as an answer to `request`.
-pub fn judge(request: &[u8], reply: &[u8]) -> Verdict {
-    match reference(request) {
-        Ok(want) => judge_against(&want, reply),
-        Err(error) => Verdict::Invalid(format!("the request has no echo reply: {error}")),
+/// Judges an agent's packet as the answer to a request.
+pub fn judge(request: &Request, reply: &Response) -> Verdict {
+    match (&request.owed, request.kind) {
+        (Owed::Reply(reference), Some(kind)) => judge_against(kind, reference, reply.bytes()),
+        (Owed::Silence(why), _) => owes_nothing(why),
+        (Owed::Reply(_), None) => Verdict::Invalid("the request has no known kind".into()),
     }
 }
 
-/// Judges `reply` against a reference reply built by `reference`.
-pub fn judge_against(reference: &[u8], reply: &[u8]) -> Verdict {
-    match check(reference, reply) {
+/// Judges raw bytes: `request` as read from the device, `reply` as an agent would write it.
+pub fn judge_packets(request: &[u8], reply: &[u8]) -> Verdict {
+    let request = Request::parse(request);
+    match (&request.owed, Response::parse(reply.to_vec())) {
+        (Owed::Silence(why), _) => owes_nothing(why),
+        (_, Ok(reply)) => judge(&request, &reply),
+        (_, Err(error)) => Verdict::Invalid(malformed(error)),
+    }
+}
+
+/// The verdict on any reply to a request that is owed none.
+fn owes_nothing(why: &Silence) -> Verdict {
+    Verdict::Invalid(format!("the request has no echo reply: {why}"))
+}
+
+/// Judges `reply` against a reference reply of this kind, built by [`Kind::reference`].
+pub fn judge_against(kind: Kind, reference: &[u8], reply: &[u8]) -> Verdict {
+    let checked = match kind {
+        Kind::Icmpv4Echo => check(reference, reply),
+    };
+    match checked.and_then(|()| check_rest(kind, reply, reference)) {
         Ok(()) => Verdict::Valid,
         Err(reason) => Verdict::Invalid(reason),
     }
@@ -84,8 +99,7 @@ fn check(reference: &[u8], reply: &[u8]) -> Result<(), String> {
     check_icmp_header(&got_icmp, &want_icmp)?;
     check_ip_header(&got, &want)?;
     check_data(got_icmp.data(), want_icmp.data())?;
-    check_checksums(&got, &got_icmp)?;
-    check_rest(reply, reference)
+    check_checksums(&got, &got_icmp)
 }
 
 /// Formats a structural error.
@@ -206,24 +220,39 @@ fn check_checksums(got: &ipv4::Packet<&[u8]>, icmp: &icmpv4::Packet<&[u8]>) -> R
     Ok(())
 }
 
-/// Compares the reply with the reference once the free fields are copied over: a guard
-/// against a difference the named checks above do not cover.
-fn check_rest(reply: &[u8], reference: &[u8]) -> Result<(), String> {
-    let want = ipv4::Packet::new_unchecked(reference);
+/// Compares the reply with the reference once the kind's free fields are copied over: a
+/// guard against a difference the named checks do not cover. Runs after them, so the
+/// reply is known to have the reference's structure.
+fn check_rest(kind: Kind, reply: &[u8], reference: &[u8]) -> Result<(), String> {
     let mut bytes = reply.to_vec();
-    let mut got = ipv4::Packet::new_unchecked(&mut bytes[..]);
-    got.set_ttl(want.ttl());
-    got.set_ident(want.ident());
-    got.set_dscp_ecn(want.dscp_ecn());
-    got.set_flags_frag(want.flags_frag());
-    got.set_checksum(want.checksum());
-    let want_icmp = icmpv4::Packet::new_unchecked(want.payload());
-    icmpv4::Packet::new_unchecked(got.payload_mut()).set_checksum(want_icmp.checksum());
+    for &field in kind.free_fields() {
+        copy_free(field, &mut bytes, reference);
+    }
     match first_difference(&bytes, reference) {
         Some((at, g, w)) => Err(format!(
             "differs from the reference reply at byte {at}: got {g:#04x}, want {w:#04x}"
         )),
         None => Ok(()),
+    }
+}
+
+/// Copies one free field from the reference into the reply.
+fn copy_free(field: FreeField, reply: &mut [u8], reference: &[u8]) {
+    let want = ipv4::Packet::new_unchecked(reference);
+    let mut got = ipv4::Packet::new_unchecked(reply);
+    match field {
+        FreeField::Ttl => got.set_ttl(want.ttl()),
+        FreeField::IpIdent => got.set_ident(want.ident()),
+        FreeField::DscpEcn => got.set_dscp_ecn(want.dscp_ecn()),
+        FreeField::DontFrag => {
+            let df = want.flags_frag() & ipv4::FLAG_DF;
+            got.set_flags_frag(got.flags_frag() & !ipv4::FLAG_DF | df);
+        }
+        FreeField::IpChecksum => got.set_checksum(want.checksum()),
+        FreeField::IcmpChecksum => {
+            let sum = icmpv4::Packet::new_unchecked(want.payload()).checksum();
+            icmpv4::Packet::new_unchecked(got.payload_mut()).set_checksum(sum);
+        }
     }
 }
 
@@ -258,6 +287,14 @@ mod test {
         reply_with(|ip| edit(&mut icmpv4::Packet::new_checked(ip.payload_mut()).unwrap()))
     }
 
+    fn judge(request: &[u8], reply: &[u8]) -> Verdict {
+        judge_packets(request, reply)
+    }
+
+    fn reference(request: &[u8]) -> Result<Vec<u8>, wire::Error> {
+        Kind::Icmpv4Echo.reference(request)
+    }
+
     fn reason(request: &[u8], reply: &[u8]) -> String {
         match judge(request, reply) {
             Verdict::Valid => panic!("expected an invalid verdict"),
@@ -285,7 +322,10 @@ mod test {
         for request in [&REQUEST_56[..], &REQUEST_1, &REQUEST_RR] {
             let want = reference(request).unwrap();
             assert_eq!(judge(request, &want), Verdict::Valid);
-            assert_eq!(judge_against(&want, &want), Verdict::Valid);
+            assert_eq!(
+                judge_against(Kind::Icmpv4Echo, &want, &want),
+                Verdict::Valid
+            );
         }
     }
 
@@ -551,7 +591,7 @@ mod test {
     #[test]
     fn bad_reference() {
         assert_eq!(
-            judge_against(&REPLY_56[..10], &REPLY_56),
+            judge_against(Kind::Icmpv4Echo, &REPLY_56[..10], &REPLY_56),
             Verdict::Invalid(
                 "bad reference reply: packet too short: 10 bytes, an IPv4 header needs at least 20"
                     .to_string()

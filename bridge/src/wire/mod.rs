@@ -153,22 +153,6 @@ pub fn check_echo_request(packet: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Returns the ICMP identifier and sequence number of an IPv4 echo request or echo reply.
-///
-/// `None` for anything else: malformed, fragmented, not ICMP, or another ICMP type.
-/// Checksums are not looked at; this is for log lines and matching, not for judging.
-pub fn echo_id_seq(packet: &[u8]) -> Option<(u16, u16)> {
-    let ip = ipv4::Packet::new_checked(packet).ok()?;
-    if ip.is_fragment() || ip.protocol() != ipv4::PROTO_ICMP {
-        return None;
-    }
-    let icmp = icmpv4::Packet::new_checked(ip.payload()).ok()?;
-    match icmp.msg_type() {
-        icmpv4::ECHO_REQUEST | icmpv4::ECHO_REPLY => Some((icmp.echo_ident(), icmp.echo_seq_no())),
-        _ => None,
-    }
-}
-
 /// Returns whether `packet` is one whole, well-formed IPv4 packet (it passes `new_checked`).
 pub fn is_ipv4(packet: &[u8]) -> bool {
     ipv4::Packet::new_checked(packet).is_ok()
@@ -373,18 +357,6 @@ mod test {
                 want: 0x7bdc
             }
         );
-    }
-
-    #[test]
-    fn id_seq() {
-        assert_eq!(echo_id_seq(&REQUEST_56), Some((0x11aa, 1)));
-        assert_eq!(echo_id_seq(&REPLY_56), Some((0x11aa, 1)));
-        assert_eq!(echo_id_seq(&REQUEST_56_SEQ2), Some((0x11aa, 2)));
-        assert_eq!(echo_id_seq(&REQUEST_0), Some((0x11ac, 1)));
-        assert_eq!(echo_id_seq(&REQUEST_56[..40]), None);
-        assert_eq!(echo_id_seq(&edited(|b| b[9] = 6)), None);
-        assert_eq!(echo_id_seq(&edited(|b| b[20] = 3)), None);
-        assert_eq!(echo_id_seq(&edited(|b| b[6] |= 0x20)), None);
     }
 
     #[test]
