@@ -19,8 +19,8 @@ pub mod queue;
 pub mod record;
 pub mod report;
 pub mod server;
-pub mod timeline;
 #[cfg(test)]
 mod testdir;
+pub mod timeline;
 pub mod verdict;
 pub mod wire;

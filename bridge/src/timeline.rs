@@ -196,7 +196,11 @@ impl Timeline {
 
     /// The phases that occur, in legend order.
     fn phases(&self) -> Vec<Phase> {
-        let used = |p: &Phase| self.rows.iter().any(|r| r.spans.iter().any(|s| s.phase == *p));
+        let used = |p: &Phase| {
+            self.rows
+                .iter()
+                .any(|r| r.spans.iter().any(|s| s.phase == *p))
+        };
         Phase::ALL.into_iter().filter(used).collect()
     }
 }
@@ -389,8 +393,10 @@ mod test {
         backwards.rows[1].spans[0] = span(Phase::Queued, 2.0, 1.0);
         let err = render(&backwards).unwrap_err().to_string();
         assert!(err.contains("ping 2"), "{err}");
-        assert!(serde_json::from_str::<Timeline>(r#"{"title":"t","rows":[{"label":"x",
-            "spans":[{"phase":"lunch","start":0,"end":1}]}]}"#)
+        assert!(serde_json::from_str::<Timeline>(
+            r#"{"title":"t","rows":[{"label":"x",
+            "spans":[{"phase":"lunch","start":0,"end":1}]}]}"#
+        )
         .is_err());
     }
 }

@@ -88,7 +88,12 @@ fn claude_code_answers_a_real_ping_through_the_prompt() {
     assert!(summary.contains("(timeline.svg)"), "{summary}");
     // The timeline: one row per ping, the client's start-up and model requests drawn.
     let svg = std::fs::read_to_string(out.join("timeline.svg")).unwrap();
-    for text in ["ping 1 (seq 1)", "ping 2 (seq 1)", "client start-up", "model request"] {
+    for text in [
+        "ping 1 (seq 1)",
+        "ping 2 (seq 1)",
+        "client start-up",
+        "model request",
+    ] {
         assert!(svg.contains(text), "no {text:?} in timeline.svg");
     }
 }
@@ -117,10 +122,16 @@ fn one_session_serves_ten_pings_at_one_second_intervals() {
         String::from_utf8_lossy(&run.stderr)
     );
     let ping = std::fs::read_to_string(out.join("ping-continuous.txt")).unwrap();
-    assert!(ping.contains("10 packets transmitted, 10 received"), "{ping}");
+    assert!(
+        ping.contains("10 packets transmitted, 10 received"),
+        "{ping}"
+    );
 
     // One session, and it ended by itself after the ten packets it was asked for.
-    assert!(!out.join("claude-s2.jsonl").exists(), "a second session ran:\n{stdout}");
+    assert!(
+        !out.join("claude-s2.jsonl").exists(),
+        "a second session ran:\n{stdout}"
+    );
     let result: Value =
         serde_json::from_slice(&std::fs::read(out.join("claude-s1.json")).unwrap()).unwrap();
     assert_eq!(result["is_error"], false, "{result}");
@@ -157,7 +168,10 @@ fn one_session_serves_ten_pings_at_one_second_intervals() {
     assert!(summary.contains("10 valid replies"), "{summary}");
     assert!(summary.contains("session start-up"), "{summary}");
     let svg = std::fs::read_to_string(out.join("timeline.svg")).unwrap();
-    assert!(svg.contains("ping 10 (seq 10)"), "timeline.svg has no row for ping 10");
+    assert!(
+        svg.contains("ping 10 (seq 10)"),
+        "timeline.svg has no row for ping 10"
+    );
     eprintln!("{summary}");
 }
 
@@ -178,7 +192,10 @@ fn read_starts(path: &Path) -> std::collections::HashMap<u64, f64> {
             let hex = block["content"].as_str().unwrap_or_default().trim();
             if let (Some(start), Ok(packet)) = (asked.get(id), hex::decode(hex)) {
                 if packet.len() >= 28 {
-                    starts.insert(u64::from(u16::from_be_bytes([packet[26], packet[27]])), *start);
+                    starts.insert(
+                        u64::from(u16::from_be_bytes([packet[26], packet[27]])),
+                        *start,
+                    );
                 }
             }
         }
@@ -214,4 +231,57 @@ fn dry_run_script_answers_a_ping_with_its_own_bridge() {
     );
     assert!(stdout.contains("PASS: ping got the reply"), "{stdout}");
     assert!(stdout.contains("1 received"), "{stdout}");
+}
+
+/// Issue 14: `--lean` for a login (OAuth) runs without `--bare`, which would read only
+/// `ANTHROPIC_API_KEY`: the client gets an OAuth token, offers the model Bash alone with the
+/// lean system prompt, and still answers the ping with no permission prompt.
+#[test]
+fn lean_harness_runs_for_a_login_without_bare() {
+    let Some(root) = repo_with_claude_code("lean_harness_runs_for_a_login_without_bare") else {
+        return;
+    };
+    let out = common::TempDir::new("lean-oauth");
+    let run = Command::new(root.join("scripts/experiment.sh"))
+        .args([
+            "--agent",
+            "dry-run",
+            "--lean",
+            "--count",
+            "1",
+            "--ping-wait",
+            "60",
+        ])
+        .arg("--out")
+        .arg(&out.0)
+        .env("TUNBRIDGE_DRY_RUN_AUTH", "oauth")
+        .output()
+        .expect("experiment.sh");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "experiment.sh failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout.contains("login: without --bare"), "{stdout}");
+    let records = std::fs::read_to_string(out.join("records.jsonl")).unwrap();
+    assert!(records.contains(r#""verdict":"valid""#), "{records}");
+    let requests = std::fs::read_to_string(out.join("model-requests.jsonl")).unwrap();
+    let posts: Vec<Value> = requests
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["method"] == "POST")
+        .collect();
+    assert!(posts.len() >= 3, "{requests}");
+    for r in &posts {
+        assert_eq!(r["tools"], 1, "more than Bash offered: {r}");
+        assert!(r["bytes"].as_u64().unwrap() < 20_000, "not lean: {r}");
+    }
+    let result: Value =
+        serde_json::from_slice(&std::fs::read(out.join("claude-1.json")).unwrap()).unwrap();
+    assert_eq!(
+        result["permission_denials"],
+        serde_json::json!([]),
+        "{result}"
+    );
 }
