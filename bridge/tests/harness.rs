@@ -29,6 +29,25 @@ fn repo_with_claude_code(name: &str) -> Option<&'static Path> {
     Some(root)
 }
 
+/// Runs `scripts/experiment.sh ARGS --out OUT` with the extra environment; fails the test
+/// unless it succeeds; returns its stdout.
+fn experiment(root: &Path, out: &common::TempDir, args: &[&str], env: &[(&str, &str)]) -> String {
+    let run = Command::new(root.join("scripts/experiment.sh"))
+        .args(args)
+        .arg("--out")
+        .arg(&out.0)
+        .envs(env.iter().copied())
+        .output()
+        .expect("experiment.sh");
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(
+        run.status.success(),
+        "experiment.sh failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    stdout
+}
+
 #[test]
 fn claude_code_answers_a_real_ping_through_the_prompt() {
     let Some(root) = repo_with_claude_code("claude_code_answers_a_real_ping_through_the_prompt")
@@ -36,25 +55,8 @@ fn claude_code_answers_a_real_ping_through_the_prompt() {
         return;
     };
     let out = common::TempDir::new("harness");
-    let run = Command::new(root.join("scripts/experiment.sh"))
-        .args([
-            "--agent",
-            "dry-run",
-            "--count",
-            "2",
-            "--ping-wait",
-            "60",
-            "--out",
-        ])
-        .arg(&out.0)
-        .output()
-        .expect("experiment.sh");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "experiment.sh failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let args = ["--agent", "dry-run", "--count", "2", "--ping-wait", "60"];
+    experiment(root, &out, &args, &[]);
 
     // Both pings saw their reply, and the bridge judged both replies valid.
     for i in 1..=2 {
@@ -109,17 +111,20 @@ fn one_session_serves_ten_pings_at_one_second_intervals() {
         return;
     };
     let out = common::TempDir::new("continuous");
-    let run = Command::new(root.join("scripts/experiment.sh"))
-        .args(["--agent", "dry-run", "--continuous", "--count", "10"])
-        .args(["--interval", "1", "--ping-wait", "60", "--out"])
-        .arg(&out.0)
-        .output()
-        .expect("experiment.sh");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "experiment.sh failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
+    let args = [
+        "--agent",
+        "dry-run",
+        "--continuous",
+        "--count",
+        "10",
+        "--interval",
+        "1",
+    ];
+    let stdout = experiment(
+        root,
+        &out,
+        &[&args[..], &["--ping-wait", "60"]].concat(),
+        &[],
     );
     let ping = std::fs::read_to_string(out.join("ping-continuous.txt")).unwrap();
     assert!(
@@ -242,27 +247,16 @@ fn lean_harness_runs_for_a_login_without_bare() {
         return;
     };
     let out = common::TempDir::new("lean-oauth");
-    let run = Command::new(root.join("scripts/experiment.sh"))
-        .args([
-            "--agent",
-            "dry-run",
-            "--lean",
-            "--count",
-            "1",
-            "--ping-wait",
-            "60",
-        ])
-        .arg("--out")
-        .arg(&out.0)
-        .env("TUNBRIDGE_DRY_RUN_AUTH", "oauth")
-        .output()
-        .expect("experiment.sh");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "experiment.sh failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let args = [
+        "--agent",
+        "dry-run",
+        "--lean",
+        "--count",
+        "1",
+        "--ping-wait",
+        "60",
+    ];
+    let stdout = experiment(root, &out, &args, &[("TUNBRIDGE_DRY_RUN_AUTH", "oauth")]);
     assert!(stdout.contains("login: without --bare"), "{stdout}");
     let records = std::fs::read_to_string(out.join("records.jsonl")).unwrap();
     assert!(records.contains(r#""verdict":"valid""#), "{records}");
