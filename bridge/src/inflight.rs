@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::exchange::FlowKey;
 use crate::queue::Queued;
+use crate::verdict::Verdict;
 
 /// A request the agent has read, awaiting its reply.
 #[derive(Debug)]
@@ -20,7 +21,7 @@ pub struct Awaiting {
     /// When the READ answer carrying it was delivered.
     pub handover: Instant,
     /// The last verdict that made strict mode refuse a reply to it.
-    pub refused: Option<String>,
+    pub refused: Option<Verdict>,
 }
 
 impl Awaiting {

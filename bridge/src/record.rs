@@ -14,6 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::exchange::FlowKey;
+use crate::verdict::Verdict;
 
 /// One request as the daemon saw it, from arrival to the reply (or its absence).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -44,6 +45,9 @@ pub struct Entry {
     pub write_us: Option<f64>,
     /// "valid", or the reason the reply was judged invalid.
     pub verdict: Option<String>,
+    /// The verdict's class: "valid", or a snake_case word such as "payload" (see `Verdict::class`).
+    #[serde(default)]
+    pub class: Option<String>,
     /// Whether the reply was written to the device.
     pub written: bool,
     /// Free-form remark, left out of the line when absent.
@@ -69,9 +73,16 @@ impl Entry {
             rtt_ms: None,
             write_us: None,
             verdict: None,
+            class: None,
             written: false,
             note: None,
         }
+    }
+
+    /// Sets the verdict on the reply, its reason and its class.
+    pub fn judged(&mut self, verdict: &Verdict) {
+        self.verdict = Some(verdict.to_string());
+        self.class = Some(verdict.class().to_string());
     }
 }
 
@@ -167,6 +178,7 @@ mod test {
             rtt_ms: Some(2502.0),
             write_us: Some(40.0),
             verdict: Some("valid".into()),
+            class: Some("valid".into()),
             written: true,
             note: None,
         }
@@ -219,6 +231,20 @@ mod test {
             (None, Some(4000), Some(7))
         );
         assert_eq!(Entry::new(t, None, 0, Outcome::Unmatched).id, None);
+    }
+
+    #[test]
+    fn judged_rows_carry_the_class_beside_the_verdict() {
+        let mut e = entry(1, Outcome::Answered);
+        e.judged(&Verdict::Ttl);
+        let line = serde_json::to_string(&e).unwrap();
+        assert!(
+            line.contains(r#""verdict":"TTL 0, want 1..255","class":"ttl""#),
+            "{line}"
+        );
+        // A line written before the class existed still reads.
+        let old = line.replace(r#","class":"ttl""#, "");
+        assert_eq!(serde_json::from_str::<Entry>(&old).unwrap().class, None);
     }
 
     #[test]

@@ -457,12 +457,12 @@ impl Bridge {
         let key = packet.key().copied();
         let verdict = match key.and_then(|k| self.inflight.find_mut(&k)) {
             Some(a) => verdict::judge(&a.request.parsed, &packet),
-            None => Verdict::Invalid("no matching request".into()),
+            None => Verdict::NoMatchingRequest,
         };
         if self.config.strict && verdict != Verdict::Valid {
             warn!(flow = %ShowKey(key.as_ref()), verdict = %verdict, "reply refused (strict)");
             if let Some(a) = key.and_then(|k| self.inflight.find_mut(&k)) {
-                a.refused = Some(verdict.to_string());
+                a.refused = Some(verdict.clone());
             }
             return Reply::Err(verdict.to_string());
         }
@@ -510,7 +510,7 @@ impl Bridge {
             warn!(flow = %ShowKey(key.as_ref()), verdict = %verdict, "reply written, no matching request");
             let mut e = Entry::new(SystemTime::now(), key.as_ref(), 0, Outcome::Unmatched);
             e.write_us = Some(write_us);
-            e.verdict = Some(verdict.to_string());
+            e.judged(&verdict);
             e.written = true;
             return self.shared.journal.entry(&e);
         };
@@ -523,7 +523,7 @@ impl Bridge {
         e.agent_ms = Some(ms(received - h.handover));
         e.rtt_ms = Some(ms(written - h.request.arrival));
         e.write_us = Some(write_us);
-        e.verdict = Some(verdict.to_string());
+        e.judged(&verdict);
         e.written = true;
         self.shared.journal.entry(&e);
     }
@@ -544,7 +544,9 @@ impl Bridge {
         };
         let mut e = entry(&h.request, outcome);
         e.queue_ms = Some(ms(h.handover - h.request.arrival));
-        e.verdict = h.refused;
+        if let Some(verdict) = &h.refused {
+            e.judged(verdict);
+        }
         e.note = Some(why.into());
         self.shared.journal.entry(&e);
     }
