@@ -46,9 +46,7 @@ say "Claude Code: $CLAUDE ($("$CLAUDE" --version))"
 BIN=${TUNBRIDGE:-$(command -v tunbridge || echo "$ROOT/target/release/tunbridge")}
 [[ -x $BIN ]] || die "no tunbridge binary at $BIN; run \`cargo build --release\` or set TUNBRIDGE"
 # The prompt runs plain `tunbridge`, so the chosen binary goes first on PATH under that name.
-mkdir -p "$WORK/bin"
-ln -s "$(realpath "$BIN")" "$WORK/bin/tunbridge"
-export PATH=$WORK/bin:$PATH
+tb_put_on_path "$BIN" "$WORK/bin"
 say "tunbridge: $BIN"
 
 # The slash command must be the prompt itself (a link), so the two cannot drift apart.
@@ -68,10 +66,6 @@ if [[ -n $WITH_BRIDGE ]]; then
     BRIDGE_PID=$!
     tb_track_pid "$BRIDGE_PID"
     tb_wait_for_bridge "$BRIDGE_PID" "$RESP_FIFO" "$OUT/bridge.log" || die "the bridge did not start"
-    say "pinging 192.0.2.2 once from $NETNS (waits up to 60 s for the reply)"
-    ip netns exec "$NETNS" ping -c1 -W 60 192.0.2.2 > "$OUT/ping.txt" 2>&1 &
-    PING_PID=$!
-    tb_track_pid "$PING_PID"
 fi
 [[ -p $CMD_FIFO && -p $RESP_FIFO ]] \
     || die "no bridge is serving $CMD_FIFO and $RESP_FIFO; start one (scripts/bridge.sh) or use --with-bridge"
@@ -86,13 +80,24 @@ say "dry-run model at $URL"
 # so only the project grants the two commands: --settings .claude/settings.json and the
 # slash command's allowed-tools (either alone is enough). Default permission mode.
 say "running: claude -p \"/ping-respond\" --output-format json --permission-mode default --settings .claude/settings.json"
-status=0
 env -u ANTHROPIC_MODEL -u ANTHROPIC_AUTH_TOKEN -u CLAUDE_CODE_OAUTH_TOKEN \
     ANTHROPIC_BASE_URL="$URL" ANTHROPIC_API_KEY=dry-run \
     CLAUDE_CONFIG_DIR="$WORK/config" DISABLE_TELEMETRY=1 DISABLE_AUTOUPDATER=1 \
     CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
     "$CLAUDE" -p "/ping-respond" --output-format json --permission-mode default \
-    --settings "$ROOT/.claude/settings.json" > "$OUT/claude.json" 2> "$OUT/claude.err" || status=$?
+    --settings "$ROOT/.claude/settings.json" > "$OUT/claude.json" 2> "$OUT/claude.err" &
+CLAUDE_PID=$!
+if [[ -n $WITH_BRIDGE ]]; then
+    # The ping goes out once the client waits in READ, so its start-up (seconds on a busy
+    # machine) cannot age the packet out of the bridge's queue.
+    tb_wait_until_reading "$CLAUDE_PID" || true
+    say "pinging 192.0.2.2 once from $NETNS (waits up to 60 s for the reply)"
+    ip netns exec "$NETNS" ping -c1 -W 60 192.0.2.2 > "$OUT/ping.txt" 2>&1 &
+    PING_PID=$!
+    tb_track_pid "$PING_PID"
+fi
+status=0
+wait "$CLAUDE_PID" || status=$?
 say "Claude Code exited with $status; its JSON result:"
 python3 -m json.tool "$OUT/claude.json" 2>/dev/null || cat "$OUT/claude.json"
 # Claude Code notes on stderr that it ignores the untrusted project's allow rules; the

@@ -28,6 +28,7 @@
 #                  out every --interval S seconds (default 1) once it waits in its first
 #                  READ; a new session starts after --session-packets N packets (default 20)
 # --out DIR        where the results go (default out/<date>-<time>-<agent>)
+# TUNBRIDGE=path   use this tunbridge binary and build nothing (the tests do)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -39,7 +40,7 @@ ARGS=("$@")
 # function (or a thin one that hands over to its own file).
 AGENT=claude COUNT=3 MODEL="" PROMPT="prompts/ping-respond.md" OUT="" PING_WAIT=180
 MODE=oneshot INTERVAL=1 SESSION_PACKETS=20 THINKING="" LEAN=0 PING_OPTS=()
-usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
 bad() { TB_DIE_STATUS=2 die "$*"; }
 while (($#)); do
     case $1 in
@@ -90,7 +91,13 @@ if ! tb_is_root && ! command -v sudo >/dev/null; then
     bad "needs root for the TUN device: run it as root (there is no sudo here)"
 fi
 tb_install_commands "${needs[@]}"
-if [[ -z ${SUDO_USER:-} || ! -x target/release/tunbridge ]] && ! command -v cargo >/dev/null; then
+BIN=${TUNBRIDGE:-}
+build() {   # unless TUNBRIDGE names the binary; the native agent is always built here
+    [[ -n $BIN && ( $AGENT != native || -x target/release/examples/native_agent ) ]] && return 0
+    say "building tunbridge (cargo build --release)"
+    cargo build --release -q -p tunbridge --bin tunbridge --example native_agent
+}
+if [[ -z $BIN && ( -z ${SUDO_USER:-} || ! -x target/release/tunbridge ) ]] && ! command -v cargo >/dev/null; then
     bad "needs cargo to build tunbridge (https://rustup.rs)"
 fi
 CLAUDE=""
@@ -119,16 +126,14 @@ fi
 # The dry run can stand in for a login: the client then gets an OAuth token, not a key.
 [[ $AGENT == dry-run && ${TUNBRIDGE_DRY_RUN_AUTH:-} == oauth ]] && OAUTH=1
 if ! tb_is_root; then
-    say "building tunbridge (cargo build --release)"
-    cargo build --release -q -p tunbridge --bin tunbridge --example native_agent
+    build
     say "the bridge needs root for the TUN device; re-running with sudo"
-    exec sudo --preserve-env=ANTHROPIC_API_KEY,ANTHROPIC_AUTH_TOKEN,ANTHROPIC_BASE_URL,ANTHROPIC_MODEL,CLAUDE_CODE_OAUTH_TOKEN,HOME,TUNBRIDGE_DRY_RUN_AUTH \
+    exec sudo --preserve-env=ANTHROPIC_API_KEY,ANTHROPIC_AUTH_TOKEN,ANTHROPIC_BASE_URL,ANTHROPIC_MODEL,CLAUDE_CODE_OAUTH_TOKEN,HOME,TUNBRIDGE_DRY_RUN_AUTH,TUNBRIDGE \
         "$0" ${ARGS[@]+"${ARGS[@]}"} --out "$OUT"
 fi
 if [[ -z ${SUDO_USER:-} ]] && command -v cargo >/dev/null \
    || [[ ! -x target/release/tunbridge || ! -x target/release/examples/native_agent ]]; then
-    say "building tunbridge (cargo build --release)"
-    cargo build --release -q -p tunbridge --bin tunbridge --example native_agent
+    build
 fi
 
 # --- set-up: namespace, bridge, model, client flags ---------------------------------
@@ -141,7 +146,7 @@ chmod 755 "$WORK"
 mkdir -p "$OUT"
 [[ $RUN_USER != root ]] && chown "$RUN_USER" "$OUT" "$WORK"
 export TUNBRIDGE_CMD_FIFO=$WORK/tun_cmd TUNBRIDGE_RESP_FIFO=$WORK/tun_resp
-export PATH=$ROOT/target/release:$PATH
+tb_put_on_path "${BIN:-$ROOT/target/release/tunbridge}" "$WORK/bin"
 BRIDGE_PID=""
 tb_traps
 
@@ -271,15 +276,6 @@ run_oneshot() {
 }
 
 # --- continuous: one session serves a stream of pings -----------------------------------
-# True while a descendant of pid $1 is `tunbridge read`, waiting for a packet.
-in_read() {
-    ps -e -o pid=,ppid=,comm=,args= | awk -v root="$1" '
-        { parent[$1] = $2; comm[$1] = $3; reading[$1] = ($0 ~ /tunbridge read$/) }
-        END { for (p in parent) if (comm[p] == "tunbridge" && reading[p])
-                  for (q = p; q in parent; q = parent[q]) if (q == root) exit 0
-              exit 1 }'
-}
-
 run_continuous() {
     local done=0 session=0 n agent agent_status ping_pid="" got t0 opts=${PING_OPTS[0]:-} ident
     ident=$(ident_for "$opts" 0)
@@ -292,12 +288,7 @@ run_continuous() {
         run_claude "s$session" "$n" &
         agent=$!
         if [[ -z $ping_pid ]]; then
-            local waited=0
-            until in_read "$agent"; do
-                kill -0 "$agent" 2>/dev/null || break
-                ((waited++ % 10 == 0)) && printf '    waiting for session %d to wait in its first READ\n' "$session"
-                sleep 0.1
-            done
+            tb_wait_until_reading "$agent" || true
             say "session $session waits in READ; pinging 192.0.2.2 $COUNT times, every $INTERVAL s"
             # shellcheck disable=SC2086 # $opts is a list of plain ping flags, checked above
             ip netns exec "$NETNS" ping -n -D -O -c "$COUNT" -i "$INTERVAL" -W "$PING_WAIT" -e "$ident" $opts 192.0.2.2 \

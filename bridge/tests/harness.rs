@@ -36,6 +36,7 @@ fn experiment(root: &Path, out: &common::TempDir, args: &[&str], env: &[(&str, &
         .args(args)
         .arg("--out")
         .arg(&out.0)
+        .env("TUNBRIDGE", common::BIN)
         .envs(env.iter().copied())
         .output()
         .expect("experiment.sh");

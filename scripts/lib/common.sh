@@ -164,6 +164,33 @@ tb_start_model() {
     MODEL_URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$outfile" | head -1)
 }
 
+# Puts the binary $1 first on PATH under the name the prompts run, `tunbridge` (a link in
+# directory $2), so a prompt's `tunbridge read` runs exactly that binary.
+tb_put_on_path() {
+    mkdir -p "$2"
+    ln -sf "$(realpath "$1")" "$2/tunbridge"
+    export PATH=$2:$PATH
+}
+
+# True while a descendant of process $1 is `tunbridge read`: the agent waits for a packet.
+tb_waits_in_read() {
+    ps -e -o pid=,ppid=,comm=,args= | awk -v root="$1" '
+        { parent[$1] = $2; comm[$1] = $3; reading[$1] = ($0 ~ /tunbridge read$/) }
+        END { for (p in parent) if (comm[p] == "tunbridge" && reading[p])
+                  for (q = p; q in parent; q = parent[q]) if (q == root) exit 0
+              exit 1 }'
+}
+
+# Waits until process $1 waits in READ (true) or exits (false), saying so every 2 s.
+tb_wait_until_reading() {
+    local pid=$1 i=0
+    until tb_waits_in_read "$pid"; do
+        kill -0 "$pid" 2>/dev/null || return 1
+        ((i++ % 20 == 19)) && printf '    waiting for the agent to wait in READ (%d s)\n' $((i / 10))
+        sleep 0.1
+    done
+}
+
 # The environment that points Claude Code at the dry-run model and keeps it off the
 # network: exported into the caller's shell.
 tb_export_dry_run_env() {
