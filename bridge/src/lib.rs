@@ -19,6 +19,7 @@ pub mod queue;
 pub mod record;
 pub mod report;
 pub mod server;
+pub mod stack;
 #[cfg(test)]
 mod testdir;
 pub mod timeline;

@@ -1,4 +1,5 @@
-//! Wire formats: checked views over IPv4 packets and ICMP messages, in the smoltcp style.
+//! Wire formats: checked views over IPv4 and IPv6 packets, ICMP, ICMPv6, UDP and TCP, in
+//! the smoltcp style.
 //!
 //! Bytes from outside (a TUN read, an agent's hex) enter only through `new_checked`,
 //! which refuses them with an `Error` whose text is one line saying what is wrong.
@@ -8,7 +9,12 @@ use std::fmt;
 
 pub mod checksum;
 pub mod icmpv4;
+pub mod icmpv6;
+pub mod ip;
 pub mod ipv4;
+pub mod ipv6;
+pub mod tcp;
+pub mod udp;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -43,6 +49,26 @@ pub enum Error {
     BadIpChecksum { got: u16, want: u16 },
     /// The ICMP checksum is wrong.
     BadIcmpChecksum { got: u16, want: u16 },
+    /// Fewer bytes than the named header needs (IPv6, ICMPv6, UDP, TCP).
+    HeaderTooShort {
+        header: &'static str,
+        got: usize,
+        want: usize,
+    },
+    /// The version field is not 6.
+    NotIpv6 { version: u8 },
+    /// The IPv6 payload length field disagrees with the bytes after the header.
+    PayloadLenMismatch { payload_len: usize, got: usize },
+    /// The UDP length field disagrees with the bytes of the datagram.
+    UdpLenMismatch { len: usize, got: usize },
+    /// The TCP data offset is below 5 words.
+    BadDataOffset { offset: u8 },
+    /// The checksum of the named header is wrong (UDP, TCP, ICMPv6).
+    BadChecksum {
+        header: &'static str,
+        got: u16,
+        want: u16,
+    },
 }
 
 impl fmt::Display for Error {
@@ -83,6 +109,23 @@ impl fmt::Display for Error {
             }
             Error::BadIcmpChecksum { got, want } => {
                 write!(f, "bad ICMP checksum: got {got:#06x}, want {want:#06x}")
+            }
+            Error::HeaderTooShort { header, got, want } => {
+                write!(f, "{header} header too short: {got} bytes, it needs {want}")
+            }
+            Error::NotIpv6 { version } => write!(f, "not IPv6: version {version}"),
+            Error::PayloadLenMismatch { payload_len, got } => write!(
+                f,
+                "payload length field says {payload_len} but {got} bytes follow the IPv6 header"
+            ),
+            Error::UdpLenMismatch { len, got } => {
+                write!(f, "UDP length field says {len} but the datagram has {got} bytes")
+            }
+            Error::BadDataOffset { offset } => {
+                write!(f, "bad TCP data offset {offset}: the header length must be 5..15 words")
+            }
+            Error::BadChecksum { header, got, want } => {
+                write!(f, "bad {header} checksum: got {got:#06x}, want {want:#06x}")
             }
         }
     }
@@ -404,11 +447,37 @@ mod test {
                 got: 0x1c2a,
                 want: 0x1c2b,
             },
+            Error::HeaderTooShort {
+                header: "UDP",
+                got: 4,
+                want: 8,
+            },
+            Error::NotIpv6 { version: 4 },
+            Error::PayloadLenMismatch {
+                payload_len: 64,
+                got: 60,
+            },
+            Error::UdpLenMismatch { len: 27, got: 20 },
+            Error::BadDataOffset { offset: 4 },
+            Error::BadChecksum {
+                header: "TCP",
+                got: 0x1c2a,
+                want: 0x1c2b,
+            },
         ];
         for error in errors {
             let text = error.to_string();
             assert!(!text.is_empty() && !text.contains('\n'), "{text:?}");
         }
+        assert_eq!(
+            Error::BadChecksum {
+                header: "UDP",
+                got: 0x1c2a,
+                want: 0x1c2b
+            }
+            .to_string(),
+            "bad UDP checksum: got 0x1c2a, want 0x1c2b"
+        );
         assert_eq!(
             Error::TooShort { got: 12, want: 20 }.to_string(),
             "packet too short: 12 bytes, an IPv4 header needs at least 20"
