@@ -138,7 +138,9 @@ fi
 
 # --- set-up: namespace, bridge, model, client flags ---------------------------------
 RUN_USER=${SUDO_USER:-root}
-as_user() { if [[ $RUN_USER != root ]]; then sudo -u "$RUN_USER" --preserve-env "$@"; else "$@"; fi; }
+as_user() {   # sudo drops BASH_ENV (see tb_put_on_path), so it is passed on by name
+    if [[ $RUN_USER != root ]]; then sudo -u "$RUN_USER" --preserve-env env BASH_ENV="$BASH_ENV" "$@"; else "$@"; fi
+}
 NETNS=tbx-$$
 WORK=$(mktemp -d /tmp/tunbridge-exp.XXXXXX)
 tb_track_dir "$WORK"

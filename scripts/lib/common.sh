@@ -165,11 +165,15 @@ tb_start_model() {
 }
 
 # Puts the binary $1 first on PATH under the name the prompts run, `tunbridge` (a link in
-# directory $2), so a prompt's `tunbridge read` runs exactly that binary.
+# directory $2), so a prompt's `tunbridge read` runs exactly that binary. Claude Code runs
+# a command in a login shell when it could not snapshot the user's shell (seen on a busy
+# machine), and a login shell's /etc/profile sets PATH anew: BASH_ENV, which bash reads
+# after the profile, puts the directory back in front.
 tb_put_on_path() {
     mkdir -p "$2"
     ln -sf "$(realpath "$1")" "$2/tunbridge"
-    export PATH=$2:$PATH
+    printf 'case ":$PATH:" in *":%s:"*) ;; *) PATH=%q:$PATH ;; esac\n' "$2" "$2" > "$2/path.sh"
+    export PATH=$2:$PATH BASH_ENV=$2/path.sh
 }
 
 # True while a descendant of process $1 is `tunbridge read`: the agent waits for a packet.
