@@ -150,10 +150,13 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), ServeError> {
     if let Some(name) = &config.netns {
         device::enter_netns(name).map_err(ServeError::Device)?;
     }
+    // A second bridge on these FIFOs refuses before it touches anything. The FIFOs are made
+    // after the device: scripts take their existence as the sign that the device is up.
+    Fifo::ensure_unclaimed(&config.cmd_fifo).map_err(ServeError::Fifo)?;
     let device = Arc::new(
         Device::open(&config.tun, config.address, config.mtu).map_err(ServeError::Device)?,
     );
-    let cmd = Fifo::create(&config.cmd_fifo, config.owner).map_err(ServeError::Fifo)?;
+    let cmd = Fifo::create_command(&config.cmd_fifo, config.owner).map_err(ServeError::Fifo)?;
     let resp = Fifo::create(&config.resp_fifo, config.owner).map_err(ServeError::Fifo)?;
     let reader = CommandReader::open(&config.cmd_fifo).map_err(|source| {
         ServeError::Fifo(FifoError::Open {
@@ -571,7 +574,12 @@ impl Bridge {
             }
             let path = fifo.path().to_path_buf();
             warn!(path = %path.display(), "FIFO was deleted; recreating it");
-            let fresh = Fifo::create(&path, self.config.owner).map_err(ServeError::Fifo)?;
+            let fresh = if which == 0 {
+                Fifo::create_command(&path, self.config.owner)
+            } else {
+                Fifo::create(&path, self.config.owner)
+            }
+            .map_err(ServeError::Fifo)?;
             if which == 0 {
                 self.cmd = fresh;
                 self.reader.reopen().map_err(ServeError::ReadCommand)?;
