@@ -155,7 +155,9 @@ tb_traps
 say "network namespace $NETNS (the host's networking is not touched)"
 tb_netns_create "$NETNS"
 say "starting the bridge; record: $OUT/records.jsonl"
-tunbridge serve --netns "$NETNS" --record "$OUT/records.jsonl" --pcap "$OUT/capture.pcap" \
+# A packet stays queued as long as its ping waits for the reply (--max-age), so that a slow
+# client start cannot make it expire before the first READ.
+tunbridge serve --netns "$NETNS" --max-age "$PING_WAIT" --record "$OUT/records.jsonl" --pcap "$OUT/capture.pcap" \
     2> "$OUT/bridge.log" &
 BRIDGE_PID=$!
 tb_track_pid "$BRIDGE_PID"

@@ -62,7 +62,16 @@ fn claude_code_answers_a_real_ping_through_the_prompt() {
     // Both pings saw their reply, and the bridge judged both replies valid.
     for i in 1..=2 {
         let ping = std::fs::read_to_string(out.join(&format!("ping-{i}.txt"))).unwrap();
-        assert!(ping.contains("1 received"), "ping {i}:\n{ping}");
+        let why = || {
+            let file = |name: &str| std::fs::read_to_string(out.join(name)).unwrap_or_default();
+            format!(
+                "{}\n{}\n{}",
+                file("records.jsonl"),
+                file("bridge.log"),
+                file("summary.md")
+            )
+        };
+        assert!(ping.contains("1 received"), "ping {i}:\n{ping}\n{}", why());
     }
     let records: Vec<Value> = std::fs::read_to_string(out.join("records.jsonl"))
         .unwrap()
