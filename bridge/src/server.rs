@@ -18,7 +18,7 @@ use tracing::{debug, error, info, trace, warn};
 use crate::device::{self, Device, DeviceError, Ipv4Cidr};
 use crate::exchange::{Family, FlowKey, Response, ShowKey};
 use crate::fifo::{Answer, CommandReader, Fifo, FifoError, Incoming, Owner, PathState};
-use crate::inflight::{Awaiting, InFlight};
+use crate::inflight::{self, Awaiting, InFlight};
 use crate::journal::Journal;
 use crate::privilege::{self, PrivilegeError, User};
 use crate::protocol::{Command, ProtocolError, Reply};
@@ -30,6 +30,8 @@ use crate::verdict::{self, Verdict};
 const ANSWER_LIMIT: Duration = Duration::from_secs(300);
 /// How often the main loop looks at signals, FIFO paths and ages when idle.
 const TICK: Duration = Duration::from_millis(100);
+/// How often the main loop checks the FIFO paths and expires old requests.
+const HOUSEKEEPING: Duration = Duration::from_millis(500);
 
 /// Everything `serve` needs, filled from the command line.
 #[derive(Debug, Clone)]
@@ -190,7 +192,7 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), ServeError> {
         reader,
         cmd,
         resp,
-        inflight: InFlight::new(1024, ANSWER_LIMIT),
+        inflight: InFlight::new(inflight::CAPACITY, ANSWER_LIMIT),
     };
     let result = bridge.serve();
     bridge.shared.stop.store(true, Ordering::SeqCst);
@@ -293,7 +295,7 @@ impl Bridge {
     fn serve(&mut self) -> Result<(), ServeError> {
         let mut last_check = Instant::now();
         while !self.shared.stop.load(Ordering::Relaxed) {
-            if last_check.elapsed() >= TICK * 5 {
+            if last_check.elapsed() >= HOUSEKEEPING {
                 self.check_fifos()?;
                 self.expire();
                 last_check = Instant::now();
@@ -345,7 +347,7 @@ impl Bridge {
                     warn!(error = %e, "answer not delivered");
                 }
             }
-            Ok(None) => warn!(answer = %first_word(reply), "nobody read the answer; discarded"),
+            Ok(None) => warn!(answer = reply.label(), "nobody read the answer; discarded"),
             Err(e) => warn!(error = %e, "cannot open the answer FIFO"),
         }
     }
@@ -621,14 +623,4 @@ fn ms(d: Duration) -> f64 {
 /// A duration in whole microseconds, for log lines.
 fn us(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-}
-
-/// The status word of a reply, for logs that must not carry payload hex.
-fn first_word(reply: &Reply) -> &'static str {
-    match reply {
-        Reply::Packet(_) => "packet",
-        Reply::Timeout => "TIMEOUT",
-        Reply::Ok => "OK",
-        Reply::Err(_) => "ERR",
-    }
 }
