@@ -109,51 +109,26 @@ pub struct Timeline {
 }
 
 /// What went wrong while drawing a timeline.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum TimelineError {
     /// The input file could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
     Read { path: PathBuf, source: io::Error },
     /// The input is not a timeline.
+    #[error("{}: not a timeline: {source}", path.display())]
     Parse {
         path: PathBuf,
         source: serde_json::Error,
     },
     /// The timeline has no row, or a span is not finite or ends before it starts.
+    #[error("timeline not drawn: {0}")]
     Invalid(String),
     /// plotters failed to draw.
+    #[error("timeline not drawn: {0}")]
     Draw(String),
     /// The SVG could not be written.
+    #[error("{}: cannot write: {source}", path.display())]
     Write { path: PathBuf, source: io::Error },
-}
-
-impl fmt::Display for TimelineError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TimelineError::Read { path, source } => {
-                write!(f, "{}: cannot read: {source}", path.display())
-            }
-            TimelineError::Parse { path, source } => {
-                write!(f, "{}: not a timeline: {source}", path.display())
-            }
-            TimelineError::Invalid(why) => write!(f, "timeline not drawn: {why}"),
-            TimelineError::Draw(why) => write!(f, "timeline not drawn: {why}"),
-            TimelineError::Write { path, source } => {
-                write!(f, "{}: cannot write: {source}", path.display())
-            }
-        }
-    }
-}
-
-impl std::error::Error for TimelineError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            TimelineError::Read { source, .. } | TimelineError::Write { source, .. } => {
-                Some(source)
-            }
-            TimelineError::Parse { source, .. } => Some(source),
-            TimelineError::Invalid(_) | TimelineError::Draw(_) => None,
-        }
-    }
 }
 
 fn draw_error(e: impl fmt::Display) -> TimelineError {
