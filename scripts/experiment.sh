@@ -7,6 +7,8 @@
 #                         [--prompt FILE] [--lean] [--thinking off|on|TOKENS]
 #                         [--ping-opts "OPTS"]... [--ping-wait S] [--out DIR]
 #                         [--continuous [--interval S] [--session-packets N]]
+#   scripts/experiment.sh --suite [NAMES] [same flags]   the scenario suite (scripts/lib/suite.py)
+#   scripts/experiment.sh --compare DIR...               scorecards side by side
 #
 # --agent claude   the real Claude Code client with your ANTHROPIC_* environment or login
 #                  (the default)
@@ -28,6 +30,11 @@
 #                  out every --interval S seconds (default 1) once it waits in its first
 #                  READ; a new session starts after --session-packets N packets (default 20)
 # --out DIR        where the results go (default out/<date>-<time>-<agent>)
+# --suite [NAMES]  one agent run per scenario instead of pings, scored into
+#                  scorecard.json and scorecard.md (default: all the prompt handles;
+#                  the prompt defaults to prompts/ip-stack.md when it exists)
+# --flaw NAME      with --agent dry-run: the scripted model is wrong on purpose
+#                  (checksum, data, answer-all; see examples/dry_run_flaws.py)
 # TUNBRIDGE=path   use this tunbridge binary and build nothing (the tests do)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,14 +47,15 @@ ARGS=("$@")
 # function (or a thin one that hands over to its own file).
 AGENT=claude COUNT=3 MODEL="" PROMPT="prompts/ping-respond.md" OUT="" PING_WAIT=180
 MODE=oneshot INTERVAL=1 SESSION_PACKETS=20 THINKING="" LEAN=0 PING_OPTS=()
-usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
+SUITE=0 SUITE_NAMES=() FLAW="" SCENARIO="" PROMPT_GIVEN=0
+usage() { sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; }
 bad() { TB_DIE_STATUS=2 die "$*"; }
 while (($#)); do
     case $1 in
         --agent) AGENT=${2:?--agent needs a value}; shift 2 ;;
         --count) COUNT=${2:?--count needs a value}; shift 2 ;;
         --model) MODEL=${2:?--model needs a value}; shift 2 ;;
-        --prompt) PROMPT=${2:?--prompt needs a value}; shift 2 ;;
+        --prompt) PROMPT=${2:?--prompt needs a value}; PROMPT_GIVEN=1; shift 2 ;;
         --lean) LEAN=1; shift ;;
         --thinking) THINKING=${2:?--thinking needs a value}; shift 2 ;;
         --ping-opts) PING_OPTS+=("${2?--ping-opts needs a value}"); shift 2 ;;
@@ -56,11 +64,18 @@ while (($#)); do
         --interval) INTERVAL=${2:?--interval needs a value}; shift 2 ;;
         --session-packets) SESSION_PACKETS=${2:?--session-packets needs a value}; shift 2 ;;
         --out) OUT=${2:?--out needs a value}; shift 2 ;;
+        --suite) SUITE=1; shift; while (($#)) && [[ $1 != -* ]]; do SUITE_NAMES+=("$1"); shift; done ;;
+        --compare) shift; exec python3 scripts/lib/suite.py compare "$@" ;;
+        --flaw) FLAW=${2:?--flaw needs a value}; shift 2 ;;
+        --scenario) SCENARIO=${2:?--scenario needs a value}; shift 2 ;;   # one scenario (used by --suite)
         -h|--help) usage; exit 0 ;;
         *) bad "unknown flag $1 (see --help)" ;;
     esac
 done
 case $AGENT in claude|native|dry-run) ;; *) bad "--agent must be claude, native or dry-run" ;; esac
+((SUITE && !PROMPT_GIVEN)) && [[ -f prompts/ip-stack.md ]] && PROMPT=prompts/ip-stack.md
+[[ -z $FLAW || $AGENT == dry-run ]] || bad "--flaw needs --agent dry-run"
+((SUITE)) && { python3 scripts/lib/suite.py names --prompt "$PROMPT" ${SUITE_NAMES[@]+"${SUITE_NAMES[@]}"} >/dev/null || exit 2; }
 [[ $COUNT =~ ^[1-9][0-9]*$ ]] || bad "--count must be a positive number"
 [[ $SESSION_PACKETS =~ ^[1-9][0-9]*$ ]] || bad "--session-packets must be a positive number"
 [[ $INTERVAL =~ ^[0-9]*\.?[0-9]+$ ]] || bad "--interval must be a number of seconds"
@@ -77,6 +92,7 @@ case $THINKING in
        THINKING_TOKENS=$THINKING ;;
 esac
 if [[ $MODE == continuous ]]; then
+    ((!SUITE)) && [[ -z $SCENARIO ]] || bad "--continuous sends pings; it does not go with --suite"
     [[ $AGENT != native ]] || bad "--continuous runs Claude Code (--agent claude or dry-run); the native agent always runs continuously"
     ((${#PING_OPTS[@]} <= 1)) || bad "--continuous sends one ping stream: give --ping-opts once"
     PROMPT=prompts/ping-serve.md
@@ -141,6 +157,17 @@ RUN_USER=${SUDO_USER:-root}
 as_user() {   # sudo drops BASH_ENV (see tb_put_on_path), so it is passed on by name
     if [[ $RUN_USER != root ]]; then sudo -u "$RUN_USER" --preserve-env env BASH_ENV="$BASH_ENV" "$@"; else "$@"; fi
 }
+if ((SUITE)); then   # one run of this script per scenario, then the scorecard
+    flags=(--agent "$AGENT" --ping-wait "$PING_WAIT" ${MODEL:+--model "$MODEL"} ${FLAW:+--flaw "$FLAW"})
+    ((LEAN)) && flags+=(--lean)
+    [[ -n $THINKING ]] && flags+=(--thinking "$THINKING")
+    status=0
+    python3 scripts/lib/suite.py run --out "$OUT" --agent "$AGENT" --prompt "$PROMPT" --harness "$HARNESS" \
+        ${MODEL:+--model "$MODEL"} ${FLAW:+--flaw "$FLAW"} ${SUITE_NAMES[@]+"${SUITE_NAMES[@]}"} -- "${flags[@]}" || status=$?
+    [[ $RUN_USER != root ]] && chown -R "$RUN_USER" "$OUT"
+    say "scorecard in $OUT: scorecard.md, scorecard.json; one directory per scenario"
+    exit "$status"
+fi
 NETNS=tbx-$$
 WORK=$(mktemp -d /tmp/tunbridge-exp.XXXXXX)
 tb_track_dir "$WORK"
@@ -164,7 +191,7 @@ tb_track_pid "$BRIDGE_PID"
 tb_wait_for_bridge "$BRIDGE_PID" "$TUNBRIDGE_RESP_FIFO" "$OUT/bridge.log" || exit 1
 
 if [[ $AGENT == dry-run ]]; then
-    tb_start_model "$OUT/model-requests.jsonl" "$WORK/model.out"
+    tb_start_model "$OUT/model-requests.jsonl" "$WORK/model.out" ${FLAW:+--flaw "$FLAW"}
     say "dry-run model at $MODEL_URL"
     tb_export_dry_run_env
     if ((OAUTH)); then
@@ -251,6 +278,16 @@ ident_for() {   # $1: ping options, $2: number
     if [[ " $1 " =~ \ -e\ ([0-9]+)\  ]]; then echo "${BASH_REMATCH[1]}"; else echo $(( (IDENT_BASE + $2) & 0xffff )); fi
 }
 
+# The request of ping $1: a ping with options $2, or with --scenario the scenario's own
+# request (scripts/lib/suite.py).
+request() {
+    if [[ -n $SCENARIO ]]; then
+        exec ip netns exec "$NETNS" python3 scripts/lib/suite.py produce "$SCENARIO" --wait "$PING_WAIT"
+    fi
+    # shellcheck disable=SC2086 # $2 is a list of plain ping flags, checked above
+    exec ip netns exec "$NETNS" ping -n -c 1 -W "$PING_WAIT" -e "$(ident_for "$2" "$1")" $2 192.0.2.2
+}
+
 # --- one-shot: one agent run per ping -------------------------------------------------
 run_oneshot() {
     local i opts ident ping_pid agent t0 agent_status rtt
@@ -259,8 +296,7 @@ run_oneshot() {
         ((${#PING_OPTS[@]})) && opts=${PING_OPTS[$(( (i - 1) % ${#PING_OPTS[@]} ))]}
         ident=$(ident_for "$opts" "$i")
         rm -f "$WORK/status"
-        # shellcheck disable=SC2086 # $opts is a list of plain ping flags, checked above
-        ip netns exec "$NETNS" ping -n -c 1 -W "$PING_WAIT" -e "$ident" $opts 192.0.2.2 > "$OUT/ping-$i.txt" 2>&1 &
+        request "$i" "$opts" > "$OUT/ping-$i.txt" 2>&1 &
         ping_pid=$!
         tb_track_pid "$ping_pid"
         t0=$(date +%s.%N)
@@ -272,6 +308,10 @@ run_oneshot() {
         watch_agent "$agent" "ping $i/$COUNT"
         agent_status=0; wait "$agent" || agent_status=$?
         printf '%d\t%s\t%s\t%d\t%d\t%s\n' "$i" "$t0" "$(date +%s.%N)" "$agent_status" "$ident" "$opts" >> "$OUT/timeline.tsv"
+        if [[ -n $SCENARIO ]]; then   # the agent is done: an answer it wrote is there within ms
+            for _ in $(seq 30); do kill -0 "$ping_pid" 2>/dev/null || break; sleep 0.1; done
+            kill "$ping_pid" 2>/dev/null || true
+        fi
         wait "$ping_pid" 2>/dev/null || true
         tb_stop_pid "$ping_pid"
         rtt=$(grep -o 'time=[0-9.]* ms' "$OUT/ping-$i.txt" | head -1 || true)

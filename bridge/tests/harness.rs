@@ -6,28 +6,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-
-/// The repository root when the test can run: root, and the pinned client installed
-/// (`npm ci`). Otherwise the test is skipped, except under CI, where that is a failure.
-fn repo_with_claude_code(name: &str) -> Option<&'static Path> {
-    if !common::root_or_skip(name) {
-        return None;
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    if !root.join("node_modules/.bin/claude").exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "Claude Code is not installed: run npm ci"
-        );
-        eprintln!("skipped {name}: Claude Code is not installed (npm ci)");
-        return None;
-    }
-    Some(root)
-}
 
 /// Runs `scripts/experiment.sh ARGS --out OUT` with the extra environment; fails the test
 /// unless it succeeds; returns its stdout.
@@ -51,7 +32,8 @@ fn experiment(root: &Path, out: &common::TempDir, args: &[&str], env: &[(&str, &
 
 #[test]
 fn claude_code_answers_a_real_ping_through_the_prompt() {
-    let Some(root) = repo_with_claude_code("claude_code_answers_a_real_ping_through_the_prompt")
+    let Some(root) =
+        common::repo_with_claude_code("claude_code_answers_a_real_ping_through_the_prompt")
     else {
         return;
     };
@@ -115,7 +97,7 @@ fn claude_code_answers_a_real_ping_through_the_prompt() {
 /// checked by order, not by time: the pings start only once the session's first READ waits.
 #[test]
 fn one_session_serves_ten_pings_at_one_second_intervals() {
-    let Some(root) = repo_with_claude_code("one_session_serves_ten_pings_at_one_second_intervals")
+    let Some(root) = common::repo_with_claude_code("one_session_serves_ten_pings_at_one_second_intervals")
     else {
         return;
     };
@@ -229,7 +211,8 @@ fn read_starts(path: &Path) -> std::collections::HashMap<u64, f64> {
 /// namespace and bridge, the real client with a throwaway config dir, one real ping.
 #[test]
 fn dry_run_script_answers_a_ping_with_its_own_bridge() {
-    let Some(root) = repo_with_claude_code("dry_run_script_answers_a_ping_with_its_own_bridge")
+    let Some(root) =
+        common::repo_with_claude_code("dry_run_script_answers_a_ping_with_its_own_bridge")
     else {
         return;
     };
@@ -260,7 +243,7 @@ fn dry_run_script_answers_a_ping_with_its_own_bridge() {
 /// lean system prompt, and still answers the ping with no permission prompt.
 #[test]
 fn lean_harness_runs_for_a_login_without_bare() {
-    let Some(root) = repo_with_claude_code("lean_harness_runs_for_a_login_without_bare") else {
+    let Some(root) = common::repo_with_claude_code("lean_harness_runs_for_a_login_without_bare") else {
         return;
     };
     let out = common::TempDir::new("lean-oauth");

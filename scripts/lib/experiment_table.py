@@ -41,6 +41,23 @@ def load_jsonl(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
+def load_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def tokens(result):
+    """Input tokens (with the cached ones) and output tokens of a Claude Code result."""
+    usage = (result or {}).get("usage") or {}
+    if not usage:
+        return None, None
+    into = sum(usage.get(k) or 0 for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
+    return into, usage.get("output_tokens")
+
+
 def epoch(rfc3339: str) -> float:
     return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
 
@@ -75,6 +92,22 @@ def agent_runs(path):
     return runs
 
 
+def timeline(path):
+    """One-shot runs by ping number: (agent start, agent end, exit status, ping options)."""
+    return {int(r["tag"]): (r["start"], r["end"], r["status"], r["opts"])
+            for r in agent_runs(path) if r["tag"].isdigit()}
+
+
+def ping_rtt(path):
+    """The RTT of a one-ping run's reply in ms, or None."""
+    return ping_replies(path).get(1)
+
+
+def ping_received(path):
+    """Whether a one-ping run counted its reply (under 16 data bytes ping prints no time)."""
+    return 1 in ping_replies(path)
+
+
 def ping_replies(path):
     """icmp_seq -> RTT in ms (None when ping counted a reply too small to carry a time)."""
     replies = {}
@@ -82,8 +115,9 @@ def ping_replies(path):
         text = open(path).read()
     except OSError:
         return replies
-    for m in re.finditer(r"bytes from [^:]+: icmp_seq=(\d+)[^\n]*?(?:time=([0-9.]+) ms)?\n", text):
-        replies.setdefault(int(m.group(1)), float(m.group(2)) if m.group(2) else None)
+    for m in re.finditer(r"bytes from \S+: icmp_seq=(\d+)([^\n]*)", text):
+        time = re.search(r"time=([0-9.]+) ms", m.group(2))
+        replies.setdefault(int(m.group(1)), float(time.group(1)) if time else None)
     return replies
 
 
