@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
@@ -97,7 +98,8 @@ fn claude_code_answers_a_real_ping_through_the_prompt() {
 /// checked by order, not by time: the pings start only once the session's first READ waits.
 #[test]
 fn one_session_serves_ten_pings_at_one_second_intervals() {
-    let Some(root) = common::repo_with_claude_code("one_session_serves_ten_pings_at_one_second_intervals")
+    let Some(root) =
+        common::repo_with_claude_code("one_session_serves_ten_pings_at_one_second_intervals")
     else {
         return;
     };
@@ -243,7 +245,8 @@ fn dry_run_script_answers_a_ping_with_its_own_bridge() {
 /// lean system prompt, and still answers the ping with no permission prompt.
 #[test]
 fn lean_harness_runs_for_a_login_without_bare() {
-    let Some(root) = common::repo_with_claude_code("lean_harness_runs_for_a_login_without_bare") else {
+    let Some(root) = common::repo_with_claude_code("lean_harness_runs_for_a_login_without_bare")
+    else {
         return;
     };
     let out = common::TempDir::new("lean-oauth");
