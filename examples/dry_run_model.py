@@ -28,12 +28,16 @@ import sys
 import threading
 import time
 
+import dry_run_stack
+
 READ_CMD = "tunbridge read"
 WRITE_CMD = "tunbridge write {hex}"
 # The prompt is recognised by this marker in the first user turn; the fast prompt
 # (prompts/ping-respond-fast.md) by the second, and then followed step by step.
 PROMPT_MARKER = "ping-respond"
 FAST_MARKER = "ping-respond-fast"
+# prompts/ip-stack.md: every kind of request, answered by examples/dry_run_stack.py.
+STACK_MARKER = "ip-stack"
 
 
 # ---------------------------------------------------------------- wire (RFC 791/792/1071)
@@ -203,12 +207,14 @@ def last_tool_exchange(messages):
 
 
 def procedure(body: dict, read_cmd: str):
-    """Which prompt runs the main loop: "fast", "full", or None when this is no main-loop
-    request (Bash must be offered and the prompt must be in the first user turn)."""
+    """Which prompt runs the main loop: "stack", "fast", "full", or None when this is no
+    main-loop request (Bash must be offered and the prompt must be in the first user turn)."""
     if not any(t.get("name") == "Bash" for t in body.get("tools") or []):
         return None
     users = [m for m in body.get("messages", []) if m.get("role") == "user"]
     first = block_text(users[0].get("content")) if users else ""
+    if read_cmd in first and STACK_MARKER in first:
+        return "stack"
     if PROMPT_MARKER not in first or read_cmd not in first:
         return None
     return "fast" if FAST_MARKER in first else "full"
@@ -225,6 +231,11 @@ def after_read(output: str, write_cmd: str, how: str) -> dict:
     if packet is None:
         return text_turn(f"The read did not return hex or TIMEOUT: {line[:120]!r}. "
                          "Nothing was written.", "bad_read")
+    if how == "stack":
+        reply, report = dry_run_stack.answer(packet)
+        if reply is None:
+            return text_turn(report, "not_answered")
+        return bash_turn(report, write_cmd.format(hex=reply.hex()), "Write the reply to the TUN bridge", "write")
     try:
         reply, f = (echo_reply_fast if how == "fast" else echo_reply)(packet)
     except NotAnswerable as why:
@@ -236,8 +247,11 @@ def after_read(output: str, write_cmd: str, how: str) -> dict:
     return bash_turn(say, write_cmd.format(hex=reply.hex()), "Write the echo reply to the TUN bridge", "write")
 
 
-def after_write(output: str, command: str, write_cmd: str) -> dict:
+def after_write(output: str, command: str, write_cmd: str, how: str) -> dict:
     status = output.strip().splitlines()[-1].strip() if output.strip() else "(no output)"
+    if how == "stack":
+        kind = "replied" if status == "OK" else "write_failed"
+        return text_turn(f"Wrote the reply; the write returned {status!r}.", kind)
     hexpart = command[len(write_cmd.split("{")[0]):]
     f = reply_fields("".join(c for c in hexpart if c in string.hexdigits))
     if status == "OK" and f:
@@ -273,7 +287,7 @@ def decide(body: dict, cfg) -> dict:
     if command == cfg.read_cmd:
         return dict(after_read(output, cfg.write_cmd, how), procedure=how)
     if command.startswith(cfg.write_cmd.split("{")[0]):
-        return after_write(output, command, cfg.write_cmd)
+        return after_write(output, command, cfg.write_cmd, how)
     return text_turn(f"Unexpected tool result for `{command}`; stopping.", "unexpected")
 
 

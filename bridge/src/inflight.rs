@@ -1,31 +1,40 @@
 //! The in-flight table: requests handed to the agent and not yet answered.
 //!
-//! A WRITE is matched to its request by ICMP identifier and sequence number. A
-//! request stays here until it is answered, until it has waited longer than the
-//! limit, or until the table is full, when the oldest goes.
+//! A WRITE is matched to its request by flow key (see [`FlowKey`]): the exact key
+//! first, else the same flow from other addresses, so that a reply from a wrong
+//! address is still judged against its request. A request stays here until it is
+//! answered, until it has waited longer than the limit, or until the table is full,
+//! when the oldest goes.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::exchange::FlowKey;
 use crate::queue::Queued;
+use crate::verdict::Verdict;
 
-/// A request the agent has read.
+/// A request the agent has read, awaiting its reply.
 #[derive(Debug)]
-pub struct Handed {
-    /// The request as it arrived.
+pub struct Awaiting {
+    /// The request as it arrived, parsed.
     pub request: Queued,
-    /// ICMP echo identifier and sequence, when it is an echo request.
-    pub echo: Option<(u16, u16)>,
     /// When the READ answer carrying it was delivered.
     pub handover: Instant,
     /// The last verdict that made strict mode refuse a reply to it.
-    pub refused: Option<String>,
+    pub refused: Option<Verdict>,
+}
+
+impl Awaiting {
+    /// The key its reply is matched by, when it has one.
+    pub fn key(&self) -> Option<&FlowKey> {
+        self.request.parsed.key.as_ref()
+    }
 }
 
 /// Requests awaiting their reply, oldest first.
 #[derive(Debug)]
 pub struct InFlight {
-    items: VecDeque<Handed>,
+    items: VecDeque<Awaiting>,
     capacity: usize,
     limit: Duration,
 }
@@ -41,40 +50,51 @@ impl InFlight {
     }
 
     /// Adds a handed-over request; returns the oldest if it had to go.
-    pub fn insert(&mut self, handed: Handed) -> Option<Handed> {
+    pub fn insert(&mut self, awaiting: Awaiting) -> Option<Awaiting> {
         let evicted = if self.items.len() >= self.capacity {
             self.items.pop_front()
         } else {
             None
         };
-        self.items.push_back(handed);
+        self.items.push_back(awaiting);
         evicted
     }
 
-    /// Finds the request an echo reply with this identifier and sequence answers.
-    pub fn find_mut(&mut self, echo: (u16, u16)) -> Option<&mut Handed> {
-        self.items.iter_mut().rev().find(|h| h.echo == Some(echo))
+    /// The position of the newest request a reply with this key answers.
+    fn position(&self, key: &FlowKey) -> Option<usize> {
+        let exact = self.items.iter().rposition(|a| a.key() == Some(key));
+        exact.or_else(|| {
+            self.items
+                .iter()
+                .rposition(|a| a.key().is_some_and(|k| k.same_flow(key)))
+        })
     }
 
-    /// Removes and returns the request with this identifier and sequence.
-    pub fn take(&mut self, echo: (u16, u16)) -> Option<Handed> {
-        let i = self.items.iter().rposition(|h| h.echo == Some(echo))?;
+    /// Finds the request a reply with this key answers.
+    pub fn find_mut(&mut self, key: &FlowKey) -> Option<&mut Awaiting> {
+        let i = self.position(key)?;
+        self.items.get_mut(i)
+    }
+
+    /// Removes and returns the request a reply with this key answers.
+    pub fn take(&mut self, key: &FlowKey) -> Option<Awaiting> {
+        let i = self.position(key)?;
         self.items.remove(i)
     }
 
     /// Removes and returns requests handed over longer than the limit ago.
-    pub fn expire(&mut self, now: Instant) -> Vec<Handed> {
+    pub fn expire(&mut self, now: Instant) -> Vec<Awaiting> {
         let limit = self.limit;
         let (old, keep): (Vec<_>, Vec<_>) = self
             .items
             .drain(..)
-            .partition(|h| now.saturating_duration_since(h.handover) > limit);
+            .partition(|a| now.saturating_duration_since(a.handover) > limit);
         self.items = keep.into();
         old
     }
 
     /// Removes and returns everything, as at shutdown.
-    pub fn drain(&mut self) -> Vec<Handed> {
+    pub fn drain(&mut self) -> Vec<Awaiting> {
         self.items.drain(..).collect()
     }
 }
@@ -82,38 +102,64 @@ impl InFlight {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::exchange::{Flow, Protocol};
+    use std::net::{IpAddr, Ipv4Addr};
 
-    fn handed(echo: Option<(u16, u16)>, ago_ms: u64, now: Instant) -> Handed {
-        Handed {
-            request: Queued::now(vec![0x45]),
-            echo,
+    fn key(seq: u16, peer: u8) -> FlowKey {
+        FlowKey {
+            protocol: Protocol::Icmpv4,
+            host: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            peer: IpAddr::V4(Ipv4Addr::new(192, 0, 2, peer)),
+            flow: Flow::Echo { ident: 7, seq },
+        }
+    }
+
+    fn awaiting(key: Option<FlowKey>, ago_ms: u64, now: Instant) -> Awaiting {
+        let mut request = Queued::now(vec![0x45]);
+        request.parsed.key = key;
+        Awaiting {
+            request,
             handover: now - Duration::from_millis(ago_ms),
             refused: None,
         }
     }
 
+    fn seq(a: &Awaiting) -> Option<u16> {
+        a.key().and_then(|k| k.echo()).map(|(_, seq)| seq)
+    }
+
     #[test]
-    fn matches_by_id_and_seq() {
+    fn matches_by_key() {
         let now = Instant::now();
         let mut t = InFlight::new(4, Duration::from_secs(60));
-        t.insert(handed(Some((7, 1)), 0, now));
-        t.insert(handed(Some((7, 2)), 0, now));
-        assert!(t.take((7, 3)).is_none());
-        assert_eq!(t.take((7, 2)).unwrap().echo, Some((7, 2)));
-        assert!(t.take((7, 2)).is_none());
-        assert!(t.find_mut((7, 1)).is_some());
+        t.insert(awaiting(Some(key(1, 2)), 0, now));
+        t.insert(awaiting(Some(key(2, 2)), 0, now));
+        assert!(t.take(&key(3, 2)).is_none());
+        assert_eq!(t.take(&key(2, 2)).as_ref().and_then(seq), Some(2));
+        assert!(t.take(&key(2, 2)).is_none());
+        assert!(t.find_mut(&key(1, 2)).is_some());
+    }
+
+    #[test]
+    fn exact_key_first_then_same_flow_from_other_addresses() {
+        let now = Instant::now();
+        let mut t = InFlight::new(4, Duration::from_secs(60));
+        t.insert(awaiting(Some(key(1, 2)), 0, now));
+        t.insert(awaiting(Some(key(1, 3)), 0, now));
+        assert_eq!(t.take(&key(1, 2)).unwrap().key(), Some(&key(1, 2)));
+        assert_eq!(t.take(&key(1, 9)).unwrap().key(), Some(&key(1, 3)));
     }
 
     #[test]
     fn full_table_drops_the_oldest_and_old_ones_expire() {
         let now = Instant::now();
         let mut t = InFlight::new(2, Duration::from_secs(5));
-        t.insert(handed(Some((1, 1)), 9_000, now));
-        t.insert(handed(Some((1, 2)), 0, now));
-        assert_eq!(t.insert(handed(None, 0, now)).unwrap().echo, Some((1, 1)));
-        t.insert(handed(Some((1, 4)), 6_000, now));
-        let old: Vec<_> = t.expire(now).into_iter().map(|h| h.echo).collect();
-        assert_eq!(old, [Some((1, 4))]);
+        t.insert(awaiting(Some(key(1, 2)), 9_000, now));
+        t.insert(awaiting(Some(key(2, 2)), 0, now));
+        assert_eq!(seq(&t.insert(awaiting(None, 0, now)).unwrap()), Some(1));
+        t.insert(awaiting(Some(key(4, 2)), 6_000, now));
+        let old: Vec<_> = t.expire(now).iter().map(seq).collect();
+        assert_eq!(old, [Some(4)]);
         assert_eq!(t.drain().len(), 1);
     }
 }

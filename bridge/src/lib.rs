@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod client;
 pub mod device;
+pub mod exchange;
 pub mod fifo;
 pub mod inflight;
 pub mod journal;
@@ -19,6 +20,7 @@ pub mod queue;
 pub mod record;
 pub mod report;
 pub mod server;
+pub mod stack;
 #[cfg(test)]
 mod testdir;
 pub mod verdict;

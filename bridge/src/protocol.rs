@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use crate::exchange::Response;
 use crate::wire;
 
 /// Longest command line accepted, in bytes; longer lines are refused whole.
@@ -16,8 +17,8 @@ pub const MAX_LINE: usize = 256 * 1024;
 pub enum Command {
     /// Hand the oldest queued packet to the agent.
     Read,
-    /// Write this packet (already checked as IPv4) to the TUN device.
-    Write(Vec<u8>),
+    /// Write this packet (already checked as a whole IP packet, parsed once) to the TUN device.
+    Write(Response),
 }
 
 /// Why a command line was refused; its `Display` is the reason after `ERR`.
@@ -106,8 +107,7 @@ impl Command {
             "WRITE" if rest.is_empty() => Err(ProtocolError::WriteMissingHex),
             "WRITE" => {
                 let packet = decode_hex(rest)?;
-                check_packet(&packet, mtu)?;
-                Ok(Command::Write(packet))
+                Ok(Command::Write(check_packet(packet, mtu)?))
             }
             _ => Err(ProtocolError::UnknownVerb(verb.to_string())),
         }
@@ -139,16 +139,15 @@ pub fn decode_hex(text: &str) -> Result<Vec<u8>, ProtocolError> {
     Ok(out)
 }
 
-/// Checks that bytes are one whole IPv4 packet no larger than `mtu`.
-pub fn check_packet(packet: &[u8], mtu: usize) -> Result<(), ProtocolError> {
+/// Checks that bytes are one whole IP packet no larger than `mtu`, and parses it.
+pub fn check_packet(packet: Vec<u8>, mtu: usize) -> Result<Response, ProtocolError> {
     if packet.len() > mtu {
         return Err(ProtocolError::TooLarge {
             len: packet.len(),
             mtu,
         });
     }
-    wire::ipv4::Packet::new_checked(packet).map_err(ProtocolError::Packet)?;
-    Ok(())
+    Response::parse(packet).map_err(ProtocolError::Packet)
 }
 
 /// One answer line, without its newline.
@@ -212,16 +211,11 @@ mod test {
             .chunks(4)
             .map(|c| String::from_utf8(c.to_vec()).unwrap())
             .collect();
+        let want = Command::Write(Response::parse(want).unwrap());
         let line = format!("WRITE {}", grouped.join(" ").to_uppercase());
-        assert_eq!(
-            Command::parse(line.as_bytes(), 1500),
-            Ok(Command::Write(want.clone()))
-        );
+        assert_eq!(Command::parse(line.as_bytes(), 1500), Ok(want.clone()));
         let line = format!("write\t{h}");
-        assert_eq!(
-            Command::parse(line.as_bytes(), 1500),
-            Ok(Command::Write(want))
-        );
+        assert_eq!(Command::parse(line.as_bytes(), 1500), Ok(want));
     }
 
     #[test]

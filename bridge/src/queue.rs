@@ -7,11 +7,15 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::exchange::Request;
+
 /// A packet waiting for the agent, with the times it arrived.
 #[derive(Debug, Clone)]
 pub struct Queued {
-    /// The raw IPv4 packet.
+    /// The raw packet.
     pub packet: Vec<u8>,
+    /// The packet parsed: its flow key and what the agent owes for it.
+    pub parsed: Request,
     /// Monotonic arrival time, for ages and durations.
     pub arrival: Instant,
     /// Wall-clock arrival time, for the record.
@@ -19,9 +23,10 @@ pub struct Queued {
 }
 
 impl Queued {
-    /// Wraps a packet that arrived now.
+    /// Wraps a packet that arrived now, parsing it once.
     pub fn now(packet: Vec<u8>) -> Self {
         Queued {
+            parsed: Request::parse(&packet),
             packet,
             arrival: Instant::now(),
             arrival_wall: SystemTime::now(),
@@ -102,9 +107,8 @@ mod test {
 
     fn item(tag: u8, age_ms: u64, now: Instant) -> Queued {
         Queued {
-            packet: vec![tag],
             arrival: now - Duration::from_millis(age_ms),
-            arrival_wall: SystemTime::now(),
+            ..Queued::now(vec![tag])
         }
     }
 

@@ -13,6 +13,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::exchange::FlowKey;
+use crate::verdict::Verdict;
+
 /// One request as the daemon saw it, from arrival to the reply (or its absence).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Entry {
@@ -22,6 +25,12 @@ pub struct Entry {
     pub id: Option<u16>,
     /// ICMP echo sequence number (None for non-echo packets).
     pub seq: Option<u16>,
+    /// The host side's port, for UDP and TCP; left out of the line when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<u16>,
+    /// The agent's port, for UDP and TCP; left out of the line when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_port: Option<u16>,
     /// Request length in bytes (IPv4 total length).
     pub len: usize,
     /// How the request ended.
@@ -36,11 +45,45 @@ pub struct Entry {
     pub write_us: Option<f64>,
     /// "valid", or the reason the reply was judged invalid.
     pub verdict: Option<String>,
+    /// The verdict's class: "valid", or a snake_case word such as "payload" (see `Verdict::class`).
+    #[serde(default)]
+    pub class: Option<String>,
     /// Whether the reply was written to the device.
     pub written: bool,
     /// Free-form remark, left out of the line when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+impl Entry {
+    /// A line for a request that arrived at `arrival`, named by its flow key; timings left empty.
+    pub fn new(arrival: SystemTime, key: Option<&FlowKey>, len: usize, outcome: Outcome) -> Entry {
+        let echo = key.and_then(FlowKey::echo);
+        let ports = key.and_then(FlowKey::ports);
+        Entry {
+            arrival: rfc3339(arrival),
+            id: echo.map(|e| e.0),
+            seq: echo.map(|e| e.1),
+            host_port: ports.map(|p| p.0),
+            peer_port: ports.map(|p| p.1),
+            len,
+            outcome,
+            queue_ms: None,
+            agent_ms: None,
+            rtt_ms: None,
+            write_us: None,
+            verdict: None,
+            class: None,
+            written: false,
+            note: None,
+        }
+    }
+
+    /// Sets the verdict on the reply, its reason and its class.
+    pub fn judged(&mut self, verdict: &Verdict) {
+        self.verdict = Some(verdict.to_string());
+        self.class = Some(verdict.class().to_string());
+    }
 }
 
 /// How a request ended.
@@ -126,6 +169,8 @@ mod test {
             arrival: "2024-05-01T12:00:00.123Z".into(),
             id: Some(0x1234),
             seq: Some(seq),
+            host_port: None,
+            peer_port: None,
             len: 84,
             outcome,
             queue_ms: Some(1.5),
@@ -133,6 +178,7 @@ mod test {
             rtt_ms: Some(2502.0),
             write_us: Some(40.0),
             verdict: Some("valid".into()),
+            class: Some("valid".into()),
             written: true,
             note: None,
         }
@@ -159,6 +205,46 @@ mod test {
         let line = serde_json::to_string(&e).unwrap();
         assert!(!line.contains("note"));
         assert_eq!(serde_json::from_str::<Entry>(&line).unwrap().note, None);
+    }
+
+    #[test]
+    fn new_names_the_flow() {
+        use crate::exchange::{Flow, Protocol};
+        let mut key = FlowKey {
+            protocol: Protocol::Icmpv4,
+            host: [192, 0, 2, 1].into(),
+            peer: [192, 0, 2, 2].into(),
+            flow: Flow::Echo { ident: 7, seq: 3 },
+        };
+        let t = UNIX_EPOCH + Duration::from_millis(1_714_564_800_123);
+        let e = Entry::new(t, Some(&key), 84, Outcome::Stale);
+        assert_eq!((e.id, e.seq, e.host_port), (Some(7), Some(3), None));
+        let line = serde_json::to_string(&e).unwrap();
+        assert!(!line.contains("port"), "{line}");
+        key.flow = Flow::Ports {
+            host: 4000,
+            peer: 7,
+        };
+        let e = Entry::new(t, Some(&key), 84, Outcome::Stale);
+        assert_eq!(
+            (e.id, e.host_port, e.peer_port),
+            (None, Some(4000), Some(7))
+        );
+        assert_eq!(Entry::new(t, None, 0, Outcome::Unmatched).id, None);
+    }
+
+    #[test]
+    fn judged_rows_carry_the_class_beside_the_verdict() {
+        let mut e = entry(1, Outcome::Answered);
+        e.judged(&Verdict::Ttl);
+        let line = serde_json::to_string(&e).unwrap();
+        assert!(
+            line.contains(r#""verdict":"TTL 0, want 1..255","class":"ttl""#),
+            "{line}"
+        );
+        // A line written before the class existed still reads.
+        let old = line.replace(r#","class":"ttl""#, "");
+        assert_eq!(serde_json::from_str::<Entry>(&old).unwrap().class, None);
     }
 
     #[test]

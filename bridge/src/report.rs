@@ -105,7 +105,7 @@ pub struct Summary {
     pub valid: usize,
     /// Requests whose reply was judged invalid.
     pub invalid: usize,
-    /// Invalid replies by reason class, the verdict's text before the first ':'.
+    /// Invalid replies by the verdict's class (`payload`, `icmp_checksum`, ...).
     pub invalid_by_class: BTreeMap<String, usize>,
     /// Invalid replies by full verdict text.
     pub invalid_by_reason: BTreeMap<String, usize>,
@@ -170,7 +170,8 @@ impl Summary {
             Some("valid") => self.valid += 1,
             Some(reason) => {
                 self.invalid += 1;
-                *self.invalid_by_class.entry(class(reason)).or_default() += 1;
+                let class = e.class.clone().unwrap_or_else(|| legacy_class(reason));
+                *self.invalid_by_class.entry(class).or_default() += 1;
                 *self
                     .invalid_by_reason
                     .entry(reason.to_string())
@@ -180,8 +181,9 @@ impl Summary {
     }
 }
 
-/// The reason class of a verdict: its text before the first ':', trimmed.
-fn class(reason: &str) -> String {
+/// The class of a verdict in a record written before lines had a `class`: its text
+/// before the first ':', trimmed.
+fn legacy_class(reason: &str) -> String {
     reason
         .split(':')
         .next()
@@ -378,9 +380,9 @@ mod test {
     /// one overflow, one unanswered, one unmatched, and a blank line.
     static CLAUDE: &str = r#"{"arrival":"2024-05-01T12:00:00.000Z","id":1,"seq":1,"len":84,"outcome":"answered","queue_ms":1.0,"agent_ms":3000.0,"rtt_ms":3001.0,"write_us":40.0,"verdict":"valid","written":true}
 {"arrival":"2024-05-01T12:00:01.000Z","id":1,"seq":2,"len":84,"outcome":"answered","queue_ms":2.0,"agent_ms":5000.0,"rtt_ms":5002.0,"write_us":60.0,"verdict":"valid","written":true}
-{"arrival":"2024-05-01T12:00:02.000Z","id":1,"seq":3,"len":84,"outcome":"answered","queue_ms":3.0,"agent_ms":4000.0,"rtt_ms":4003.0,"write_us":50.0,"verdict":"bad ICMP checksum: got 0x1234, want 0x4321","written":true}
+{"arrival":"2024-05-01T12:00:02.000Z","id":1,"seq":3,"len":84,"outcome":"answered","queue_ms":3.0,"agent_ms":4000.0,"rtt_ms":4003.0,"write_us":50.0,"verdict":"bad ICMP checksum: got 0x1234, want 0x4321","class":"icmp_checksum","written":true}
 
-{"arrival":"2024-05-01T12:00:03.000Z","id":1,"seq":4,"len":84,"outcome":"refused","queue_ms":4.0,"agent_ms":6000.0,"rtt_ms":null,"write_us":null,"verdict":"bad ICMP checksum: got 0x0000, want 0x4321","written":false}
+{"arrival":"2024-05-01T12:00:03.000Z","id":1,"seq":4,"len":84,"outcome":"refused","queue_ms":4.0,"agent_ms":6000.0,"rtt_ms":null,"write_us":null,"verdict":"bad ICMP checksum: got 0x0000, want 0x4321","class":"icmp_checksum","written":false}
 {"arrival":"2024-05-01T12:00:04.000Z","id":1,"seq":5,"len":84,"outcome":"stale","queue_ms":null,"agent_ms":null,"rtt_ms":null,"write_us":null,"verdict":null,"written":false}
 {"arrival":"2024-05-01T12:00:05.000Z","id":1,"seq":6,"len":84,"outcome":"overflow","queue_ms":null,"agent_ms":null,"rtt_ms":null,"write_us":null,"verdict":null,"written":false}
 {"arrival":"2024-05-01T12:00:06.000Z","id":1,"seq":7,"len":84,"outcome":"unanswered","queue_ms":7.0,"agent_ms":null,"rtt_ms":null,"write_us":null,"verdict":null,"written":false,"note":"agent gave up"}
@@ -411,7 +413,7 @@ mod test {
             (s.stale, s.overflow, s.unanswered, s.unmatched),
             (1, 1, 1, 1)
         );
-        assert_eq!(s.invalid_by_class["bad ICMP checksum"], 2);
+        assert_eq!(s.invalid_by_class["icmp_checksum"], 2);
         assert_eq!(s.invalid_by_reason.len(), 2);
         assert_eq!(s.valid_pct(), Some(100.0 * 2.0 / 7.0));
     }
@@ -489,7 +491,7 @@ mod test {
                 .collect()
         };
         assert_eq!(cells("pings "), ["7", "2"]);
-        assert_eq!(cells("invalid: bad ICMP checksum"), ["2", "0"]);
+        assert_eq!(cells("invalid: icmp_checksum"), ["2", "0"]);
         assert_eq!(cells("rtt ms median"), ["4003", "1.00"]);
         assert_eq!(cells("valid %"), ["28.6", "100.0"]);
         // Every line is as wide as the header: values are right-aligned.
@@ -525,7 +527,7 @@ mod test {
         assert_eq!(list.len(), 2);
         assert_eq!(list[0]["label"], "claude");
         assert_eq!(list[0]["pings"], 7);
-        assert_eq!(list[0]["invalid_by_class"]["bad ICMP checksum"], 2);
+        assert_eq!(list[0]["invalid_by_class"]["icmp_checksum"], 2);
         assert_eq!(list[0]["agent_ms_median"], 4500.0);
         assert!(list[1]["rtt_ms_median"].is_null());
     }
@@ -539,11 +541,43 @@ mod test {
     }
 
     #[test]
-    fn reason_class() {
+    fn legacy_reason_class() {
         assert_eq!(
-            class("bad ICMP checksum: got 1, want 2"),
+            legacy_class("bad ICMP checksum: got 1, want 2"),
             "bad ICMP checksum"
         );
-        assert_eq!(class("not an echo reply"), "not an echo reply");
+        assert_eq!(legacy_class("not an echo reply"), "not an echo reply");
+    }
+
+    #[test]
+    fn one_row_per_class_not_per_detail() {
+        let line = |seq: u8, verdict: &str, class: &str| {
+            format!(
+                r#"{{"arrival":"2024-05-01T12:00:0{seq}.000Z","id":1,"seq":{seq},"len":84,"outcome":"answered","queue_ms":1.0,"agent_ms":1.0,"rtt_ms":2.0,"write_us":40.0,"verdict":"{verdict}","class":"{class}","written":true}}"#
+            )
+        };
+        let text = [
+            line(
+                1,
+                "payload differs at byte 12: got 0x41, want 0x00",
+                "payload",
+            ),
+            line(
+                2,
+                "payload differs at byte 13: got 0x41, want 0x00",
+                "payload",
+            ),
+            line(3, "wrong source 192.0.2.1, want 192.0.2.2", "address"),
+            line(4, "wrong destination 192.0.2.3, want 192.0.2.1", "address"),
+        ]
+        .join("\n");
+        let s = summary(&text, "classes.jsonl");
+        assert_eq!(s.invalid_by_class.len(), 2, "{:?}", s.invalid_by_class);
+        assert_eq!(s.invalid_by_class["payload"], 2);
+        assert_eq!(s.invalid_by_class["address"], 2);
+        assert_eq!(s.invalid_by_reason.len(), 4);
+        let out = render(&[("run".into(), s)], Format::Text);
+        let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("invalid:")).collect();
+        assert_eq!(rows.len(), 2, "{out}");
     }
 }

@@ -13,7 +13,7 @@
 
 use std::fmt;
 use std::io::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,15 +27,15 @@ use nix::unistd::Pid;
 use tracing::{debug, error, info, trace, warn};
 
 use crate::device::{self, Device, DeviceError, Ipv4Cidr, Recv, Tun};
+use crate::exchange::{Family, FlowKey, Response, ShowKey};
 use crate::fifo::{Answer, CommandReader, Fifo, FifoError, Incoming, Owner, PathState};
-use crate::inflight::{Handed, InFlight};
+use crate::inflight::{Awaiting, InFlight};
 use crate::journal::Journal;
 use crate::privilege::{self, PrivilegeError, User};
 use crate::protocol::{Command, ProtocolError, Reply};
 use crate::queue::{Queue, Queued};
-use crate::record::{rfc3339, Entry, Outcome};
+use crate::record::{Entry, Outcome};
 use crate::verdict::{self, Verdict};
-use crate::wire;
 
 /// How long a request the agent has read waits for its reply before it counts as unanswered.
 const ANSWER_LIMIT: Duration = Duration::from_secs(300);
@@ -233,8 +233,7 @@ enum Turn {
 
 /// A reply written to the device and not yet judged and recorded.
 struct Written {
-    packet: Vec<u8>,
-    echo: Option<(u16, u16)>,
+    packet: Response,
     received: Instant,
     written: Instant,
     written_wall: SystemTime,
@@ -377,23 +376,21 @@ impl Bridge {
         Ok(())
     }
 
-    /// Queues one packet read from the device; only IPv4 reaches the agent.
+    /// Queues one packet read from the device; only the served families reach the agent.
     fn arrive(&mut self, item: Queued) {
         self.journal.packet(item.arrival_wall, &item.packet);
-        if item.packet.first().map(|b| b >> 4) != Some(4) {
-            debug!(len = item.packet.len(), "non-IPv4 packet ignored");
+        if !item.parsed.family.is_some_and(Family::is_served) {
+            debug!(
+                len = item.packet.len(),
+                "packet of an unserved family ignored"
+            );
             return;
         }
-        let (echo, len) = (wire::echo_id_seq(&item.packet), item.packet.len());
+        let (key, len) = (item.parsed.key, item.packet.len());
         trace!(hex = %hex::encode(&item.packet), "request bytes");
         let stale = self.queue.expire(item.arrival);
         let evicted = self.queue.push(item);
-        debug!(
-            id = echo.map(|e| e.0),
-            seq = echo.map(|e| e.1),
-            len,
-            "request queued"
-        );
+        debug!(flow = %ShowKey(key.as_ref()), len, "request queued");
         self.dropped(stale, Outcome::Stale);
         self.dropped(evicted.into_iter().collect(), Outcome::Overflow);
     }
@@ -606,18 +603,15 @@ impl Bridge {
 
     /// Notes a request delivered at `handover` as waiting for its reply.
     fn delivered(&mut self, item: Queued, handover: Instant) {
-        let echo = wire::echo_id_seq(&item.packet);
         let queue_ms = ms(handover - item.arrival);
         debug!(
-            id = echo.map(|e| e.0),
-            seq = echo.map(|e| e.1),
+            flow = %ShowKey(item.parsed.key.as_ref()),
             len = item.packet.len(),
             queue_ms,
             "request handed to the agent"
         );
-        let evicted = self.inflight.insert(Handed {
+        let evicted = self.inflight.insert(Awaiting {
             request: item,
-            echo,
             handover,
             refused: None,
         });
@@ -628,24 +622,22 @@ impl Bridge {
 
     /// WRITE: check and write the agent's packet; it is judged and recorded afterwards
     /// (see [`Bridge::settle`]), except in strict mode, where an invalid reply is refused.
-    fn write(&mut self, packet: Vec<u8>, received: Instant) -> Reply {
+    fn write(&mut self, packet: Response, received: Instant) -> Reply {
         if let Err(reason) = self.egress(&packet) {
             warn!(reason, "WRITE refused");
             return Reply::Err(reason);
         }
-        let echo = wire::echo_id_seq(&packet);
         if self.config.strict {
-            if let Err(reason) = self.strict(echo, &packet) {
+            if let Err(reason) = self.strict(&packet) {
                 return Reply::Err(reason);
             }
         }
-        if let Err(e) = self.device.send(&packet) {
+        if let Err(e) = self.device.send(packet.bytes()) {
             error!(error = %e, "writing to the device failed");
             return Reply::Err(format!("the TUN device refused the packet: {e}"));
         }
         self.unsettled = Some(Written {
             packet,
-            echo,
             received,
             written: Instant::now(),
             written_wall: SystemTime::now(),
@@ -654,41 +646,40 @@ impl Bridge {
     }
 
     /// The verdict on a reply against the request it answers.
-    fn judge(&mut self, echo: Option<(u16, u16)>, packet: &[u8]) -> Verdict {
-        match echo.and_then(|e| self.inflight.find_mut(e)) {
-            Some(h) => verdict::judge(&h.request.packet, packet),
-            None => Verdict::Invalid("no matching request".into()),
+    fn judge(&mut self, packet: &Response) -> Verdict {
+        match packet.key().and_then(|k| self.inflight.find_mut(k)) {
+            Some(a) => verdict::judge(&a.request.parsed, packet),
+            None => Verdict::NoMatchingRequest,
         }
     }
 
     /// Strict mode: refuses an invalid reply before it is written, and notes why.
-    fn strict(&mut self, echo: Option<(u16, u16)>, packet: &[u8]) -> Result<(), String> {
-        let verdict = self.judge(echo, packet);
+    fn strict(&mut self, packet: &Response) -> Result<(), String> {
+        let verdict = self.judge(packet);
         if verdict == Verdict::Valid {
             return Ok(());
         }
-        warn!(id = echo.map(|e| e.0), seq = echo.map(|e| e.1), verdict = %verdict, "reply refused (strict)");
-        if let Some(h) = echo.and_then(|e| self.inflight.find_mut(e)) {
-            h.refused = Some(verdict.to_string());
+        warn!(flow = %ShowKey(packet.key()), verdict = %verdict, "reply refused (strict)");
+        if let Some(a) = packet.key().and_then(|k| self.inflight.find_mut(k)) {
+            a.refused = Some(verdict.clone());
         }
         Err(verdict.to_string())
     }
 
     /// Refuses packets that would let the agent speak as anyone but the peer, or to anyone but the host side.
-    fn egress(&self, packet: &[u8]) -> Result<(), String> {
-        let ip = wire::ipv4::Packet::new_checked(packet).map_err(|e| e.to_string())?;
-        if ip.src_addr() != self.config.peer {
+    fn egress(&self, packet: &Response) -> Result<(), String> {
+        let (peer, host): (IpAddr, IpAddr) =
+            (self.config.peer.into(), self.config.address.addr.into());
+        if packet.src() != peer {
             return Err(format!(
-                "source {} is not the agent's address {}",
-                ip.src_addr(),
-                self.config.peer
+                "source {} is not the agent's address {peer}",
+                packet.src()
             ));
         }
-        if ip.dst_addr() != self.config.address.addr {
+        if packet.dst() != host {
             return Err(format!(
-                "destination {} is not the host side {}",
-                ip.dst_addr(),
-                self.config.address.addr
+                "destination {} is not the host side {host}",
+                packet.dst()
             ));
         }
         Ok(())
@@ -696,39 +687,30 @@ impl Bridge {
 
     /// Judges a written reply, logs it and records it against its request.
     fn settle(&mut self, w: Written) {
-        self.journal.packet(w.written_wall, &w.packet);
-        trace!(hex = %hex::encode(&w.packet), "reply bytes");
-        let verdict = self.judge(w.echo, &w.packet);
-        let (echo, received, written) = (w.echo, w.received, w.written);
+        self.journal.packet(w.written_wall, w.packet.bytes());
+        trace!(hex = %hex::encode(w.packet.bytes()), "reply bytes");
+        let verdict = self.judge(&w.packet);
+        let key: Option<FlowKey> = w.packet.key().copied();
+        let (received, written) = (w.received, w.written);
         let write_us = (written - received).as_secs_f64() * 1e6;
-        let Some(h) = echo.and_then(|e| self.inflight.take(e)) else {
-            warn!(id = echo.map(|e| e.0), seq = echo.map(|e| e.1), verdict = %verdict, "reply written, no matching request");
-            let e = Entry {
-                arrival: rfc3339(SystemTime::now()),
-                id: echo.map(|e| e.0),
-                seq: echo.map(|e| e.1),
-                len: 0,
-                outcome: Outcome::Unmatched,
-                queue_ms: None,
-                agent_ms: None,
-                rtt_ms: None,
-                write_us: Some(write_us),
-                verdict: Some(verdict.to_string()),
-                written: true,
-                note: None,
-            };
+        let Some(h) = key.and_then(|k| self.inflight.take(&k)) else {
+            warn!(flow = %ShowKey(key.as_ref()), verdict = %verdict, "reply written, no matching request");
+            let mut e = Entry::new(SystemTime::now(), key.as_ref(), 0, Outcome::Unmatched);
+            e.write_us = Some(write_us);
+            e.judged(&verdict);
+            e.written = true;
             return self.journal.entry(&e);
         };
-        info!(id = echo.map(|e| e.0), seq = echo.map(|e| e.1), len = h.request.packet.len(),
+        info!(flow = %ShowKey(key.as_ref()), len = h.request.packet.len(),
               queue_us = us(h.handover - h.request.arrival), agent_us = us(received - h.handover),
               rtt_us = us(written - h.request.arrival), write_us = us(written - received),
               verdict = %verdict, "reply written");
-        let mut e = entry(&h.request, h.echo, Outcome::Answered);
+        let mut e = entry(&h.request, Outcome::Answered);
         e.queue_ms = Some(ms(h.handover - h.request.arrival));
         e.agent_ms = Some(ms(received - h.handover));
         e.rtt_ms = Some(ms(written - h.request.arrival));
         e.write_us = Some(write_us);
-        e.verdict = Some(verdict.to_string());
+        e.judged(&verdict);
         e.written = true;
         self.journal.entry(&e);
     }
@@ -736,24 +718,21 @@ impl Bridge {
     /// Records packets that left the queue unread.
     fn dropped(&self, items: Vec<Queued>, outcome: Outcome) {
         for item in items {
-            let echo = wire::echo_id_seq(&item.packet);
             warn!(
-                id = echo.map(|e| e.0),
-                seq = echo.map(|e| e.1),
+                flow = %ShowKey(item.parsed.key.as_ref()),
                 len = item.packet.len(),
                 age_us = us(item.arrival.elapsed()),
                 outcome = outcome.as_str(),
                 "request dropped before the agent read it"
             );
-            self.journal.entry(&entry(&item, echo, outcome));
+            self.journal.entry(&entry(&item, outcome));
         }
     }
 
     /// Records a handed-over request that got no written reply.
-    fn unanswered(&self, h: Handed, why: &str) {
+    fn unanswered(&self, h: Awaiting, why: &str) {
         warn!(
-            id = h.echo.map(|e| e.0),
-            seq = h.echo.map(|e| e.1),
+            flow = %ShowKey(h.key()),
             len = h.request.packet.len(),
             queue_us = us(h.handover - h.request.arrival),
             why,
@@ -764,9 +743,11 @@ impl Bridge {
         } else {
             Outcome::Unanswered
         };
-        let mut e = entry(&h.request, h.echo, outcome);
+        let mut e = entry(&h.request, outcome);
         e.queue_ms = Some(ms(h.handover - h.request.arrival));
-        e.verdict = h.refused;
+        if let Some(verdict) = &h.refused {
+            e.judged(verdict);
+        }
         e.note = Some(why.into());
         self.journal.entry(&e);
     }
@@ -838,21 +819,13 @@ enum Step {
 }
 
 /// A record line for a request, timings left empty.
-fn entry(item: &Queued, echo: Option<(u16, u16)>, outcome: Outcome) -> Entry {
-    Entry {
-        arrival: rfc3339(item.arrival_wall),
-        id: echo.map(|e| e.0),
-        seq: echo.map(|e| e.1),
-        len: item.packet.len(),
+fn entry(item: &Queued, outcome: Outcome) -> Entry {
+    Entry::new(
+        item.arrival_wall,
+        item.parsed.key.as_ref(),
+        item.packet.len(),
         outcome,
-        queue_ms: None,
-        agent_ms: None,
-        rtt_ms: None,
-        write_us: None,
-        verdict: None,
-        written: false,
-        note: None,
-    }
+    )
 }
 
 /// A duration in milliseconds, as a float.

@@ -1,8 +1,9 @@
-//! Verdicts: whether an agent's packet is a correct echo reply to the request it answers.
+//! Verdicts: whether an agent's packet is a correct reply to the request it answers.
 //!
-//! The bridge builds its own reference reply (`wire::echo_reply`) and compares the
+//! The bridge builds its own reference reply (see [`Kind::reference`]) and compares the
 //! agent's reply with it, never trusting what the reply claims about itself. A reply is
-//! valid when it equals the reference byte for byte, or differs only where RFC 791,
+//! valid when it equals the reference byte for byte, or differs only in the fields the
+//! request's kind leaves free ([`Kind::free_fields`]); for an ICMPv4 echo, where RFC 791,
 //! 792 and 1122 leave the sender free: the TTL (any but 0), the IP identification,
 //! DSCP/ECN, the DF flag, and the form of a checksum (0x0000 or 0xffff for a zero sum);
 //! both checksums must be right for the bytes actually sent. IPv4 options must be the
@@ -14,18 +15,84 @@
 //! header length, total length, options, flags, TTL, ICMP data, then the IPv4 header
 //! checksum and the ICMP checksum. Checksums come last so that a reply with a wrong
 //! field is told about the field, not about the checksum the field broke.
+//!
+//! A [`Verdict`] is typed: its [`Verdict::class`] is a stable snake_case word for
+//! grouping (`payload`, `icmp_checksum`, ...), its `Display` the one-line reason with
+//! got and want.
 
 use std::fmt;
+use std::net::IpAddr;
 
+use crate::exchange::{FreeField, Kind, Owed, Request, Response, Silence};
 use crate::wire::{self, icmpv4, ipv4};
 
-/// The judgement on one reply.
+/// The first byte where a reply differs from what it should be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Difference {
+    /// Offset within the compared part (options, payload or the whole packet).
+    pub at: usize,
+    /// The reply's byte.
+    pub got: u8,
+    /// The reference's byte.
+    pub want: u8,
+}
+
+/// Which address of a reply is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The source address.
+    Source,
+    /// The destination address.
+    Destination,
+}
+
+/// The judgement on one reply: valid, or the first thing wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// A correct echo reply.
+    /// A correct reply.
     Valid,
-    /// Not a correct echo reply; the reason is one line naming the field, with got and want.
-    Invalid(String),
+    /// The reply answers no request in flight.
+    NoMatchingRequest,
+    /// The request it answers is owed no reply.
+    NoReplyOwed(Silence),
+    /// The reply is not a well-formed packet of its kind.
+    Malformed(wire::Error),
+    /// A wrong source or destination address.
+    Address {
+        side: Side,
+        got: IpAddr,
+        want: IpAddr,
+    },
+    /// The IP payload is of another protocol.
+    Protocol { got: u8 },
+    /// A wrong ICMP type.
+    IcmpType { got: u8, want: u8 },
+    /// A wrong ICMP code.
+    IcmpCode { got: u8, want: u8 },
+    /// A wrong ICMP echo identifier.
+    IcmpId { got: u16, want: u16 },
+    /// A wrong ICMP echo sequence number.
+    IcmpSeq { got: u16, want: u16 },
+    /// The IPv4 header length differs (the request's options are echoed).
+    HeaderLength { got: usize, want: usize },
+    /// The total length differs.
+    Length { got: u16, want: u16 },
+    /// The IPv4 options differ from the request's.
+    Options(Difference),
+    /// IPv4 flags or fragment offset other than DF differ.
+    Flags { got: u16, want: u16 },
+    /// TTL 0.
+    Ttl,
+    /// The data differs.
+    Payload(Difference),
+    /// The IPv4 header checksum is wrong for the bytes sent.
+    IpChecksum { got: u16, want: u16 },
+    /// The ICMP checksum is wrong for the bytes sent.
+    IcmpChecksum { got: u16, want: u16 },
+    /// A difference from the reference that no named check covers.
+    Reference(Difference),
+    /// The reference reply itself is not a packet (a bug in the bridge).
+    BadReference(wire::Error),
 }
 
 impl Verdict {
@@ -33,208 +100,268 @@ impl Verdict {
     pub fn is_valid(&self) -> bool {
         matches!(self, Verdict::Valid)
     }
+
+    /// The stable snake_case class, for the record and for grouping in the report.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Verdict::Valid => "valid",
+            Verdict::NoMatchingRequest => "no_matching_request",
+            Verdict::NoReplyOwed(_) => "no_reply_owed",
+            Verdict::Malformed(_) => "malformed",
+            Verdict::Address { .. } => "address",
+            Verdict::Protocol { .. } => "protocol",
+            Verdict::IcmpType { .. } => "icmp_type",
+            Verdict::IcmpCode { .. } => "icmp_code",
+            Verdict::IcmpId { .. } => "icmp_id",
+            Verdict::IcmpSeq { .. } => "icmp_seq",
+            Verdict::HeaderLength { .. } => "header_length",
+            Verdict::Length { .. } => "length",
+            Verdict::Options(_) => "options",
+            Verdict::Flags { .. } => "flags",
+            Verdict::Ttl => "ttl",
+            Verdict::Payload(_) => "payload",
+            Verdict::IpChecksum { .. } => "ip_checksum",
+            Verdict::IcmpChecksum { .. } => "icmp_checksum",
+            Verdict::Reference(_) => "reference",
+            Verdict::BadReference(_) => "bad_reference",
+        }
+    }
 }
 
 impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Verdict::Valid => f.write_str("valid"),
-            Verdict::Invalid(reason) => f.write_str(reason),
+            Verdict::NoMatchingRequest => f.write_str("no matching request"),
+            Verdict::NoReplyOwed(why) => write!(f, "the request has no echo reply: {why}"),
+            Verdict::Malformed(e) => write!(f, "malformed: {e}"),
+            Verdict::Address { side, got, want } => {
+                let side = match side {
+                    Side::Source => "source",
+                    Side::Destination => "destination",
+                };
+                write!(f, "wrong {side} {got}, want {want}")
+            }
+            Verdict::Protocol { got } => write!(f, "not an ICMP packet (protocol {got})"),
+            Verdict::IcmpType { got, want } => write!(f, "wrong ICMP type {got}, want {want}"),
+            Verdict::IcmpCode { got, want } => write!(f, "wrong ICMP code {got}, want {want}"),
+            Verdict::IcmpId { got, want } => {
+                write!(f, "wrong ICMP id {got:#06x}, want {want:#06x}")
+            }
+            Verdict::IcmpSeq { got, want } => write!(f, "wrong ICMP sequence {got}, want {want}"),
+            Verdict::HeaderLength { got, want } => write!(
+                f,
+                "wrong IPv4 header length {got}, want {want} (the request's options are echoed)"
+            ),
+            Verdict::Length { got, want } => write!(f, "wrong length {got}, want {want}"),
+            Verdict::Options(d) => write!(f, "IPv4 options differ at {d}"),
+            Verdict::Flags { got, want } => write!(
+                f,
+                "wrong IPv4 flags {got:#06x}, want {want:#06x} (only DF may differ)"
+            ),
+            Verdict::Ttl => f.write_str("TTL 0, want 1..255"),
+            Verdict::Payload(d) => write!(f, "payload differs at {d}"),
+            &Verdict::IpChecksum { got, want } => wire::Error::BadIpChecksum { got, want }.fmt(f),
+            &Verdict::IcmpChecksum { got, want } => {
+                wire::Error::BadIcmpChecksum { got, want }.fmt(f)
+            }
+            Verdict::Reference(d) => write!(f, "differs from the reference reply at {d}"),
+            Verdict::BadReference(e) => write!(f, "bad reference reply: {e}"),
         }
     }
 }
 
-/// Builds the reference reply to `request` (see `wire::echo_reply`).
-pub fn reference(request: &[u8]) -> Result<Vec<u8>, wire::Error> {
-    wire::echo_reply(request)
-}
-
-/// Judges `reply` as an answer to `request`.
-pub fn judge(request: &[u8], reply: &[u8]) -> Verdict {
-    match reference(request) {
-        Ok(want) => judge_against(&want, reply),
-        Err(error) => Verdict::Invalid(format!("the request has no echo reply: {error}")),
+impl fmt::Display for Difference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Difference { at, got, want } = self;
+        write!(f, "byte {at}: got {got:#04x}, want {want:#04x}")
     }
 }
 
-/// Judges `reply` against a reference reply built by `reference`.
-pub fn judge_against(reference: &[u8], reply: &[u8]) -> Verdict {
-    match check(reference, reply) {
+/// A check's outcome: `Err` carries the invalid verdict.
+type Checked = Result<(), Verdict>;
+
+/// Judges an agent's packet as the answer to a request.
+pub fn judge(request: &Request, reply: &Response) -> Verdict {
+    match (&request.owed, request.kind) {
+        (Owed::Reply(reference), Some(kind)) => judge_against(kind, reference, reply.bytes()),
+        (Owed::Silence(why), _) => Verdict::NoReplyOwed(why.clone()),
+        (Owed::Reply(_), None) => Verdict::NoReplyOwed(Silence::Unknown),
+    }
+}
+
+/// Judges raw bytes: `request` as read from the device, `reply` as an agent would write it.
+pub fn judge_packets(request: &[u8], reply: &[u8]) -> Verdict {
+    let request = Request::parse(request);
+    match (&request.owed, Response::parse(reply.to_vec())) {
+        (Owed::Silence(why), _) => Verdict::NoReplyOwed(why.clone()),
+        (_, Ok(reply)) => judge(&request, &reply),
+        (_, Err(error)) => Verdict::Malformed(error),
+    }
+}
+
+/// Judges `reply` against a reference reply of this kind, built by [`Kind::reference`].
+pub fn judge_against(kind: Kind, reference: &[u8], reply: &[u8]) -> Verdict {
+    let checked = match kind {
+        Kind::Icmpv4Echo => check(reference, reply),
+    };
+    match checked.and_then(|()| check_rest(kind, reply, reference)) {
         Ok(()) => Verdict::Valid,
-        Err(reason) => Verdict::Invalid(reason),
+        Err(verdict) => verdict,
     }
 }
 
-/// Runs every check in the documented order; the error is the first reason found.
-fn check(reference: &[u8], reply: &[u8]) -> Result<(), String> {
-    let bad_reference = |e: wire::Error| format!("bad reference reply: {e}");
-    let want = ipv4::Packet::new_checked(reference).map_err(bad_reference)?;
-    let want_icmp = icmpv4::Packet::new_checked(want.payload()).map_err(bad_reference)?;
+/// Runs every check of an ICMPv4 echo reply in the documented order; the error is the first found.
+fn check(reference: &[u8], reply: &[u8]) -> Checked {
+    let want = ipv4::Packet::new_checked(reference).map_err(Verdict::BadReference)?;
+    let want_icmp = icmpv4::Packet::new_checked(want.payload()).map_err(Verdict::BadReference)?;
 
-    let got = ipv4::Packet::new_checked(reply).map_err(malformed)?;
+    let got = ipv4::Packet::new_checked(reply).map_err(Verdict::Malformed)?;
     if got.is_fragment() {
         let (more_frags, offset) = (got.more_frags(), got.frag_offset());
-        return Err(malformed(wire::Error::Fragmented { more_frags, offset }));
+        return Err(Verdict::Malformed(wire::Error::Fragmented {
+            more_frags,
+            offset,
+        }));
     }
     check_addresses(&got, &want)?;
     if got.protocol() != ipv4::PROTO_ICMP {
-        return Err(format!("not an ICMP packet (protocol {})", got.protocol()));
+        return Err(Verdict::Protocol {
+            got: got.protocol(),
+        });
     }
-    let got_icmp = icmpv4::Packet::new_checked(got.payload()).map_err(malformed)?;
+    let got_icmp = icmpv4::Packet::new_checked(got.payload()).map_err(Verdict::Malformed)?;
     check_icmp_header(&got_icmp, &want_icmp)?;
     check_ip_header(&got, &want)?;
     check_data(got_icmp.data(), want_icmp.data())?;
-    check_checksums(&got, &got_icmp)?;
-    check_rest(reply, reference)
+    check_checksums(&got, &got_icmp)
 }
 
-/// Formats a structural error.
-fn malformed(error: wire::Error) -> String {
-    format!("malformed: {error}")
+/// Fails with `verdict(got, want)` when the two differ.
+fn same<T: PartialEq>(got: T, want: T, verdict: impl FnOnce(T, T) -> Verdict) -> Checked {
+    if got == want {
+        Ok(())
+    } else {
+        Err(verdict(got, want))
+    }
 }
 
 /// Checks the source, then the destination address.
-fn check_addresses(got: &ipv4::Packet<&[u8]>, want: &ipv4::Packet<&[u8]>) -> Result<(), String> {
-    if got.src_addr() != want.src_addr() {
-        return Err(format!(
-            "wrong source {}, want {}",
-            got.src_addr(),
-            want.src_addr()
-        ));
-    }
-    if got.dst_addr() != want.dst_addr() {
-        return Err(format!(
-            "wrong destination {}, want {}",
-            got.dst_addr(),
-            want.dst_addr()
-        ));
-    }
-    Ok(())
+fn check_addresses(got: &ipv4::Packet<&[u8]>, want: &ipv4::Packet<&[u8]>) -> Checked {
+    let address = |side| {
+        move |got: std::net::Ipv4Addr, want: std::net::Ipv4Addr| Verdict::Address {
+            side,
+            got: got.into(),
+            want: want.into(),
+        }
+    };
+    same(got.src_addr(), want.src_addr(), address(Side::Source))?;
+    same(got.dst_addr(), want.dst_addr(), address(Side::Destination))
 }
 
 /// Checks the ICMP type, code, identifier and sequence number.
-fn check_icmp_header(
-    got: &icmpv4::Packet<&[u8]>,
-    want: &icmpv4::Packet<&[u8]>,
-) -> Result<(), String> {
-    if got.msg_type() != want.msg_type() {
-        return Err(format!(
-            "wrong ICMP type {}, want {}",
-            got.msg_type(),
-            want.msg_type()
-        ));
-    }
-    if got.code() != want.code() {
-        return Err(format!(
-            "wrong ICMP code {}, want {}",
-            got.code(),
-            want.code()
-        ));
-    }
-    if got.echo_ident() != want.echo_ident() {
-        let (got, want) = (got.echo_ident(), want.echo_ident());
-        return Err(format!("wrong ICMP id {got:#06x}, want {want:#06x}"));
-    }
-    if got.echo_seq_no() != want.echo_seq_no() {
-        let (got, want) = (got.echo_seq_no(), want.echo_seq_no());
-        return Err(format!("wrong ICMP sequence {got}, want {want}"));
-    }
-    Ok(())
+fn check_icmp_header(got: &icmpv4::Packet<&[u8]>, want: &icmpv4::Packet<&[u8]>) -> Checked {
+    same(got.msg_type(), want.msg_type(), |got, want| {
+        Verdict::IcmpType { got, want }
+    })?;
+    same(got.code(), want.code(), |got, want| Verdict::IcmpCode {
+        got,
+        want,
+    })?;
+    same(got.echo_ident(), want.echo_ident(), |got, want| {
+        Verdict::IcmpId { got, want }
+    })?;
+    same(got.echo_seq_no(), want.echo_seq_no(), |got, want| {
+        Verdict::IcmpSeq { got, want }
+    })
 }
 
 /// Checks the header length, total length, options, flags and TTL.
-fn check_ip_header(got: &ipv4::Packet<&[u8]>, want: &ipv4::Packet<&[u8]>) -> Result<(), String> {
-    if got.header_len() != want.header_len() {
-        let (got, want) = (got.header_len(), want.header_len());
-        return Err(format!(
-            "wrong IPv4 header length {got}, want {want} (the request's options are echoed)"
-        ));
+fn check_ip_header(got: &ipv4::Packet<&[u8]>, want: &ipv4::Packet<&[u8]>) -> Checked {
+    same(got.header_len(), want.header_len(), |got, want| {
+        Verdict::HeaderLength { got, want }
+    })?;
+    same(got.total_len(), want.total_len(), |got, want| {
+        Verdict::Length { got, want }
+    })?;
+    if let Some(d) = first_difference(got.options(), want.options()) {
+        return Err(Verdict::Options(d));
     }
-    if got.total_len() != want.total_len() {
-        return Err(format!(
-            "wrong length {}, want {}",
-            got.total_len(),
-            want.total_len()
-        ));
-    }
-    if let Some((at, g, w)) = first_difference(got.options(), want.options()) {
-        return Err(format!(
-            "IPv4 options differ at byte {at}: got {g:#04x}, want {w:#04x}"
-        ));
-    }
-    let (got_flags, want_flags) = (
-        got.flags_frag() & !ipv4::FLAG_DF,
-        want.flags_frag() & !ipv4::FLAG_DF,
-    );
-    if got_flags != want_flags {
-        return Err(format!(
-            "wrong IPv4 flags {got_flags:#06x}, want {want_flags:#06x} (only DF may differ)"
-        ));
-    }
+    let not_df = |p: &ipv4::Packet<&[u8]>| p.flags_frag() & !ipv4::FLAG_DF;
+    same(not_df(got), not_df(want), |got, want| Verdict::Flags {
+        got,
+        want,
+    })?;
     if got.ttl() == 0 {
-        return Err("TTL 0, want 1..255".to_string());
+        return Err(Verdict::Ttl);
     }
     Ok(())
 }
 
 /// Checks the ICMP data byte for byte; the lengths are already known to agree.
-fn check_data(got: &[u8], want: &[u8]) -> Result<(), String> {
-    match first_difference(got, want) {
-        Some((at, g, w)) => Err(format!(
-            "payload differs at byte {at}: got {g:#04x}, want {w:#04x}"
-        )),
-        None => Ok(()),
-    }
+fn check_data(got: &[u8], want: &[u8]) -> Checked {
+    first_difference(got, want).map_or(Ok(()), |d| Err(Verdict::Payload(d)))
 }
 
 /// Checks the IPv4 header checksum, then the ICMP checksum, over the bytes sent.
-fn check_checksums(got: &ipv4::Packet<&[u8]>, icmp: &icmpv4::Packet<&[u8]>) -> Result<(), String> {
+fn check_checksums(got: &ipv4::Packet<&[u8]>, icmp: &icmpv4::Packet<&[u8]>) -> Checked {
     if !got.verify_checksum() {
-        let error = wire::Error::BadIpChecksum {
+        return Err(Verdict::IpChecksum {
             got: got.checksum(),
             want: got.compute_checksum(),
-        };
-        return Err(error.to_string());
+        });
     }
     if !icmp.verify_checksum() {
-        let error = wire::Error::BadIcmpChecksum {
+        return Err(Verdict::IcmpChecksum {
             got: icmp.checksum(),
             want: icmp.compute_checksum(),
-        };
-        return Err(error.to_string());
+        });
     }
     Ok(())
 }
 
-/// Compares the reply with the reference once the free fields are copied over: a guard
-/// against a difference the named checks above do not cover.
-fn check_rest(reply: &[u8], reference: &[u8]) -> Result<(), String> {
-    let want = ipv4::Packet::new_unchecked(reference);
+/// Compares the reply with the reference once the kind's free fields are copied over: a
+/// guard against a difference the named checks do not cover. Runs after them, so the
+/// reply is known to have the reference's structure.
+fn check_rest(kind: Kind, reply: &[u8], reference: &[u8]) -> Checked {
     let mut bytes = reply.to_vec();
-    let mut got = ipv4::Packet::new_unchecked(&mut bytes[..]);
-    got.set_ttl(want.ttl());
-    got.set_ident(want.ident());
-    got.set_dscp_ecn(want.dscp_ecn());
-    got.set_flags_frag(want.flags_frag());
-    got.set_checksum(want.checksum());
-    let want_icmp = icmpv4::Packet::new_unchecked(want.payload());
-    icmpv4::Packet::new_unchecked(got.payload_mut()).set_checksum(want_icmp.checksum());
-    match first_difference(&bytes, reference) {
-        Some((at, g, w)) => Err(format!(
-            "differs from the reference reply at byte {at}: got {g:#04x}, want {w:#04x}"
-        )),
-        None => Ok(()),
+    for &field in kind.free_fields() {
+        copy_free(field, &mut bytes, reference);
+    }
+    first_difference(&bytes, reference).map_or(Ok(()), |d| Err(Verdict::Reference(d)))
+}
+
+/// Copies one free field from the reference into the reply.
+fn copy_free(field: FreeField, reply: &mut [u8], reference: &[u8]) {
+    let want = ipv4::Packet::new_unchecked(reference);
+    let mut got = ipv4::Packet::new_unchecked(reply);
+    match field {
+        FreeField::Ttl => got.set_ttl(want.ttl()),
+        FreeField::IpIdent => got.set_ident(want.ident()),
+        FreeField::DscpEcn => got.set_dscp_ecn(want.dscp_ecn()),
+        FreeField::DontFrag => {
+            let df = want.flags_frag() & ipv4::FLAG_DF;
+            got.set_flags_frag(got.flags_frag() & !ipv4::FLAG_DF | df);
+        }
+        FreeField::IpChecksum => got.set_checksum(want.checksum()),
+        FreeField::IcmpChecksum => {
+            let sum = icmpv4::Packet::new_unchecked(want.payload()).checksum();
+            icmpv4::Packet::new_unchecked(got.payload_mut()).set_checksum(sum);
+        }
     }
 }
 
 /// Returns the first offset where two slices differ, with both bytes; `None` if they are equal
 /// up to the shorter length.
-fn first_difference(got: &[u8], want: &[u8]) -> Option<(usize, u8, u8)> {
+fn first_difference(got: &[u8], want: &[u8]) -> Option<Difference> {
     got.iter()
         .zip(want)
-        .enumerate()
-        .find(|(_, (g, w))| g != w)
-        .map(|(at, (g, w))| (at, *g, *w))
+        .position(|(g, w)| g != w)
+        .map(|at| Difference {
+            at,
+            got: got[at],
+            want: want[at],
+        })
 }
 
 #[cfg(test)]
@@ -258,11 +385,18 @@ mod test {
         reply_with(|ip| edit(&mut icmpv4::Packet::new_checked(ip.payload_mut()).unwrap()))
     }
 
+    fn judge(request: &[u8], reply: &[u8]) -> Verdict {
+        judge_packets(request, reply)
+    }
+
+    fn reference(request: &[u8]) -> Result<Vec<u8>, wire::Error> {
+        Kind::Icmpv4Echo.reference(request)
+    }
+
     fn reason(request: &[u8], reply: &[u8]) -> String {
-        match judge(request, reply) {
-            Verdict::Valid => panic!("expected an invalid verdict"),
-            Verdict::Invalid(reason) => reason,
-        }
+        let verdict = judge(request, reply);
+        assert!(!verdict.is_valid(), "expected an invalid verdict");
+        verdict.to_string()
     }
 
     #[test]
@@ -285,7 +419,10 @@ mod test {
         for request in [&REQUEST_56[..], &REQUEST_1, &REQUEST_RR] {
             let want = reference(request).unwrap();
             assert_eq!(judge(request, &want), Verdict::Valid);
-            assert_eq!(judge_against(&want, &want), Verdict::Valid);
+            assert_eq!(
+                judge_against(Kind::Icmpv4Echo, &want, &want),
+                Verdict::Valid
+            );
         }
     }
 
@@ -551,23 +688,53 @@ mod test {
     #[test]
     fn bad_reference() {
         assert_eq!(
-            judge_against(&REPLY_56[..10], &REPLY_56),
-            Verdict::Invalid(
-                "bad reference reply: packet too short: 10 bytes, an IPv4 header needs at least 20"
-                    .to_string()
-            )
+            judge_against(Kind::Icmpv4Echo, &REPLY_56[..10], &REPLY_56).to_string(),
+            "bad reference reply: packet too short: 10 bytes, an IPv4 header needs at least 20"
         );
     }
 
     #[test]
-    fn display() {
+    fn display_and_class() {
         assert_eq!(Verdict::Valid.to_string(), "valid");
+        assert_eq!(Verdict::Valid.class(), "valid");
+        assert_eq!(Verdict::Ttl.to_string(), "TTL 0, want 1..255");
         assert_eq!(
-            Verdict::Invalid("TTL 0, want 1..255".into()).to_string(),
-            "TTL 0, want 1..255"
+            Verdict::NoMatchingRequest.to_string(),
+            "no matching request"
         );
+        assert_eq!(Verdict::NoMatchingRequest.class(), "no_matching_request");
         assert!(Verdict::Valid.is_valid());
-        assert!(!Verdict::Invalid(String::new()).is_valid());
+        assert!(!Verdict::Ttl.is_valid());
+    }
+
+    #[test]
+    fn classes_group_details() {
+        let at = |at| reply_with_icmp(|icmp| icmp.data_mut()[at] = 0x41);
+        let (a, b) = (judge(&REQUEST_56, &at(12)), judge(&REQUEST_56, &at(13)));
+        assert_ne!(a, b);
+        assert_eq!((a.class(), b.class()), ("payload", "payload"));
+        let src = reply_with(|ip| ip.set_src_addr(Ipv4Addr::new(192, 0, 2, 1)));
+        let dst = reply_with(|ip| ip.set_dst_addr(Ipv4Addr::new(192, 0, 2, 3)));
+        let classes = [&src, &dst].map(|r| judge(&REQUEST_56, r).class());
+        assert_eq!(classes, ["address", "address"]);
+        let cases: [(Vec<u8>, &str); 6] = [
+            (REPLY_56.to_vec(), "valid"),
+            (reply_with(|ip| ip.set_ttl(0)), "ttl"),
+            (reply_with(|ip| ip.set_protocol(6)), "protocol"),
+            (reply_with_icmp(|icmp| icmp.set_code(3)), "icmp_code"),
+            (REPLY_56[..80].to_vec(), "malformed"),
+            (REQUEST_56.to_vec(), "address"),
+        ];
+        for (reply, class) in cases {
+            assert_eq!(judge(&REQUEST_56, &reply).class(), class);
+        }
+        assert_eq!(judge(&REPLY_56, &REQUEST_56).class(), "no_reply_owed");
+        let mut ip_bad = REPLY_56.to_vec();
+        ip_bad[10] ^= 1;
+        assert_eq!(judge(&REQUEST_56, &ip_bad).class(), "ip_checksum");
+        let mut icmp_bad = REPLY_56.to_vec();
+        icmp_bad[23] ^= 1;
+        assert_eq!(judge(&REQUEST_56, &icmp_bad).class(), "icmp_checksum");
     }
 
     #[test]

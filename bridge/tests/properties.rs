@@ -5,6 +5,7 @@
 //! spoiled, so that the checks past the length tests are reached too. No root needed.
 
 use proptest::prelude::*;
+use tunbridge::exchange::{Request, Response};
 use tunbridge::protocol::{check_packet, decode_hex, Command, Reply, MAX_LINE};
 use tunbridge::wire::{self, checksum, icmpv4, ipv4};
 use tunbridge::{verdict, verdict::Verdict};
@@ -167,7 +168,7 @@ proptest! {
     fn write_of_any_packet_never_panics(packet in packets(), mtu in 20usize..2000) {
         let line = format!("WRITE {}", hex::encode(&packet));
         match Command::parse(line.as_bytes(), mtu) {
-            Ok(Command::Write(p)) => prop_assert_eq!(p, packet),
+            Ok(Command::Write(p)) => prop_assert_eq!(p.bytes(), &packet[..]),
             Ok(Command::Read) => prop_assert!(false, "WRITE parsed as READ"),
             Err(e) => prop_assert!(!e.to_string().contains('\n')),
         }
@@ -187,8 +188,8 @@ proptest! {
 
     #[test]
     fn check_packet_never_panics(packet in packets(), mtu in 0usize..2000) {
-        match check_packet(&packet, mtu) {
-            Ok(()) => prop_assert!(packet.len() <= mtu && wire::is_ipv4(&packet)),
+        match check_packet(packet.clone(), mtu) {
+            Ok(p) => prop_assert!(p.bytes().len() <= mtu && wire::is_ipv4(p.bytes())),
             Err(e) => prop_assert!(!e.to_string().contains('\n')),
         }
     }
@@ -196,7 +197,8 @@ proptest! {
     #[test]
     fn wire_views_never_panic(packet in packets()) {
         touch_every_field(&packet);
-        let _ = wire::echo_id_seq(&packet);
+        let _ = Request::parse(&packet);
+        let _ = Response::parse(packet.clone());
         let _ = wire::is_ipv4(&packet);
         let _ = wire::check_echo_request(&packet);
     }
@@ -205,20 +207,21 @@ proptest! {
     fn echo_reply_never_panics_and_is_judged_valid(packet in packets()) {
         if let Ok(reply) = wire::echo_reply(&packet) {
             prop_assert_eq!(reply.len(), packet.len());
-            prop_assert_eq!(verdict::judge(&packet, &reply), Verdict::Valid);
-            prop_assert_eq!(wire::echo_id_seq(&reply), wire::echo_id_seq(&packet));
+            prop_assert_eq!(verdict::judge_packets(&packet, &reply), Verdict::Valid);
+            let reply_key = Response::parse(reply).expect("a whole packet").key().copied();
+            prop_assert_eq!(reply_key, Request::parse(&packet).key);
         }
     }
 
     #[test]
     fn every_good_request_has_a_valid_reply(request in requests()) {
         let reply = wire::echo_reply(&request).expect("a good request");
-        prop_assert_eq!(verdict::judge(&request, &reply), Verdict::Valid);
+        prop_assert_eq!(verdict::judge_packets(&request, &reply), Verdict::Valid);
     }
 
     #[test]
     fn judge_never_panics(request in packets(), reply in packets()) {
-        let v = verdict::judge(&request, &reply);
+        let v = verdict::judge_packets(&request, &reply);
         prop_assert!(!v.to_string().contains('\n'));
     }
 
@@ -227,7 +230,7 @@ proptest! {
         let mut reply = wire::echo_reply(&request).expect("a good request");
         let i = at.index(reply.len());
         reply[i] = value;
-        let v = verdict::judge(&request, &reply);
+        let v = verdict::judge_packets(&request, &reply);
         prop_assert!(!v.to_string().contains('\n'));
     }
 
@@ -241,7 +244,8 @@ proptest! {
     ) {
         let hex = regroup(&hex::encode(&request), &cuts, upper, &sep);
         let line = format!("{verb} {hex}\r");
-        prop_assert_eq!(Command::parse(line.as_bytes(), 1500), Ok(Command::Write(request.clone())));
+        let want = Response::parse(request.clone()).expect("a whole packet");
+        prop_assert_eq!(Command::parse(line.as_bytes(), 1500), Ok(Command::Write(want)));
         prop_assert_eq!(decode_hex(&hex), Ok(request));
     }
 

@@ -15,12 +15,14 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
+use tunbridge::exchange::Request;
 use tunbridge::wire;
 
 /// The ICMP sequence number of a READ answer.
 fn seq_of(line: &str) -> u16 {
     let packet = hex::decode(line).unwrap_or_else(|_| panic!("not a packet: {line:?}"));
-    wire::echo_id_seq(&packet).expect("an echo request").1
+    let key = Request::parse(&packet).key.and_then(|k| k.echo());
+    key.expect("an echo request").1
 }
 
 /// Sends a WRITE of `packet`; returns the answer.

@@ -2,13 +2,14 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use tunbridge::exchange::Request;
 use tunbridge::protocol::check_packet;
 use tunbridge::wire::{self, icmpv4, ipv4};
 use tunbridge::verdict::{self, Verdict};
 
 fuzz_target!(|data: &[u8]| {
-    let _ = check_packet(data, 1500);
-    let _ = wire::echo_id_seq(data);
+    let _ = check_packet(data.to_vec(), 1500);
+    let _ = Request::parse(data);
     if let Ok(ip) = ipv4::Packet::new_checked(data) {
         let _ = (ip.version(), ip.ihl(), ip.dscp_ecn(), ip.total_len(), ip.ident());
         let _ = (ip.flags_frag(), ip.frag_offset(), ip.ttl(), ip.protocol(), ip.checksum());
@@ -19,9 +20,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Ok(reply) = wire::echo_reply(data) {
-        assert_eq!(verdict::judge(data, &reply), Verdict::Valid);
+        assert_eq!(verdict::judge_packets(data, &reply), Verdict::Valid);
     }
     // The first half as a request, the second as the agent's reply.
     let (request, reply) = data.split_at(data.len() / 2);
-    let _ = verdict::judge(request, reply);
+    let _ = verdict::judge_packets(request, reply);
 });

@@ -7,12 +7,17 @@
 //! padded with zero.
 
 use super::checksum;
+use super::ip::packet_view;
 use super::Error;
 
 /// The message type of an echo reply (RFC 792).
 pub const ECHO_REPLY: u8 = 0;
 /// The message type of an echo request (RFC 792).
 pub const ECHO_REQUEST: u8 = 8;
+/// The message type of destination unreachable (RFC 792).
+pub const DST_UNREACHABLE: u8 = 3;
+/// The destination-unreachable code for an unreachable port (RFC 792).
+pub const CODE_PORT_UNREACHABLE: u8 = 3;
 /// The length of the header: type, code, checksum, and four bytes that depend on the type.
 pub const HEADER_LEN: usize = 8;
 
@@ -32,25 +37,9 @@ fn be16(bytes: &[u8]) -> u16 {
     u16::from_be_bytes([bytes[0], bytes[1]])
 }
 
-/// A read/write view of an ICMP message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
-}
+packet_view!("A read/write view of an ICMP message.");
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wraps a buffer without checking it; accessors may panic on a short one.
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wraps a buffer after `check_len` has accepted it.
-    pub fn new_checked(buffer: T) -> Result<Packet<T>, Error> {
-        let packet = Self::new_unchecked(buffer);
-        packet.check_len()?;
-        Ok(packet)
-    }
-
     /// Checks that the buffer holds at least the 8-byte header.
     pub fn check_len(&self) -> Result<(), Error> {
         let len = self.buffer.as_ref().len();
@@ -61,11 +50,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
             });
         }
         Ok(())
-    }
-
-    /// Returns the underlying buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     /// Returns the message type (0 echo reply, 8 echo request).

@@ -1,4 +1,5 @@
-//! Wire formats: checked views over IPv4 packets and ICMP messages, in the smoltcp style.
+//! Wire formats: checked views over IPv4 and IPv6 packets, ICMP, ICMPv6, UDP and TCP, in
+//! the smoltcp style.
 //!
 //! Bytes from outside (a TUN read, an agent's hex) enter only through `new_checked`,
 //! which refuses them with an `Error` whose text is one line saying what is wrong.
@@ -8,7 +9,12 @@ use std::fmt;
 
 pub mod checksum;
 pub mod icmpv4;
+pub mod icmpv6;
+pub mod ip;
 pub mod ipv4;
+pub mod ipv6;
+pub mod tcp;
+pub mod udp;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -43,6 +49,26 @@ pub enum Error {
     BadIpChecksum { got: u16, want: u16 },
     /// The ICMP checksum is wrong.
     BadIcmpChecksum { got: u16, want: u16 },
+    /// Fewer bytes than the named header needs (IPv6, ICMPv6, UDP, TCP).
+    HeaderTooShort {
+        header: &'static str,
+        got: usize,
+        want: usize,
+    },
+    /// The version field is not 6.
+    NotIpv6 { version: u8 },
+    /// The IPv6 payload length field disagrees with the bytes after the header.
+    PayloadLenMismatch { payload_len: usize, got: usize },
+    /// The UDP length field disagrees with the bytes of the datagram.
+    UdpLenMismatch { len: usize, got: usize },
+    /// The TCP data offset is below 5 words.
+    BadDataOffset { offset: u8 },
+    /// The checksum of the named header is wrong (UDP, TCP, ICMPv6).
+    BadChecksum {
+        header: &'static str,
+        got: u16,
+        want: u16,
+    },
 }
 
 impl fmt::Display for Error {
@@ -83,6 +109,23 @@ impl fmt::Display for Error {
             }
             Error::BadIcmpChecksum { got, want } => {
                 write!(f, "bad ICMP checksum: got {got:#06x}, want {want:#06x}")
+            }
+            Error::HeaderTooShort { header, got, want } => {
+                write!(f, "{header} header too short: {got} bytes, it needs {want}")
+            }
+            Error::NotIpv6 { version } => write!(f, "not IPv6: version {version}"),
+            Error::PayloadLenMismatch { payload_len, got } => write!(
+                f,
+                "payload length field says {payload_len} but {got} bytes follow the IPv6 header"
+            ),
+            Error::UdpLenMismatch { len, got } => {
+                write!(f, "UDP length field says {len} but the datagram has {got} bytes")
+            }
+            Error::BadDataOffset { offset } => {
+                write!(f, "bad TCP data offset {offset}: the header length must be 5..15 words")
+            }
+            Error::BadChecksum { header, got, want } => {
+                write!(f, "bad {header} checksum: got {got:#06x}, want {want:#06x}")
             }
         }
     }
@@ -151,22 +194,6 @@ pub fn check_echo_request(packet: &[u8]) -> Result<(), Error> {
         });
     }
     Ok(())
-}
-
-/// Returns the ICMP identifier and sequence number of an IPv4 echo request or echo reply.
-///
-/// `None` for anything else: malformed, fragmented, not ICMP, or another ICMP type.
-/// Checksums are not looked at; this is for log lines and matching, not for judging.
-pub fn echo_id_seq(packet: &[u8]) -> Option<(u16, u16)> {
-    let ip = ipv4::Packet::new_checked(packet).ok()?;
-    if ip.is_fragment() || ip.protocol() != ipv4::PROTO_ICMP {
-        return None;
-    }
-    let icmp = icmpv4::Packet::new_checked(ip.payload()).ok()?;
-    match icmp.msg_type() {
-        icmpv4::ECHO_REQUEST | icmpv4::ECHO_REPLY => Some((icmp.echo_ident(), icmp.echo_seq_no())),
-        _ => None,
-    }
 }
 
 /// Returns whether `packet` is one whole, well-formed IPv4 packet (it passes `new_checked`).
@@ -376,18 +403,6 @@ mod test {
     }
 
     #[test]
-    fn id_seq() {
-        assert_eq!(echo_id_seq(&REQUEST_56), Some((0x11aa, 1)));
-        assert_eq!(echo_id_seq(&REPLY_56), Some((0x11aa, 1)));
-        assert_eq!(echo_id_seq(&REQUEST_56_SEQ2), Some((0x11aa, 2)));
-        assert_eq!(echo_id_seq(&REQUEST_0), Some((0x11ac, 1)));
-        assert_eq!(echo_id_seq(&REQUEST_56[..40]), None);
-        assert_eq!(echo_id_seq(&edited(|b| b[9] = 6)), None);
-        assert_eq!(echo_id_seq(&edited(|b| b[20] = 3)), None);
-        assert_eq!(echo_id_seq(&edited(|b| b[6] |= 0x20)), None);
-    }
-
-    #[test]
     fn ipv4_or_not() {
         assert!(is_ipv4(&REQUEST_56));
         assert!(is_ipv4(&REQUEST_RR));
@@ -432,11 +447,37 @@ mod test {
                 got: 0x1c2a,
                 want: 0x1c2b,
             },
+            Error::HeaderTooShort {
+                header: "UDP",
+                got: 4,
+                want: 8,
+            },
+            Error::NotIpv6 { version: 4 },
+            Error::PayloadLenMismatch {
+                payload_len: 64,
+                got: 60,
+            },
+            Error::UdpLenMismatch { len: 27, got: 20 },
+            Error::BadDataOffset { offset: 4 },
+            Error::BadChecksum {
+                header: "TCP",
+                got: 0x1c2a,
+                want: 0x1c2b,
+            },
         ];
         for error in errors {
             let text = error.to_string();
             assert!(!text.is_empty() && !text.contains('\n'), "{text:?}");
         }
+        assert_eq!(
+            Error::BadChecksum {
+                header: "UDP",
+                got: 0x1c2a,
+                want: 0x1c2b
+            }
+            .to_string(),
+            "bad UDP checksum: got 0x1c2a, want 0x1c2b"
+        );
         assert_eq!(
             Error::TooShort { got: 12, want: 20 }.to_string(),
             "packet too short: 12 bytes, an IPv4 header needs at least 20"

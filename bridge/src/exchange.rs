@@ -1,0 +1,506 @@
+//! The exchange model: what a request off the TUN device is, and what the agent owes for it.
+//!
+//! A packet read from the device is parsed once into a [`Request`]: its address
+//! [`Family`], its [`Kind`] (the kinds of request the bridge knows an answer to), the
+//! [`FlowKey`] a reply is matched by, and what the agent owes: a reference reply, or
+//! silence with the reason ([`Owed`]). A WRITE's bytes are parsed once into a
+//! [`Response`], which names the flow key it answers. The in-flight table, the egress
+//! policy, the verdict and the record speak in these types, never in byte offsets.
+//!
+//! Adding a kind of request means adding a [`Kind`] variant and, for it, three things
+//! in the `impl Kind` below: recognising it (`request_key` and `reply_key`), building
+//! its reference reply (`reference`), and listing the reply fields a stack may choose
+//! freely (`free_fields`). Nothing else changes.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::wire::{self, icmpv4, ipv4};
+
+/// The IP version of a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// IPv4 (RFC 791).
+    Ipv4,
+    /// IPv6 (RFC 8200).
+    Ipv6,
+}
+
+impl Family {
+    /// The family a packet's version nibble names; `None` for any other version or no bytes.
+    pub fn of(packet: &[u8]) -> Option<Family> {
+        match packet.first().map(|b| b >> 4) {
+            Some(4) => Some(Family::Ipv4),
+            Some(6) => Some(Family::Ipv6),
+            _ => None,
+        }
+    }
+
+    /// Whether requests of this family are handed to the agent; others are ignored on arrival.
+    pub fn is_served(self) -> bool {
+        SERVED.contains(&self)
+    }
+}
+
+/// The families whose packets reach the agent.
+pub const SERVED: &[Family] = &[Family::Ipv4];
+
+/// The transport protocol of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// ICMP for IPv4 (RFC 792).
+    Icmpv4,
+    /// ICMP for IPv6 (RFC 4443).
+    Icmpv6,
+    /// UDP (RFC 768).
+    Udp,
+    /// TCP (RFC 9293).
+    Tcp,
+}
+
+impl Protocol {
+    /// The lowercase name used in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Icmpv4 => "icmp",
+            Protocol::Icmpv6 => "icmpv6",
+            Protocol::Udp => "udp",
+            Protocol::Tcp => "tcp",
+        }
+    }
+}
+
+/// What identifies a flow within its protocol and addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Flow {
+    /// An ICMP echo: identifier and sequence number (the same in request and reply).
+    Echo { ident: u16, seq: u16 },
+    /// A UDP or TCP flow: the host side's port and the agent's port.
+    Ports { host: u16, peer: u16 },
+}
+
+/// The key a reply is matched to its request by, always seen from the request's side:
+/// `host` is the request's source (the host side), `peer` its destination (the agent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// The transport protocol.
+    pub protocol: Protocol,
+    /// The host side's address: the request's source, the reply's destination.
+    pub host: IpAddr,
+    /// The agent's address: the request's destination, the reply's source.
+    pub peer: IpAddr,
+    /// Identifier and sequence, or ports.
+    pub flow: Flow,
+}
+
+impl FlowKey {
+    /// ICMP echo identifier and sequence number, when the flow is an echo.
+    pub fn echo(&self) -> Option<(u16, u16)> {
+        match self.flow {
+            Flow::Echo { ident, seq } => Some((ident, seq)),
+            Flow::Ports { .. } => None,
+        }
+    }
+
+    /// The host side's and the agent's ports, when the flow has ports.
+    pub fn ports(&self) -> Option<(u16, u16)> {
+        match self.flow {
+            Flow::Ports { host, peer } => Some((host, peer)),
+            Flow::Echo { .. } => None,
+        }
+    }
+
+    /// Whether two keys name the same flow apart from the addresses: a reply from the
+    /// wrong address still answers its request, and is judged for the address.
+    pub fn same_flow(&self, other: &FlowKey) -> bool {
+        self.protocol == other.protocol && self.flow == other.flow
+    }
+}
+
+impl fmt::Display for FlowKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (proto, host, peer) = (self.protocol.as_str(), self.host, self.peer);
+        match self.flow {
+            Flow::Echo { ident, seq } => {
+                write!(f, "{proto} {host} > {peer} id {ident:#06x} seq {seq}")
+            }
+            Flow::Ports { host: hp, peer: pp } => write!(f, "{proto} {host}:{hp} > {peer}:{pp}"),
+        }
+    }
+}
+
+/// Shows an optional flow key in a log line: the key, or `-`.
+pub struct ShowKey<'a>(pub Option<&'a FlowKey>);
+
+impl fmt::Display for ShowKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(key) => key.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// The kinds of request the bridge knows the answer to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// An ICMPv4 echo request, answered by an echo reply (RFC 792).
+    Icmpv4Echo,
+}
+
+/// A field of a reply that a stack may set as it likes; the verdict does not compare it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreeField {
+    /// IPv4 TTL (any value but 0).
+    Ttl,
+    /// IPv4 identification.
+    IpIdent,
+    /// IPv4 DSCP and ECN.
+    DscpEcn,
+    /// IPv4 don't-fragment flag.
+    DontFrag,
+    /// IPv4 header checksum form (0x0000 or 0xffff for a zero sum; it must verify).
+    IpChecksum,
+    /// ICMP checksum form (it must verify).
+    IcmpChecksum,
+}
+
+impl Kind {
+    /// Every kind, in the order a request is tried against them.
+    pub const ALL: &'static [Kind] = &[Kind::Icmpv4Echo];
+
+    /// The snake_case name used in the record, e.g. `icmpv4_echo`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Icmpv4Echo => "icmpv4_echo",
+        }
+    }
+
+    /// The family of this kind's packets.
+    pub fn family(self) -> Family {
+        match self {
+            Kind::Icmpv4Echo => Family::Ipv4,
+        }
+    }
+
+    /// The key of a request of this kind; `None` when `packet` is not one. Checksums are
+    /// not looked at: a request with a bad checksum still has a key, and is owed silence.
+    fn request_key(self, packet: &[u8]) -> Option<FlowKey> {
+        match self {
+            Kind::Icmpv4Echo => icmpv4_echo_key(packet, false),
+        }
+    }
+
+    /// The key of the request a reply of this kind answers; `None` when `packet` is not one.
+    fn reply_key(self, packet: &[u8]) -> Option<FlowKey> {
+        match self {
+            Kind::Icmpv4Echo => icmpv4_echo_key(packet, true),
+        }
+    }
+
+    /// Builds the reference reply to a request of this kind, or says why it is owed none.
+    pub fn reference(self, request: &[u8]) -> Result<Vec<u8>, wire::Error> {
+        match self {
+            Kind::Icmpv4Echo => wire::echo_reply(request),
+        }
+    }
+
+    /// The fields of a reply that a stack may choose freely (RFC 791, 792, 1122).
+    pub fn free_fields(self) -> &'static [FreeField] {
+        match self {
+            Kind::Icmpv4Echo => &[
+                FreeField::Ttl,
+                FreeField::IpIdent,
+                FreeField::DscpEcn,
+                FreeField::DontFrag,
+                FreeField::IpChecksum,
+                FreeField::IcmpChecksum,
+            ],
+        }
+    }
+}
+
+/// The key of an ICMPv4 echo request or echo reply, seen from the request's side; a
+/// reply's addresses are swapped back. Either type gives a key either way, so a request
+/// sent back unchanged is matched, and judged.
+fn icmpv4_echo_key(packet: &[u8], is_reply: bool) -> Option<FlowKey> {
+    let ip = ipv4::Packet::new_checked(packet).ok()?;
+    if ip.is_fragment() || ip.protocol() != ipv4::PROTO_ICMP {
+        return None;
+    }
+    let icmp = icmpv4::Packet::new_checked(ip.payload()).ok()?;
+    if !matches!(icmp.msg_type(), icmpv4::ECHO_REQUEST | icmpv4::ECHO_REPLY) {
+        return None;
+    }
+    let (src, dst) = (IpAddr::V4(ip.src_addr()), IpAddr::V4(ip.dst_addr()));
+    let (host, peer) = if is_reply { (dst, src) } else { (src, dst) };
+    Some(FlowKey {
+        protocol: Protocol::Icmpv4,
+        host,
+        peer,
+        flow: Flow::Echo {
+            ident: icmp.echo_ident(),
+            seq: icmp.echo_seq_no(),
+        },
+    })
+}
+
+/// What the agent owes for a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owed {
+    /// This reply, or one that differs from it only in free fields.
+    Reply(Vec<u8>),
+    /// Nothing, for this reason.
+    Silence(Silence),
+}
+
+/// Why the agent owes no reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Silence {
+    /// The packet is no kind of request the bridge knows the answer to.
+    Unknown,
+    /// It looks like a known kind, but a host would drop it: this is what is wrong.
+    Dropped(wire::Error),
+}
+
+impl fmt::Display for Silence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Silence::Unknown => f.write_str("not a request the bridge knows the answer to"),
+            Silence::Dropped(why) => why.fmt(f),
+        }
+    }
+}
+
+/// A request off the TUN device, parsed once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The IP version, when the version nibble names one.
+    pub family: Option<Family>,
+    /// The kind of request, when the bridge knows it.
+    pub kind: Option<Kind>,
+    /// The key its reply is matched by, when it has one.
+    pub key: Option<FlowKey>,
+    /// The reference reply, or silence.
+    pub owed: Owed,
+}
+
+impl Request {
+    /// Parses a packet read from the device; any bytes give a request (owed silence at worst).
+    pub fn parse(packet: &[u8]) -> Request {
+        let family = Family::of(packet);
+        let known = Kind::ALL
+            .iter()
+            .find_map(|&kind| Some((kind, kind.request_key(packet)?)));
+        let Some((kind, key)) = known else {
+            return Request {
+                family,
+                kind: None,
+                key: None,
+                owed: Owed::Silence(Silence::Unknown),
+            };
+        };
+        let owed = match kind.reference(packet) {
+            Ok(reply) => Owed::Reply(reply),
+            Err(why) => Owed::Silence(Silence::Dropped(why)),
+        };
+        Request {
+            family,
+            kind: Some(kind),
+            key: Some(key),
+            owed,
+        }
+    }
+
+    /// The reference reply, when a reply is owed.
+    pub fn reference(&self) -> Option<&[u8]> {
+        match &self.owed {
+            Owed::Reply(reply) => Some(reply),
+            Owed::Silence(_) => None,
+        }
+    }
+}
+
+/// An agent's packet from a WRITE, parsed once: a whole IP packet, and the request it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    bytes: Vec<u8>,
+    family: Family,
+    src: IpAddr,
+    dst: IpAddr,
+    kind: Option<Kind>,
+    key: Option<FlowKey>,
+}
+
+impl Response {
+    /// Checks that `bytes` are one whole IPv4 packet and finds the flow key it answers.
+    pub fn parse(bytes: Vec<u8>) -> Result<Response, wire::Error> {
+        let (family, src, dst) = addresses(&bytes)?;
+        let known = Kind::ALL
+            .iter()
+            .find_map(|&kind| Some((kind, kind.reply_key(&bytes)?)));
+        Ok(Response {
+            family,
+            src,
+            dst,
+            kind: known.map(|(kind, _)| kind),
+            key: known.map(|(_, key)| key),
+            bytes,
+        })
+    }
+
+    /// The packet as written.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The packet's IP version.
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    /// The source address.
+    pub fn src(&self) -> IpAddr {
+        self.src
+    }
+
+    /// The destination address.
+    pub fn dst(&self) -> IpAddr {
+        self.dst
+    }
+
+    /// The kind of reply it looks like, when it looks like one.
+    pub fn kind(&self) -> Option<Kind> {
+        self.kind
+    }
+
+    /// The key of the request it answers, when it looks like a reply.
+    pub fn key(&self) -> Option<&FlowKey> {
+        self.key.as_ref()
+    }
+}
+
+/// Checks the IP header of a whole packet and returns its family and addresses.
+fn addresses(bytes: &[u8]) -> Result<(Family, IpAddr, IpAddr), wire::Error> {
+    let ip = ipv4::Packet::new_checked(bytes)?;
+    let (src, dst) = (ip.src_addr().into(), ip.dst_addr().into());
+    Ok((Family::Ipv4, src, dst))
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::wire::fixtures::*;
+    use std::net::Ipv4Addr;
+
+    fn v4(d: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, d))
+    }
+
+    #[test]
+    fn echo_request_and_its_reply_share_a_key() {
+        let request = Request::parse(&REQUEST_56);
+        let want = FlowKey {
+            protocol: Protocol::Icmpv4,
+            host: v4(1),
+            peer: v4(2),
+            flow: Flow::Echo {
+                ident: 0x11aa,
+                seq: 1,
+            },
+        };
+        assert_eq!(request.family, Some(Family::Ipv4));
+        assert_eq!(request.kind, Some(Kind::Icmpv4Echo));
+        assert_eq!(request.key, Some(want));
+        assert_eq!(
+            request.reference(),
+            Some(&wire::echo_reply(&REQUEST_56).unwrap()[..])
+        );
+        let response = Response::parse(REPLY_56.to_vec()).unwrap();
+        assert_eq!(response.key(), Some(&want));
+        assert_eq!((response.src(), response.dst()), (v4(2), v4(1)));
+        assert_eq!(want.echo(), Some((0x11aa, 1)));
+        assert_eq!(want.ports(), None);
+        assert_eq!(
+            want.to_string(),
+            "icmp 192.0.2.1 > 192.0.2.2 id 0x11aa seq 1"
+        );
+    }
+
+    /// REQUEST_56 with `edit` applied and the IPv4 header checksum fixed.
+    fn edited(edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+        let mut bytes = REQUEST_56.to_vec();
+        edit(&mut bytes);
+        if let Ok(mut ip) = ipv4::Packet::new_checked(&mut bytes[..]) {
+            ip.fill_checksum();
+        }
+        bytes
+    }
+
+    #[test]
+    fn echo_keys_of_requests_and_not_of_others() {
+        let echo = |bytes: &[u8]| Request::parse(bytes).key.and_then(|k| k.echo());
+        assert_eq!(echo(&REQUEST_56_SEQ2), Some((0x11aa, 2)));
+        assert_eq!(echo(&REQUEST_0), Some((0x11ac, 1)));
+        assert_eq!(echo(&REPLY_56), Some((0x11aa, 1)));
+        assert_eq!(echo(&edited(|b| b[9] = 6)), None);
+        assert_eq!(echo(&edited(|b| b[20] = 3)), None);
+        assert_eq!(echo(&edited(|b| b[6] |= 0x20)), None);
+        let response = |bytes: Vec<u8>| Response::parse(bytes).unwrap().key().copied();
+        assert_eq!(response(edited(|b| b[9] = 6)), None);
+    }
+
+    #[test]
+    fn a_bad_checksum_is_owed_silence_but_keeps_its_key() {
+        let mut bytes = REQUEST_56.to_vec();
+        bytes[83] ^= 1;
+        let request = Request::parse(&bytes);
+        assert!(request.key.is_some());
+        assert!(matches!(
+            request.owed,
+            Owed::Silence(Silence::Dropped(wire::Error::BadIcmpChecksum { .. }))
+        ));
+    }
+
+    #[test]
+    fn unknown_packets_have_no_key() {
+        for bytes in [&REQUEST_56[..40], &[0x60, 0, 0, 0][..], &[]] {
+            let request = Request::parse(bytes);
+            assert_eq!((request.kind, request.key), (None, None));
+            assert!(request.reference().is_none());
+        }
+        assert_eq!(Request::parse(&[0x60]).family, Some(Family::Ipv6));
+        assert!(!Family::Ipv6.is_served() && Family::Ipv4.is_served());
+    }
+
+    #[test]
+    fn responses_must_be_whole_ipv4_packets() {
+        assert_eq!(
+            Response::parse(REPLY_56[..83].to_vec()).unwrap_err(),
+            wire::Error::TotalLenMismatch {
+                total_len: 84,
+                got: 83
+            }
+        );
+        let request_back = Response::parse(REQUEST_56.to_vec()).unwrap();
+        let key = request_back.key().unwrap();
+        assert!(key.same_flow(&Request::parse(&REQUEST_56).key.unwrap()));
+        assert_eq!((key.host, key.peer), (v4(2), v4(1)));
+    }
+
+    #[test]
+    fn ports_keys_show_both_ends() {
+        let key = FlowKey {
+            protocol: Protocol::Udp,
+            host: v4(1),
+            peer: v4(2),
+            flow: Flow::Ports {
+                host: 40000,
+                peer: 7,
+            },
+        };
+        assert_eq!(key.to_string(), "udp 192.0.2.1:40000 > 192.0.2.2:7");
+        assert_eq!(key.ports(), Some((40000, 7)));
+        assert_eq!(ShowKey(None).to_string(), "-");
+    }
+}

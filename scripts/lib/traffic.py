@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Sends one kind of traffic to the agent and checks the answer a host owes it.
+
+Run inside the bridge's network namespace (`ip netns exec NS python3 scripts/lib/traffic.py
+...`); the kernel checks every checksum of the reply, so a wrong one is dropped and the
+check times out.
+
+    traffic.py udp-echo   --to 192.0.2.2      # UDP to port 7: the same bytes must come back
+    traffic.py udp-closed --to 2001:db8::2    # UDP to port 9: the send must see ECONNREFUSED
+    traffic.py tcp-syn    --to 192.0.2.2      # TCP connect to port 9: refused at once
+    traffic.py ping6      --wait 60 --ping-opts "-s 1232"   # runs ping itself
+
+Without --to, IPv4 kinds go to 192.0.2.2 and IPv6 kinds (`ping6`, `udp-echo6`,
+`udp-closed6`, `tcp-syn6`) to 2001:db8::2, the bridge's default agent addresses.
+Prints one line, `ok <kind> <to> port <port>: <detail>; 1 received, time=<ms> ms` (the form
+experiment_table.py reads from ping's output) or `FAIL <kind> <to> port <port>: <reason>`,
+and exits 0 or 1. `ping` and `ping6` run ping itself (`-c 1 -W <wait>`). Python 3 standard
+library only.
+"""
+
+import argparse
+import errno
+import os
+import socket
+import sys
+import time
+
+DEFAULT_PORT = {"udp-echo": 7, "udp-closed": 9, "tcp-syn": 9}
+AGENT = {4: "192.0.2.2", 6: "2001:db8::2"}
+
+
+class Fail(Exception):
+    """The answer was not the one a host owes."""
+
+
+def family(addr: str) -> int:
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def udp_echo(to: str, port: int, size: int, timeout: float) -> str:
+    data = os.urandom(size)
+    with socket.socket(family(to), socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.connect((to, port))
+        s.send(data)
+        try:
+            got = s.recv(65535)
+        except socket.timeout:
+            raise Fail(f"no echo within {timeout:g} s") from None
+        except ConnectionRefusedError:
+            raise Fail("ECONNREFUSED: a port unreachable came back instead of the echo") from None
+    if got != data:
+        raise Fail(f"echo differs: sent {len(data)} bytes, got {len(got)}")
+    return f"{size} bytes echoed"
+
+
+def udp_closed(to: str, port: int, size: int, timeout: float) -> str:
+    with socket.socket(family(to), socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.connect((to, port))
+        s.send(os.urandom(size))
+        try:
+            got = s.recv(65535)
+        except ConnectionRefusedError:
+            return "ECONNREFUSED (port unreachable)"
+        except socket.timeout:
+            raise Fail(f"no port unreachable within {timeout:g} s") from None
+    raise Fail(f"got {len(got)} bytes back from a closed port")
+
+
+def tcp_syn(to: str, port: int, size: int, timeout: float) -> str:
+    with socket.socket(family(to), socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        code = s.connect_ex((to, port))
+    if code == errno.ECONNREFUSED:
+        return "ECONNREFUSED (reset)"
+    if code == 0:
+        raise Fail("connected to a port that should be closed")
+    if code in (errno.EAGAIN, errno.ETIMEDOUT, errno.EINPROGRESS):
+        raise Fail(f"no reset within {timeout:g} s (timed out, not refused)")
+    raise Fail(f"connect failed with {errno.errorcode.get(code, code)}, want ECONNREFUSED")
+
+
+KINDS = {"udp-echo": udp_echo, "udp-closed": udp_closed, "tcp-syn": tcp_syn}
+# Every kind experiment.sh --traffic takes: ping, the three above, each also over IPv6.
+ALL_KINDS = ["ping", "ping6"] + [k + v for k in KINDS for v in ("", "6")]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("kind", choices=ALL_KINDS)
+    ap.add_argument("--to", help="the agent's address (default 192.0.2.2, or 2001:db8::2 for *6)")
+    ap.add_argument("--port", type=int, help="destination port (default: 7 for udp-echo, else 9)")
+    ap.add_argument("--size", type=int, default=19, help="UDP data bytes (default 19)")
+    ap.add_argument("--wait", type=float, default=60, help="seconds to wait for the answer")
+    ap.add_argument("--ping-opts", default="", help="extra ping options for ping and ping6")
+    args = ap.parse_args()
+    v6 = args.kind.endswith("6")
+    to = args.to or AGENT[6 if v6 else 4]
+    kind = args.kind[:-1] if v6 else args.kind
+    if kind == "ping":
+        wait = str(max(1, round(args.wait)))
+        argv = ["ping", *(["-6"] if v6 else []), "-n", "-c", "1", "-W", wait, *args.ping_opts.split(), to]
+        os.execvp("ping", argv)
+    port = args.port or DEFAULT_PORT[kind]
+    start = time.monotonic()
+    try:
+        detail = KINDS[kind](to, port, args.size, args.wait)
+    except Fail as why:
+        print(f"FAIL {args.kind} {to} port {port}: {why}", flush=True)
+        return 1
+    ms = (time.monotonic() - start) * 1000
+    print(f"ok {args.kind} {to} port {port}: {detail}; 1 received, time={ms:.3f} ms", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
