@@ -150,12 +150,14 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), ServeError> {
     if let Some(name) = &config.netns {
         device::enter_netns(name).map_err(ServeError::Device)?;
     }
+    // The FIFOs first: a second bridge on them refuses before it touches anything else.
+    let fifos = Fifos::create(&config)?;
     let device = Tun::open(&config.tun, config.address, config.mtu).map_err(ServeError::Device)?;
     if let Some(cpu) = config.cpu {
         pin_to_cpu(cpu)?;
         info!(cpu, "pinned to CPU");
     }
-    serve(config, Box::new(device), stop)
+    serve_with(config, fifos, Box::new(device), stop)
 }
 
 /// Lets the daemon run on this CPU only.
@@ -170,21 +172,47 @@ fn pin_to_cpu(cpu: usize) -> Result<(), ServeError> {
 }
 
 /// Serves the FIFO protocol for `device` until `stop` is set or the device goes away.
-/// `config.tun` and `config.netns` are not used here: the caller opened the device.
-/// Tests start it on an in-memory device ([`device::memory`]) in a thread, without root.
+/// `config.tun`, `config.netns` and `config.cpu` are not used here: the caller opened
+/// the device. Tests start it on an in-memory device ([`device::memory`]) in a thread,
+/// without root.
 pub fn serve(
     config: Config,
     device: Box<dyn Device>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), ServeError> {
-    let cmd = Fifo::create(&config.cmd_fifo, config.owner).map_err(ServeError::Fifo)?;
-    let resp = Fifo::create(&config.resp_fifo, config.owner).map_err(ServeError::Fifo)?;
-    let reader = CommandReader::open(&config.cmd_fifo).map_err(|source| {
-        ServeError::Fifo(FifoError::Open {
-            path: config.cmd_fifo.clone(),
-            source,
-        })
-    })?;
+    let fifos = Fifos::create(&config)?;
+    serve_with(config, fifos, device, stop)
+}
+
+/// The two FIFOs, made, and the command FIFO open for reading.
+struct Fifos {
+    cmd: Fifo,
+    resp: Fifo,
+    reader: CommandReader,
+}
+
+impl Fifos {
+    /// Makes the FIFOs of `config`, refusing a command FIFO a live bridge serves.
+    fn create(config: &Config) -> Result<Fifos, ServeError> {
+        let cmd = Fifo::create_command(&config.cmd_fifo, config.owner).map_err(ServeError::Fifo)?;
+        let resp = Fifo::create(&config.resp_fifo, config.owner).map_err(ServeError::Fifo)?;
+        let reader = CommandReader::open(&config.cmd_fifo).map_err(|source| {
+            ServeError::Fifo(FifoError::Open {
+                path: config.cmd_fifo.clone(),
+                source,
+            })
+        })?;
+        Ok(Fifos { cmd, resp, reader })
+    }
+}
+
+/// Sets up the journal, drops root, and runs the loop.
+fn serve_with(
+    config: Config,
+    fifos: Fifos,
+    device: Box<dyn Device>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), ServeError> {
     let journal = Journal::open(config.record.as_deref(), config.pcap.as_deref())
         .map_err(ServeError::OpenJournal)?;
     if let Some(user) = &config.user {
@@ -200,9 +228,9 @@ pub fn serve(
         device,
         journal,
         stop,
-        reader,
-        cmd,
-        resp,
+        reader: fifos.reader,
+        cmd: fifos.cmd,
+        resp: fifos.resp,
         turn: None,
         unsettled: None,
         packet: vec![0u8; RECV_BUFFER],
@@ -244,8 +272,6 @@ struct Written {
 struct Woken {
     /// The device has a packet, or has gone.
     device: bool,
-    /// The command FIFO has bytes, or its writers closed.
-    command: bool,
     /// The answer FIFO's reader went away.
     reader_gone: bool,
 }
@@ -350,7 +376,8 @@ impl Bridge {
             };
             match source {
                 Source::Device => woken.device = true,
-                Source::Command => woken.command = true,
+                // Command bytes are read in `advance`, after every wake-up.
+                Source::Command => {}
                 Source::Answer => {
                     woken.reader_gone = revents.intersects(PollFlags::POLLERR | PollFlags::POLLHUP)
                 }
@@ -772,7 +799,12 @@ impl Bridge {
             }
             let path = fifo.path().to_path_buf();
             warn!(path = %path.display(), "FIFO was deleted; recreating it");
-            let fresh = Fifo::create(&path, self.config.owner).map_err(ServeError::Fifo)?;
+            let fresh = if which == 0 {
+                Fifo::create_command(&path, self.config.owner)
+            } else {
+                Fifo::create(&path, self.config.owner)
+            }
+            .map_err(ServeError::Fifo)?;
             if which == 0 {
                 self.cmd = fresh;
                 self.reader.reopen().map_err(ServeError::ReadCommand)?;

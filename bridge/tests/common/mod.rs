@@ -209,6 +209,16 @@ impl Bridge {
         bridge
     }
 
+    /// Wraps a `tunbridge serve` process the test started itself, its log not collected.
+    pub fn from_child(child: Child, cmd: PathBuf, resp: PathBuf) -> Bridge {
+        Bridge {
+            run: Run::Process(child),
+            cmd,
+            resp,
+            log: Default::default(),
+        }
+    }
+
     /// Starts the server in a thread on an in-memory device, with FIFOs in `dir` and
     /// any extra `serve` flags; returns it with the device's network side once it is ready.
     /// It never drops privileges (that would change the whole test process).
