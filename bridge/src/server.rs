@@ -150,14 +150,15 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), ServeError> {
     if let Some(name) = &config.netns {
         device::enter_netns(name).map_err(ServeError::Device)?;
     }
-    // The FIFOs first: a second bridge on them refuses before it touches anything else.
-    let fifos = Fifos::create(&config)?;
+    // A second bridge on these FIFOs refuses before it touches anything. The FIFOs are made
+    // after the device: scripts take their existence as the sign that the device is up.
+    Fifo::ensure_unclaimed(&config.cmd_fifo).map_err(ServeError::Fifo)?;
     let device = Tun::open(&config.tun, config.address, config.mtu).map_err(ServeError::Device)?;
     if let Some(cpu) = config.cpu {
         pin_to_cpu(cpu)?;
         info!(cpu, "pinned to CPU");
     }
-    serve_with(config, fifos, Box::new(device), stop)
+    serve(config, Box::new(device), stop)
 }
 
 /// Lets the daemon run on this CPU only.
@@ -180,39 +181,14 @@ pub fn serve(
     device: Box<dyn Device>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), ServeError> {
-    let fifos = Fifos::create(&config)?;
-    serve_with(config, fifos, device, stop)
-}
-
-/// The two FIFOs, made, and the command FIFO open for reading.
-struct Fifos {
-    cmd: Fifo,
-    resp: Fifo,
-    reader: CommandReader,
-}
-
-impl Fifos {
-    /// Makes the FIFOs of `config`, refusing a command FIFO a live bridge serves.
-    fn create(config: &Config) -> Result<Fifos, ServeError> {
-        let cmd = Fifo::create_command(&config.cmd_fifo, config.owner).map_err(ServeError::Fifo)?;
-        let resp = Fifo::create(&config.resp_fifo, config.owner).map_err(ServeError::Fifo)?;
-        let reader = CommandReader::open(&config.cmd_fifo).map_err(|source| {
-            ServeError::Fifo(FifoError::Open {
-                path: config.cmd_fifo.clone(),
-                source,
-            })
-        })?;
-        Ok(Fifos { cmd, resp, reader })
-    }
-}
-
-/// Sets up the journal, drops root, and runs the loop.
-fn serve_with(
-    config: Config,
-    fifos: Fifos,
-    device: Box<dyn Device>,
-    stop: Arc<AtomicBool>,
-) -> Result<(), ServeError> {
+    let cmd = Fifo::create_command(&config.cmd_fifo, config.owner).map_err(ServeError::Fifo)?;
+    let resp = Fifo::create(&config.resp_fifo, config.owner).map_err(ServeError::Fifo)?;
+    let reader = CommandReader::open(&config.cmd_fifo).map_err(|source| {
+        ServeError::Fifo(FifoError::Open {
+            path: config.cmd_fifo.clone(),
+            source,
+        })
+    })?;
     let journal = Journal::open(config.record.as_deref(), config.pcap.as_deref())
         .map_err(ServeError::OpenJournal)?;
     if let Some(user) = &config.user {
@@ -228,9 +204,9 @@ fn serve_with(
         device,
         journal,
         stop,
-        reader: fifos.reader,
-        cmd: fifos.cmd,
-        resp: fifos.resp,
+        reader,
+        cmd,
+        resp,
         turn: None,
         unsettled: None,
         packet: vec![0u8; RECV_BUFFER],
