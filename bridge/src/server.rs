@@ -29,7 +29,7 @@ use tracing::{debug, error, info, trace, warn};
 use crate::device::{self, Device, DeviceError, Ipv4Cidr, Recv, Tun};
 use crate::exchange::{Family, FlowKey, Response, ShowKey};
 use crate::fifo::{Answer, CommandReader, Fifo, FifoError, Incoming, Owner, PathState};
-use crate::inflight::{Awaiting, InFlight};
+use crate::inflight::{self, Awaiting, InFlight};
 use crate::journal::Journal;
 use crate::privilege::{self, PrivilegeError, User};
 use crate::protocol::{Command, ProtocolError, Reply};
@@ -39,8 +39,6 @@ use crate::verdict::{self, Verdict};
 
 /// How long a request the agent has read waits for its reply before it counts as unanswered.
 const ANSWER_LIMIT: Duration = Duration::from_secs(300);
-/// Most requests waiting for their reply; past it the oldest counts as unanswered.
-const IN_FLIGHT_MAX: usize = 1024;
 /// The longest the loop sleeps, so it sees a stop signal soon.
 const TICK: Duration = Duration::from_millis(100);
 /// How often the FIFO paths are checked and old packets and requests expired.
@@ -199,7 +197,7 @@ pub fn serve(
           cmd = %config.cmd_fifo.display(), resp = %config.resp_fifo.display(), "bridge ready");
     let mut bridge = Bridge {
         queue: Queue::new(config.queue_size, config.max_age),
-        inflight: InFlight::new(IN_FLIGHT_MAX, ANSWER_LIMIT),
+        inflight: InFlight::new(inflight::CAPACITY, ANSWER_LIMIT),
         config,
         device,
         journal,
@@ -220,9 +218,12 @@ pub fn serve(
 /// The command being answered. Commands are answered one at a time, in the order they
 /// came; the next is read from the command FIFO only once this one is done.
 enum Turn {
-    /// Waiting for the client to open the answer FIFO. A READ goes on to wait for a
-    /// packet; any other answer is already in the line buffer.
-    Reader { received: Instant, read: bool },
+    /// Waiting for the client to open the answer FIFO. A READ (`label` None) goes on to
+    /// wait for a packet; any other answer is already in the line buffer, `label` its kind.
+    Reader {
+        received: Instant,
+        label: Option<&'static str>,
+    },
     /// A READ whose reader is there, waiting for a packet until `deadline`.
     Packet { answer: Answer, deadline: Instant },
     /// The answer line in the line buffer, `sent` bytes of it written; `item` is the
@@ -462,7 +463,7 @@ impl Bridge {
         match Command::parse(line, self.device.mtu()) {
             Ok(Command::Read) => Turn::Reader {
                 received,
-                read: true,
+                label: None,
             },
             Ok(Command::Write(packet)) => {
                 let reply = self.write(packet, received);
@@ -481,14 +482,14 @@ impl Bridge {
         let _ = writeln!(self.line, "{reply}");
         Turn::Reader {
             received,
-            read: false,
+            label: Some(reply.label()),
         }
     }
 
     /// Takes one turn one step further.
     fn step(&mut self, turn: Turn, woken: Woken) -> Step {
         match turn {
-            Turn::Reader { received, read } => self.open_answer(received, read),
+            Turn::Reader { received, label } => self.open_answer(received, label),
             Turn::Packet { answer, deadline } => self.hand_over(answer, deadline, woken),
             Turn::Sending {
                 answer,
@@ -502,18 +503,17 @@ impl Bridge {
     /// Opens the answer FIFO if the command's reader is there; gives up when the grace
     /// period since the command arrived is over, so a burst of unread commands is given
     /// up on within one period, not one period per command.
-    fn open_answer(&mut self, received: Instant, read: bool) -> Step {
+    fn open_answer(&mut self, received: Instant, label: Option<&'static str>) -> Step {
         let answer = match Answer::open(&self.config.resp_fifo) {
             Ok(Some(answer)) => answer,
             Ok(None) if received.elapsed() < self.config.reply_grace => {
-                return Step::Waiting(Turn::Reader { received, read })
-            }
-            Ok(None) if read => {
-                warn!("READ abandoned: nobody is reading the answer FIFO");
-                return Step::Done;
+                return Step::Waiting(Turn::Reader { received, label })
             }
             Ok(None) => {
-                warn!(answer = %status_word(&self.line), "nobody read the answer; discarded");
+                match label {
+                    None => warn!("READ abandoned: nobody is reading the answer FIFO"),
+                    Some(label) => warn!(answer = label, "nobody read the answer; discarded"),
+                }
                 return Step::Done;
             }
             Err(e) => {
@@ -521,7 +521,7 @@ impl Bridge {
                 return Step::Done;
             }
         };
-        if !read {
+        if label.is_some() {
             return self.send(answer, 0, Instant::now() + self.config.reply_grace, None);
         }
         // The client has sent its line and closed: reopen now, not after the hand-over.
@@ -597,9 +597,7 @@ impl Bridge {
                 let evicted = self.queue.push_front(item);
                 self.dropped(evicted.into_iter().collect(), Outcome::Overflow);
             }
-            (Some(error), None) => {
-                warn!(error, answer = %status_word(&self.line), "answer not delivered")
-            }
+            (Some(error), None) => warn!(error, "answer not delivered"),
         }
         Step::Done
     }
@@ -844,14 +842,4 @@ fn ms(d: Duration) -> f64 {
 /// A duration in whole microseconds, for log lines.
 fn us(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-}
-
-/// The status word of an answer line, for logs that must not carry payload hex.
-fn status_word(line: &[u8]) -> &'static str {
-    match line.split(|b| *b == b' ' || *b == b'\n').next() {
-        Some(b"OK") => "OK",
-        Some(b"ERR") => "ERR",
-        Some(b"TIMEOUT") => "TIMEOUT",
-        _ => "packet hex",
-    }
 }

@@ -32,10 +32,7 @@ fn write_packet(bridge: &Bridge, packet: &[u8]) -> String {
 
 /// Writes the reference reply to a READ answer; returns the WRITE answer.
 fn reply_to(bridge: &Bridge, line: &str) -> String {
-    write_packet(
-        bridge,
-        &wire::echo_reply(&hex::decode(line).unwrap()).unwrap(),
-    )
+    write_packet(bridge, &reference_reply(&hex::decode(line).unwrap()))
 }
 
 /// Checks that no reply was written to the device.
@@ -112,7 +109,7 @@ fn published_step_one_form_works_unchanged() {
         "one line: {line:?}"
     );
     assert_eq!(hex::decode(line.trim()).expect("hex"), request);
-    let reply = wire::echo_reply(&request).unwrap();
+    let reply = reference_reply(&request);
     let write = format!(
         "echo \"WRITE {}\" > {cmd} && timeout 5 cat {resp}",
         hex::encode(reply)
@@ -130,7 +127,7 @@ fn client_commands_answer_by_hand() {
     let out = bridge.cli(&["read"]);
     assert!(out.status.success());
     let line = String::from_utf8(out.stdout).unwrap();
-    let reply = wire::echo_reply(&hex::decode(line.trim()).unwrap()).unwrap();
+    let reply = reference_reply(&hex::decode(line.trim()).unwrap());
     // Grouped, upper-case hex as a model might write it.
     let grouped: Vec<String> = reply.chunks(2).map(hex::encode_upper).collect();
     let out = bridge.cli(&["write", &grouped.join(" ")]);
@@ -373,7 +370,7 @@ fn concurrent_clients_each_get_their_own_packet_and_answer() {
     let writes: Vec<Child> = lines
         .iter()
         .map(|l| {
-            let reply = wire::echo_reply(&hex::decode(l).unwrap()).unwrap();
+            let reply = reference_reply(&hex::decode(l).unwrap());
             spawn_cli(&bridge, &["write", &hex::encode(reply)])
         })
         .collect();
@@ -383,10 +380,7 @@ fn concurrent_clients_each_get_their_own_packet_and_answer() {
     let mut replies: Vec<Vec<u8>> = (0..N)
         .map(|_| net.recv(Duration::from_secs(5)).unwrap().expect("a reply"))
         .collect();
-    let mut want: Vec<Vec<u8>> = requests
-        .iter()
-        .map(|r| wire::echo_reply(r).unwrap())
-        .collect();
+    let mut want: Vec<Vec<u8>> = requests.iter().map(|r| reference_reply(r)).collect();
     replies.sort();
     want.sort();
     assert_eq!(replies, want);
@@ -439,7 +433,7 @@ fn strict_mode_refuses_invalid_replies() {
     let request = ping_memory(&net, 1, 56);
     let line = bridge.exchange("READ");
     assert_eq!(hex::decode(&line).unwrap(), request);
-    let good = wire::echo_reply(&request).unwrap();
+    let good = reference_reply(&request);
     let mut bad = good.clone();
     bad[23] ^= 0x01;
     let answer = write_packet(&bridge, &bad);
@@ -473,7 +467,7 @@ fn default_mode_writes_first_and_judges_after() {
     let request = ping_memory(&net, 1, 56);
     assert_eq!(answer_one(&bridge, |r| r[23] ^= 0x01), "OK");
     let got = net.recv(Duration::from_secs(5)).unwrap().expect("written");
-    assert_ne!(got, wire::echo_reply(&request).unwrap());
+    assert_ne!(got, reference_reply(&request));
     let request = ping_memory(&net, 2, 56);
     assert_eq!(answer_one(&bridge, |_| {}), "OK");
     assert_replied(&net, &request);
@@ -503,7 +497,7 @@ fn spoofed_or_foreign_packets_are_refused_in_every_mode() {
         let (bridge, net) = Bridge::memory(&dir, mode);
         let request = ping_memory(&net, 1, 56);
         assert_eq!(hex::decode(bridge.exchange("READ")).unwrap(), request);
-        let good = wire::echo_reply(&request).unwrap();
+        let good = reference_reply(&request);
         let mut spoofed = good.clone();
         spoofed[12..16].copy_from_slice(&[192, 0, 2, 99]);
         fix_ip(&mut spoofed);

@@ -23,6 +23,8 @@ use tunbridge::client::Client;
 pub use tunbridge::device::memory::Network;
 use tunbridge::wire::{self, checksum};
 
+pub mod oracle;
+
 /// The daemon binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_tunbridge");
 /// The agent's address inside the test namespace.
@@ -398,9 +400,16 @@ pub fn answer_one(bridge: &Bridge, spoil: impl Fn(&mut Vec<u8>)) -> String {
     let line = bridge.exchange("READ");
     assert_ne!(line, "TIMEOUT", "no request reached the agent");
     let request = hex::decode(&line).unwrap_or_else(|_| panic!("READ answer is not hex: {line:?}"));
-    let mut reply = wire::echo_reply(&request).expect("an echo request");
+    let mut reply = reference_reply(&request);
     spoil(&mut reply);
     bridge.exchange(&format!("WRITE {}", hex::encode(&reply)))
+}
+
+/// The reference echo reply to `request`, checked by the etherparse oracle.
+pub fn reference_reply(request: &[u8]) -> Vec<u8> {
+    let reply = wire::echo_reply(request).expect("an echo request");
+    oracle::assert_echo_reply(request, &reply);
+    reply
 }
 
 /// An ICMP echo request 192.0.2.1 -> 192.0.2.2 with `size` data bytes, as `ping -s` sends.
@@ -433,7 +442,7 @@ pub fn assert_replied(network: &Network, request: &[u8]) {
         .recv(Duration::from_secs(5))
         .unwrap()
         .expect("no reply reached the network");
-    assert_eq!(got, wire::echo_reply(request).unwrap(), "not the reply");
+    assert_eq!(got, reference_reply(request), "not the reply");
 }
 
 /// Writes raw bytes to a FIFO, as a shell redirection would.
