@@ -1,34 +1,43 @@
 #!/usr/bin/env bash
 # Measures ping round trips through tunbridge against the published design and
-# against the floors, interleaved over several rounds, in one run (issue 6, part 1).
+# against the floors, interleaved over several rounds, in one run (issues 6 and 10).
 #
 # Each round runs every variant once, in a rotated order, in a private network
 # namespace (nothing is configured in the machine's own namespace):
 #   tunbridge   tunbridge serve + the native agent (a persistent READ/WRITE process)
+#   floor       scripts/bench/floor.c, the least a bridge for the protocol can do (one
+#               thread, blocking FIFOs, no checks, no logging; built here with gcc)
+#               + the same native agent
 #   pyhelper    scripts/bench/py_fifo_helper.py + the same native agent, unchanged
 #   inproc      examples/inproc_responder.rs: answers on the TUN device in-process
 #   kernel      the namespace's own kernel answering ping 127.0.0.1 (no TUN at all)
+#   tunbridge-cpu  tunbridge serve --cpu N (only with --cpu N)
 # Every variant gets a short warm-up ping first, then COUNT pings at INTERVAL s.
 # Per-ping RTTs come from iputils ping's `time=` field; tunbridge's own share
 # (queue_ms, write_us) comes from `tunbridge serve --record`.
 #
 #   sudo scripts/bench.sh [--rounds 5] [--count 200] [--interval 0.01] [--size 56]
+#                         [--variants "tunbridge floor ..."] [--cpu N]
 #                         [--out DIR] [--svg PATH]
 # Results: DIR (default target/bench/<UTC time>) holds the raw ping output and
 # records, machine.txt, summary.md and summary.json, and the RTT plot (rtt.svg,
-# or --svg PATH). Takes about rounds x 4 x (count x interval + 2) seconds.
+# or --svg PATH). Takes about rounds x variants x (count x interval + 2) seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+. scripts/lib/common.sh
 
-ROUNDS=5 COUNT=200 INTERVAL=0.01 SIZE=56 WARMUP=10 OUT= SVG=
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+ROUNDS=5 COUNT=200 INTERVAL=0.01 SIZE=56 WARMUP=10 OUT= SVG= CPU=
+VARIANTS="tunbridge floor pyhelper inproc kernel"
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
     case $1 in
         --rounds) ROUNDS=$2; shift 2 ;;
         --count) COUNT=$2; shift 2 ;;
         --interval) INTERVAL=$2; shift 2 ;;
         --size) SIZE=$2; shift 2 ;;
+        --variants) VARIANTS=$2; shift 2 ;;
+        --cpu) CPU=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --svg) SVG=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
@@ -38,12 +47,8 @@ done
 OUT=${OUT:-target/bench/$(date -u +%Y%m%dT%H%M%SZ)}
 SVG=${SVG:-$OUT/rtt.svg}
 
-say() { printf '==> %s\n' "$*"; }
-
-if [[ $(id -u) -ne 0 ]]; then
-    echo "bench.sh: needs root for the network namespace and the TUN devices (run with sudo)" >&2
-    exit 2
-fi
+tb_is_root || TB_DIE_STATUS=2 die "needs root for the network namespace and the TUN devices (run with sudo)"
+tb_install_commands ip ping python3 gcc
 
 say "building (cargo build --release: tunbridge, native_agent, inproc_responder)"
 cargo build --release -q -p tunbridge --bin tunbridge --example native_agent --example inproc_responder
@@ -54,42 +59,28 @@ HELPER=$ROOT/scripts/bench/py_fifo_helper.py
 
 NETNS=tbbench-$$
 WORK=$(mktemp -d /tmp/tbbench.XXXXXX)
+tb_track_dir "$WORK"
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-pids=()
+tb_traps
 
-# Stops what this script started, by pid, then removes the namespace and FIFOs.
-stop_all() {
-    local pid
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    pids=()
-}
-cleanup() {
-    stop_all
-    ip netns del "$NETNS" 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+FLOOR=$WORK/floor
+say "building the floor (gcc -O2 scripts/bench/floor.c)"
+gcc -O2 -o "$FLOOR" scripts/bench/floor.c
 
 say "creating network namespace $NETNS (loopback up; every TUN device goes inside it)"
-ip netns add "$NETNS"
-ip -n "$NETNS" link set lo up
+tb_netns_create "$NETNS"
 
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "command: scripts/bench.sh --rounds $ROUNDS --count $COUNT --interval $INTERVAL --size $SIZE"
+    echo "command: scripts/bench.sh --rounds $ROUNDS --count $COUNT --interval $INTERVAL --size $SIZE --variants \"$VARIANTS\"${CPU:+ --cpu $CPU}"
     echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- bridge examples scripts/bench scripts/bench.sh 2>/dev/null || echo ' (with local changes)')"
     echo "nproc: $(nproc)"
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
     echo "kernel: $(uname -sr)"
     echo "ping: $(ping -V | head -1)"
     echo "python: $(python3 --version 2>&1)"
+    echo "gcc: $(gcc --version | head -1)"
     echo "rustc: $(rustc --version)"
     echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "busiest processes before: $(ps -eo pcpu=,comm= --sort=-pcpu | head -3 | awk '{printf "%s %s%%; ", $2, $1}')"
@@ -97,16 +88,7 @@ ip -n "$NETNS" link set lo up
 sed 's/^/    /' "$OUT/machine.txt"
 
 # Waits until FILE has a line containing TEXT, or fails after 10 s.
-wait_for() {
-    local file=$1 text=$2 i
-    for i in $(seq 100); do
-        grep -q "$text" "$file" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "bench.sh: no \"$text\" in $file:" >&2
-    cat "$file" >&2
-    exit 1
-}
+wait_for() { tb_wait_for_line "$1" "$2" 10 || exit 1; }
 
 # Pings TARGET inside the namespace: a warm-up, then the measured run into FILE.
 measure() {
@@ -119,25 +101,40 @@ measure() {
 # Starts the native agent on the FIFOs in WORK.
 start_agent() {
     "$AGENT" --cmd-fifo "$WORK/cmd" --resp-fifo "$WORK/resp" >/dev/null 2>"$WORK/agent.err" &
-    pids+=($!)
+    tb_track_pid $!
 }
 
-run_tunbridge() {
-    local r=$1
+# Runs tunbridge as variant NAME with any extra serve flags.
+serve_tunbridge() {
+    local r=$1 name=$2
+    shift 2
     "$BIN" serve --netns "$NETNS" --tun tbench --address 192.0.2.1/24 --peer 192.0.2.2 \
         --keep-root --cmd-fifo "$WORK/cmd" --resp-fifo "$WORK/resp" \
-        --record "$OUT/tunbridge-r$r.jsonl" 2>"$WORK/bridge.log" &
-    pids+=($!)
+        --record "$OUT/$name-r$r.jsonl" "$@" 2>"$WORK/bridge.log" &
+    tb_track_pid $!
     wait_for "$WORK/bridge.log" "bridge ready"
     start_agent
-    measure 192.0.2.2 "$OUT/tunbridge-r$r.ping"
+    measure 192.0.2.2 "$OUT/$name-r$r.ping"
+}
+
+run_tunbridge() { serve_tunbridge "$1" tunbridge; }
+run_tunbridge-cpu() { serve_tunbridge "$1" tunbridge-cpu --cpu "$CPU"; }
+
+run_floor() {
+    local r=$1
+    ip netns exec "$NETNS" "$FLOOR" tbench 192.0.2.1/24 "$WORK/cmd" "$WORK/resp" \
+        2>"$WORK/floor.log" &
+    tb_track_pid $!
+    wait_for "$WORK/floor.log" "ready"
+    start_agent
+    measure 192.0.2.2 "$OUT/floor-r$r.ping"
 }
 
 run_pyhelper() {
     local r=$1
     ip netns exec "$NETNS" python3 "$HELPER" --tun tbench --address 192.0.2.1/24 \
         --cmd-fifo "$WORK/cmd" --resp-fifo "$WORK/resp" 2>"$WORK/helper.log" &
-    pids+=($!)
+    tb_track_pid $!
     wait_for "$WORK/helper.log" "ready"
     start_agent
     measure 192.0.2.2 "$OUT/pyhelper-r$r.ping"
@@ -146,7 +143,7 @@ run_pyhelper() {
 run_inproc() {
     local r=$1
     "$INPROC" --netns "$NETNS" --tun tbench --address 192.0.2.1/24 2>"$WORK/inproc.log" &
-    pids+=($!)
+    tb_track_pid $!
     wait_for "$WORK/inproc.log" "ready"
     measure 192.0.2.2 "$OUT/inproc-r$r.ping"
 }
@@ -156,13 +153,14 @@ run_kernel() {
     measure 127.0.0.1 "$OUT/kernel-r$r.ping"
 }
 
-variants=(tunbridge pyhelper inproc kernel)
+read -ra variants <<<"$VARIANTS"
+[[ -z $CPU ]] || variants+=(tunbridge-cpu)
 for ((r = 1; r <= ROUNDS; r++)); do
     for ((i = 0; i < ${#variants[@]}; i++)); do
         v=${variants[(i + r - 1) % ${#variants[@]}]}
         say "round $r/$ROUNDS: $v ($WARMUP warm-up pings, then $COUNT at -i $INTERVAL -s $SIZE)"
         "run_$v" "$r"
-        stop_all
+        tb_stop_pids
     done
 done
 

@@ -46,6 +46,14 @@ pub enum Cmd {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Draw where each ping's time went (JSON from scripts/lib/experiment_table.py) as SVG.
+    Timeline {
+        /// The timeline JSON: a title and one row of phase spans per ping.
+        input: PathBuf,
+        /// The SVG file to write.
+        #[arg(long, short, default_value = "timeline.svg")]
+        out: PathBuf,
+    },
 }
 
 /// Where the FIFOs are; shared by the daemon and the client.
@@ -130,6 +138,10 @@ pub struct ServeArgs {
     /// Refuse invalid replies with `ERR <verdict>` instead of writing them.
     #[arg(long)]
     pub strict: bool,
+    /// Pin the daemon to this CPU (0-based, as in /proc/cpuinfo); not pinned by default.
+    /// Its measured effect on round trips is in docs/BENCHMARKS.md.
+    #[arg(long, value_name = "N")]
+    pub cpu: Option<usize>,
 }
 
 impl ServeArgs {
@@ -177,6 +189,7 @@ impl ServeArgs {
             record: self.record.clone(),
             pcap: self.pcap.clone(),
             strict: self.strict,
+            cpu: self.cpu,
         })
     }
 }
