@@ -128,7 +128,8 @@ def produce(sc: Scenario, wait: int, dev: str, ident: int) -> dict:
         print(f"injected {len(packet)} bytes on {dev}: {packet.hex()}", flush=True)
         return {"client": "inject", "bytes": len(packet)}
     if sc.traffic:
-        cmd = ["python3", os.path.join(ROOT, "scripts/lib/traffic.py"), sc.traffic, "--wait", str(wait)]
+        cmd = ["python3", os.path.join(ROOT, "scripts/lib/traffic.py"), sc.traffic, "--wait", str(wait),
+               "--ident", str(ident)]
         cmd += ["--ping-opts", " ".join(sc.ping)] if sc.ping else []
     else:
         cmd = ["ping", "-n", "-c", "1", "-W", str(wait), "-e", str(ident), *sc.ping, PEER4]
