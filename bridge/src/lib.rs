@@ -5,6 +5,7 @@
 //! owns the device; the client (`read`, `write`) does one exchange; `report`
 //! summarises the records the daemon keeps.
 #![forbid(unsafe_code)]
+pub mod channel;
 pub mod cli;
 pub mod client;
 pub mod device;
