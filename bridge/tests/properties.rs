@@ -4,6 +4,9 @@
 //! Inputs are both arbitrary bytes and well-formed echo requests with one thing
 //! spoiled, so that the checks past the length tests are reached too. No root needed.
 
+#[path = "common/oracle.rs"]
+mod oracle;
+
 use proptest::prelude::*;
 use tunbridge::exchange::{Request, Response};
 use tunbridge::protocol::{check_packet, decode_hex, Command, Reply, MAX_LINE};
@@ -207,6 +210,7 @@ proptest! {
     fn echo_reply_never_panics_and_is_judged_valid(packet in packets()) {
         if let Ok(reply) = wire::echo_reply(&packet) {
             prop_assert_eq!(reply.len(), packet.len());
+            prop_assert_eq!(oracle::check_echo_reply(&packet, &reply), Ok(()));
             prop_assert_eq!(verdict::judge_packets(&packet, &reply), Verdict::Valid);
             let reply_key = Response::parse(reply).expect("a whole packet").key().copied();
             prop_assert_eq!(reply_key, Request::parse(&packet).key);
@@ -214,8 +218,16 @@ proptest! {
     }
 
     #[test]
+    fn every_reply_the_reference_stack_owes_agrees_with_the_oracle(packet in packets()) {
+        if let Ok(owed) = tunbridge::stack::owed(&packet) {
+            prop_assert_eq!(oracle::check_reply(&packet, &owed.bytes), Ok(()));
+        }
+    }
+
+    #[test]
     fn every_good_request_has_a_valid_reply(request in requests()) {
         let reply = wire::echo_reply(&request).expect("a good request");
+        prop_assert_eq!(oracle::check_echo_reply(&request, &reply), Ok(()));
         prop_assert_eq!(verdict::judge_packets(&request, &reply), Verdict::Valid);
     }
 
