@@ -185,6 +185,8 @@ pub struct Channel {
     conns: BTreeMap<u64, Conn>,
     next: u64,
     greeting: Vec<u8>,
+    /// A connection was answered with its next command already read: service soon.
+    pending: bool,
 }
 
 impl Channel {
@@ -209,6 +211,7 @@ impl Channel {
             conns: BTreeMap::new(),
             next: 0,
             greeting,
+            pending: false,
         })
     }
 
@@ -239,6 +242,12 @@ impl Channel {
         Ok(())
     }
 
+    /// Whether [`Channel::service`] has work without a new event (a connection that was
+    /// answered has its next command already read).
+    pub fn has_pending(&self) -> bool {
+        self.pending
+    }
+
     /// How many clients are connected.
     pub fn clients(&self) -> usize {
         self.conns.len()
@@ -248,6 +257,7 @@ impl Channel {
     /// next command of every connection that is not waiting for an answer, oldest
     /// connection first. Never waits.
     pub fn service(&mut self) -> Vec<Event> {
+        self.pending = false;
         let mut events = Vec::new();
         let mut ready = [EpollEvent::empty(); 32];
         let n = self.epoll.wait(&mut ready, EpollTimeout::ZERO).unwrap_or(0);
@@ -268,6 +278,7 @@ impl Channel {
             return Err(Gone);
         };
         c.busy = false;
+        self.pending |= !c.lines.is_empty();
         c.out.extend_from_slice(line);
         c.out.push(b'\n');
         if c.flush().is_err() {
