@@ -298,7 +298,8 @@ def served(messages, cfg) -> list:
     for command, result in tool_exchanges(messages):
         output = block_text(result.get("content")).strip()
         if command == cfg.read_cmd and output and all(c in string.hexdigits for c in output):
-            lines.append(f"#{len(lines) + 1} {len(output) // 2} B read")
+            data = len(output) // 2 - (int(output[1], 16) * 4 if len(output) > 1 else 0) - 8
+            lines.append(f"#{len(lines) + 1} {data} B read")
         elif command.startswith(cfg.write_cmd.split("{")[0]) and lines:
             f = reply_fields("".join(c for c in command.split()[-1] if c in string.hexdigits)) or {}
             lines[-1] = (f"#{len(lines)} id 0x{f.get('id', 0):04x} seq {f.get('seq', 0)}, "

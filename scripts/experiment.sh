@@ -255,7 +255,9 @@ watch_agent() {
     while kill -0 "$pid" 2>/dev/null; do
         [[ -s $WORK/status ]] && IFS=$'\t' read -r seq since phase < "$WORK/status" || true
         now=$(date +%s)
-        if [[ $MODE == continuous && $seq != - && -n $seq ]]; then
+        if [[ $MODE == continuous && $seq =~ ^[0-9]+$ && $phase == "waiting in READ" ]]; then
+            text="waiting in READ for ping $((seq + 1))/$COUNT, $(( now - ${since%.*} )) s"
+        elif [[ $MODE == continuous && $seq =~ ^[0-9]+$ ]]; then
             text="ping $seq/$COUNT: ${phase:-starting}, $(( now - ${since%.*} )) s"
         else
             text="$label: ${phase:-starting}, $(( SECONDS - start )) s"
