@@ -30,8 +30,6 @@ import session as sess  # noqa: E402
 
 WEIGHTS = {"input_tokens": 1.0, "cache_creation_input_tokens": 1.25, "cache_read_input_tokens": 0.1}
 OUTPUT_WEIGHT = 5.0
-# Seconds an unanswered request is drawn for when the record has no end: --max-age's default.
-EXPIRED_SPAN = 20.0
 
 
 def load_jsonl(path):
@@ -226,15 +224,15 @@ def attribute_continuous(pings, runs, out):
             held = [c for c in reads if c["end"] is not None and c["end"] <= req["start"]]
             owner = by_key.get(held[-1]["key"]) if held else None
             (owner.usage if owner else overhead).add(req, share)
-        for i, read in enumerate(reads):
+        all_reads = [c for c in tracker.calls() if c["command"] == sess.READ]
+        for read in reads:
             p = by_key.get(read["key"])
             if p is None:
                 continue
-            until = reads[i + 1]["end"] if i + 1 < len(reads) else float("inf")
+            # This ping's part: from its packet's READ to the next READ the model asks for.
+            until = min((c["start"] for c in all_reads if c["start"] > read["start"]), default=float("inf"))
             mine = [r for r in tracker.requests if read["end"] <= r["start"] < until]
-            # The next packet's READ, already waiting, is the next ping's.
-            calls = [c for c in tracker.calls()
-                     if c is read or read["end"] <= c["start"] and (c["end"] or until) < until]
+            calls = [c for c in tracker.calls() if c is read or read["end"] <= c["start"] < until]
             add_client_spans(p, mine, calls, clip=p.arrival)
     return overhead
 
@@ -264,8 +262,10 @@ def request_stats(requests):
     return len(requests), largest, critical, turns
 
 
-def timeline_rows(pings):
-    """The rows `tunbridge timeline` draws: times in seconds from each ping's arrival."""
+def timeline_rows(pings, max_age):
+    """The rows `tunbridge timeline` draws: times in seconds from each ping's arrival; a
+    request never answered is drawn for `max_age` (the bridge's --max-age) when its
+    record has no end."""
     rows = []
     for p in pings:
         r, t0 = p.record, p.arrival
@@ -278,7 +278,7 @@ def timeline_rows(pings):
                       {"phase": "agent", "start": q / 1000, "end": (q + a) / 1000},
                       {"phase": "reply", "start": (q + a) / 1000, "end": max(rtt, q + a) / 1000}]
         else:
-            end = (q / 1000) if q is not None else EXPIRED_SPAN
+            end = (q / 1000) if q is not None else max_age
             spans.append({"phase": "expired", "start": 0.0, "end": end})
         for phase, start, end in p.client_spans:
             spans.append({"phase": phase, "start": start - t0, "end": max(end, start) - t0})
@@ -300,6 +300,7 @@ def main():
     ap.add_argument("--interval", default="1")
     ap.add_argument("--session-packets", default="20")
     ap.add_argument("--thinking", default="client default")
+    ap.add_argument("--max-age", type=float, default=20.0, help="the bridge's --max-age, seconds")
     ap.add_argument("--timeline", help="write the timeline JSON for `tunbridge timeline` here")
     ap.add_argument("--tunbridge", default="tunbridge", help="the tunbridge binary (for `report`)")
     a = ap.parse_args()
@@ -400,7 +401,7 @@ def main():
     if a.timeline:
         title = f"{a.agent}, {a.mode}, {a.count} pings" + (f", harness {a.harness}" if llm else "")
         with open(a.timeline, "w") as f:
-            json.dump({"title": title, "rows": timeline_rows(pings)}, f)
+            json.dump({"title": title, "rows": timeline_rows(pings, a.max_age)}, f)
 
 
 if __name__ == "__main__":
