@@ -27,6 +27,7 @@ use nix::unistd::Pid;
 use tracing::{debug, error, info, trace, warn};
 
 use crate::device::{self, Device, DeviceError, Ipv4Cidr, Recv, Tun};
+use crate::drops::{self, Drops};
 use crate::exchange::{Family, FlowKey, Response, ShowKey};
 use crate::fifo::{Answer, CommandReader, Fifo, FifoError, Incoming, Owner, PathState};
 use crate::inflight::{self, Awaiting, InFlight};
@@ -207,6 +208,7 @@ pub fn serve(
         resp,
         turn: None,
         unsettled: None,
+        drops: Drops::new(drops::INTERVAL),
         packet: vec![0u8; RECV_BUFFER],
         line: Vec::new(),
     };
@@ -276,6 +278,8 @@ struct Bridge {
     resp: Fifo,
     turn: Option<Turn>,
     unsettled: Option<Written>,
+    /// Packets dropped unread since the last summary.
+    drops: Drops,
     /// The device read buffer.
     packet: Vec<u8>,
     /// The answer line being sent, reused from answer to answer.
@@ -296,6 +300,7 @@ impl Bridge {
             if last_check.elapsed() >= HOUSEKEEPING {
                 self.check_fifos()?;
                 self.expire();
+                self.summarise_drops(false);
                 last_check = Instant::now();
             }
         }
@@ -716,17 +721,36 @@ impl Bridge {
         self.journal.entry(&e);
     }
 
-    /// Records packets that left the queue unread.
-    fn dropped(&self, items: Vec<Queued>, outcome: Outcome) {
+    /// Counts packets that left the queue unread, for the next drop summary.
+    fn dropped(&mut self, items: Vec<Queued>, outcome: Outcome) {
+        let now = Instant::now();
         for item in items {
-            warn!(
+            debug!(
                 flow = %ShowKey(item.parsed.key.as_ref()),
                 len = item.packet.len(),
-                age_us = us(item.arrival.elapsed()),
+                age_us = us(now.saturating_duration_since(item.arrival)),
                 outcome = outcome.as_str(),
                 "request dropped before the agent read it"
             );
-            self.journal.entry(&entry(&item, outcome));
+            self.drops.add(outcome, item.arrival_wall, now);
+        }
+    }
+
+    /// Logs and records the drops counted: those of an interval that is over, or, with
+    /// `all`, everything counted (at shutdown). One line per outcome, with the count.
+    fn summarise_drops(&mut self, all: bool) {
+        let tallies = if all {
+            self.drops.take()
+        } else {
+            self.drops.due(Instant::now())
+        };
+        for t in tallies {
+            warn!(
+                outcome = t.outcome.as_str(),
+                count = t.count,
+                "requests dropped before the agent read them"
+            );
+            self.journal.entry(&t.entry());
         }
     }
 
@@ -813,6 +837,7 @@ impl Bridge {
             info!(count = left.len(), "packets still queued at shutdown");
         }
         self.dropped(left, Outcome::Unanswered);
+        self.summarise_drops(true);
     }
 }
 
