@@ -251,6 +251,8 @@ struct Written {
 struct Woken {
     /// The device has a packet, or has gone.
     device: bool,
+    /// The command FIFO has bytes, or its writers closed.
+    command: bool,
     /// The answer FIFO's reader went away.
     reader_gone: bool,
 }
@@ -358,8 +360,7 @@ impl Bridge {
             };
             match source {
                 Source::Device => woken.device = true,
-                // Command bytes are read in `advance`, after every wake-up.
-                Source::Command => {}
+                Source::Command => woken.command = true,
                 Source::Answer => {
                     woken.reader_gone = revents.intersects(PollFlags::POLLERR | PollFlags::POLLHUP)
                 }
@@ -376,6 +377,10 @@ impl Bridge {
                 Ok(Recv::Packet(n)) => {
                     let item = Queued::now(self.packet[..n].to_vec());
                     self.arrive(item);
+                    // A READ waits: hand this one over first; the next poll finds the rest.
+                    if matches!(self.turn, Some(Turn::Packet { .. })) {
+                        return Ok(());
+                    }
                 }
                 Ok(Recv::Empty) => return Ok(()),
                 Ok(Recv::Gone) => return Err(ServeError::DeviceGone(self.device.name().into())),
@@ -408,12 +413,14 @@ impl Bridge {
     /// written to the device is judged and recorded once its OK is on its way (or waits
     /// for its reader), before the next command.
     fn advance(&mut self, woken: Woken) {
+        // Poll said the command FIFO is ready: the first read needs no second poll.
+        let mut ready = woken.command;
         loop {
             let turn = match self.turn.take() {
                 Some(turn) => turn,
                 None => {
                     self.settle_written();
-                    match self.next_command() {
+                    match self.next_command(std::mem::take(&mut ready)) {
                         Some(turn) => turn,
                         None => break,
                     }
@@ -434,10 +441,16 @@ impl Bridge {
         }
     }
 
-    /// Reads the next command line, if one is there, and starts its turn.
-    fn next_command(&mut self) -> Option<Turn> {
+    /// Reads the next command line, if one is there, and starts its turn; `ready` when
+    /// poll has just reported the command FIFO readable.
+    fn next_command(&mut self, mut ready: bool) -> Option<Turn> {
         loop {
-            let event = match self.reader.next(Duration::ZERO) {
+            let next = if std::mem::take(&mut ready) {
+                self.reader.next_ready()
+            } else {
+                self.reader.next(Duration::ZERO)
+            };
+            let event = match next {
                 Ok(Some(event)) => event,
                 Ok(None) => return None,
                 Err(e) => {
