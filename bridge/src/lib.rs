@@ -3,7 +3,7 @@
 //! An agent that can only run shell commands reads one IPv4 packet as a hex line
 //! (`READ`) and writes a reply packet back (`WRITE <hex>`). The daemon (`serve`)
 //! owns the device; the client (`read`, `write`) does one exchange; `report`
-//! summarises the records the daemon keeps.
+//! summarises the records the daemon keeps; `timeline` draws where each ping's time went.
 // One audited exception: borrowing the TUN descriptor, which the `tun` crate offers only raw.
 #![deny(unsafe_code)]
 pub mod cli;
@@ -31,5 +31,6 @@ pub mod server;
 pub mod stack;
 #[cfg(test)]
 mod testdir;
+pub mod timeline;
 pub mod verdict;
 pub mod wire;
