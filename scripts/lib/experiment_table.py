@@ -170,7 +170,12 @@ class Ping:
     def arrival(self):
         return epoch(self.record["arrival"]) if self.record else None
 
-    def status(self, sessions):
+    def handover(self):
+        """When the agent got this ping's request (epoch seconds), or None."""
+        q = (self.record or {}).get("queue_ms")
+        return self.arrival + q / 1000 if q is not None else None
+
+    def status(self, sessions, pings=()):
         r = self.record
         if r is None:
             return "lost: no request reached the bridge"
@@ -185,6 +190,12 @@ class Ping:
                "unanswered": "read by the agent, never answered"}.get(outcome, outcome)
         if outcome == "stale" and not any(s["start"] <= self.arrival <= s["end"] for s in sessions):
             why += "; no session was running"
+        elif outcome == "stale":
+            # What held it up: the ping the agent had when it arrived, and older ones still queued.
+            busy = [p for p in pings if p.handover() is not None and p.handover() <= self.arrival]
+            ahead = [p for p in pings if p.n < self.n and (p.handover() or 0) > self.arrival]
+            if busy:
+                why += f"; it arrived while the agent had ping {busy[-1].n}, behind {len(ahead)} older"
         return why
 
 
@@ -355,7 +366,7 @@ def main():
     critical_max = None
     for p in pings:
         row = [str(p.n)] + ([f"`{p.opts}`" if p.opts else "-"] if with_opts else [])
-        row += [fmt(p.rtt, "{:.2f}"), fmt((p.record or {}).get("agent_ms"), "{:.2f}"), p.status(runs)]
+        row += [fmt(p.rtt, "{:.2f}"), fmt((p.record or {}).get("agent_ms"), "{:.2f}"), p.status(runs, pings)]
         if llm:
             row += p.usage.cells()
         if requests:
