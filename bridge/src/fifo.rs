@@ -332,15 +332,34 @@ impl CommandReader {
 
     /// Waits up to `timeout` for the next event; `None` when nothing happened.
     pub fn next(&mut self, timeout: Duration) -> io::Result<Option<Incoming>> {
-        if let Some(event) = self.lines.next() {
-            return Ok(Some(event));
-        }
-        if let Some(event) = self.lines.idle(Instant::now()) {
+        if let Some(event) = self.buffered() {
             return Ok(Some(event));
         }
         if !wait(&self.file, PollFlags::POLLIN, timeout)? {
             return Ok(None);
         }
+        self.read_chunk()
+    }
+
+    /// The next event when `poll(2)` has just reported the FIFO readable (or its writers
+    /// gone): reads at once, without a second poll. (Without that report a read could
+    /// see the end of a FIFO that never had a writer.)
+    pub fn next_ready(&mut self) -> io::Result<Option<Incoming>> {
+        if let Some(event) = self.buffered() {
+            return Ok(Some(event));
+        }
+        self.read_chunk()
+    }
+
+    /// A line already read, or an unfinished one dropped for idling.
+    fn buffered(&mut self) -> Option<Incoming> {
+        self.lines
+            .next()
+            .or_else(|| self.lines.idle(Instant::now()))
+    }
+
+    /// Reads one chunk and returns the event it completes, if any.
+    fn read_chunk(&mut self) -> io::Result<Option<Incoming>> {
         let mut chunk = [0u8; CHUNK];
         match self.file.read(&mut chunk) {
             Ok(0) => {

@@ -10,6 +10,7 @@ pub mod channel;
 pub mod cli;
 pub mod client;
 pub mod device;
+pub mod drops;
 pub mod exchange;
 pub mod fifo;
 pub mod inflight;

@@ -32,6 +32,7 @@ use tracing::{debug, error, info, trace, warn};
 
 use crate::channel::{socket_path, Channel, ChannelError, ConnId, Event};
 use crate::device::{self, Device, DeviceError, Ipv4Cidr, Recv, Tun};
+use crate::drops::{self, Drops};
 use crate::exchange::{Family, FlowKey, Response, ShowKey};
 use crate::fifo::{Answer, CommandReader, Fifo, FifoError, Incoming, Owner, PathState};
 use crate::inflight::{self, Awaiting, InFlight};
@@ -222,6 +223,7 @@ pub fn serve(
         unconfirmed: HashMap::new(),
         turn: None,
         unsettled: None,
+        drops: Drops::new(drops::INTERVAL),
         packet: vec![0u8; RECV_BUFFER],
         line: Vec::new(),
     };
@@ -268,6 +270,8 @@ struct Written {
 struct Woken {
     /// The device has a packet, or has gone.
     device: bool,
+    /// The command FIFO has bytes, or its writers closed.
+    command: bool,
     /// The answer FIFO's reader went away.
     reader_gone: bool,
     /// The channel has clients, bytes or hang-ups to see to.
@@ -315,6 +319,8 @@ struct Bridge {
     unconfirmed: HashMap<ConnId, Instant>,
     turn: Option<Turn>,
     unsettled: Option<Written>,
+    /// Packets dropped unread since the last summary.
+    drops: Drops,
     /// The device read buffer.
     packet: Vec<u8>,
     /// The answer line being sent, reused from answer to answer.
@@ -335,6 +341,7 @@ impl Bridge {
             if last_check.elapsed() >= HOUSEKEEPING {
                 self.check_fifos()?;
                 self.expire();
+                self.summarise_drops(false);
                 last_check = Instant::now();
             }
         }
@@ -401,8 +408,7 @@ impl Bridge {
             };
             match source {
                 Source::Device => woken.device = true,
-                // Command bytes are read in `advance`, after every wake-up.
-                Source::Command => {}
+                Source::Command => woken.command = true,
                 Source::Answer => {
                     woken.reader_gone = revents.intersects(PollFlags::POLLERR | PollFlags::POLLHUP)
                 }
@@ -420,6 +426,10 @@ impl Bridge {
                 Ok(Recv::Packet(n)) => {
                     let item = Queued::now(self.packet[..n].to_vec());
                     self.arrive(item);
+                    // A READ waits: hand this one over first; the next poll finds the rest.
+                    if matches!(self.turn, Some(Turn::Packet { .. })) {
+                        return Ok(());
+                    }
                 }
                 Ok(Recv::Empty) => return Ok(()),
                 Ok(Recv::Gone) => return Err(ServeError::DeviceGone(self.device.name().into())),
@@ -455,12 +465,14 @@ impl Bridge {
         if woken.channel || self.channel.has_pending() {
             self.serve_channel();
         }
+        // Poll said the command FIFO is ready: the first read needs no second poll.
+        let mut ready = woken.command;
         loop {
             let turn = match self.turn.take() {
                 Some(turn) => turn,
                 None => {
                     self.settle_written();
-                    match self.next_command() {
+                    match self.next_command(std::mem::take(&mut ready)) {
                         Some(turn) => turn,
                         None => break,
                     }
@@ -482,10 +494,16 @@ impl Bridge {
         }
     }
 
-    /// Reads the next command line, if one is there, and starts its turn.
-    fn next_command(&mut self) -> Option<Turn> {
+    /// Reads the next command line, if one is there, and starts its turn; `ready` when
+    /// poll has just reported the command FIFO readable.
+    fn next_command(&mut self, mut ready: bool) -> Option<Turn> {
         loop {
-            let event = match self.reader.next(Duration::ZERO) {
+            let next = if std::mem::take(&mut ready) {
+                self.reader.next_ready()
+            } else {
+                self.reader.next(Duration::ZERO)
+            };
+            let event = match next {
                 Ok(Some(event)) => event,
                 Ok(None) => return None,
                 Err(e) => {
@@ -908,17 +926,36 @@ impl Bridge {
         self.journal.entry(&e);
     }
 
-    /// Records packets that left the queue unread.
-    fn dropped(&self, items: Vec<Queued>, outcome: Outcome) {
+    /// Counts packets that left the queue unread, for the next drop summary.
+    fn dropped(&mut self, items: Vec<Queued>, outcome: Outcome) {
+        let now = Instant::now();
         for item in items {
-            warn!(
+            debug!(
                 flow = %ShowKey(item.parsed.key.as_ref()),
                 len = item.packet.len(),
-                age_us = us(item.arrival.elapsed()),
+                age_us = us(now.saturating_duration_since(item.arrival)),
                 outcome = outcome.as_str(),
                 "request dropped before the agent read it"
             );
-            self.journal.entry(&entry(&item, outcome));
+            self.drops.add(outcome, item.arrival_wall, now);
+        }
+    }
+
+    /// Logs and records the drops counted: those of an interval that is over, or, with
+    /// `all`, everything counted (at shutdown). One line per outcome, with the count.
+    fn summarise_drops(&mut self, all: bool) {
+        let tallies = if all {
+            self.drops.take()
+        } else {
+            self.drops.due(Instant::now())
+        };
+        for t in tallies {
+            warn!(
+                outcome = t.outcome.as_str(),
+                count = t.count,
+                "requests dropped before the agent read them"
+            );
+            self.journal.entry(&t.entry());
         }
     }
 
@@ -1016,6 +1053,7 @@ impl Bridge {
             info!(count = left.len(), "packets still queued at shutdown");
         }
         self.dropped(left, Outcome::Unanswered);
+        self.summarise_drops(true);
     }
 }
 
