@@ -83,6 +83,15 @@ SCENARIOS = [
     silent("bad-icmp-checksum", "echo request with a wrong ICMP checksum", "bad-icmp-checksum"),
     silent("icmp-timestamp", "ICMP timestamp request (type 13)", "icmp-timestamp"),
     silent("fragment", "first fragment (MF set) of an echo request", "fragment"),
+    probe("echo6-56", "ping -6, 56 data bytes", "ping6", "-s", "56"),
+    probe("udp-echo4", "UDP to the echo port 7 (RFC 862): the same 19 bytes back", "udp-echo"),
+    probe("udp-echo6", "UDP echo over IPv6", "udp-echo6"),
+    probe("udp-closed4", "UDP to closed port 9: ICMP port unreachable, the client sees ECONNREFUSED",
+          "udp-closed"),
+    probe("tcp-syn4", "TCP connect to closed port 9: RST+ACK, refused at once", "tcp-syn", data=False),
+    probe("tcp-syn6", "TCP connect over IPv6 to closed port 9: refused at once", "tcp-syn6", data=False),
+    silent("bad-udp-checksum", "UDP to port 7 with a wrong UDP checksum", "bad-udp-checksum", scope="stack"),
+    silent("tcp-rst", "a TCP RST to a closed port (never answered)", "tcp-rst", scope="stack"),
 ]
 BY_NAME = {s.name: s for s in SCENARIOS}
 
