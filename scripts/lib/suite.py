@@ -171,9 +171,10 @@ def read_probe(path: str) -> dict:
     client = probe.get("client")
     if client in ("ping", "ping6"):
         probe.update(received=table.ping_received(path), rtt_ms=table.ping_rtt(path))
-    elif client not in (None, "inject"):  # traffic.py: `ok <kind> ...; 1 received, time=<ms> ms` or `FAIL ...`
-        ok = re.search(r"^ok .*time=([0-9.]+) ms", open(path).read(), re.M)
-        probe.update(received=bool(ok), rtt_ms=float(ok.group(1)) if ok else None)
+    elif client not in (None, "inject"):  # traffic.py: a line `ok <kind> ...` (and `time=<ms> ms`) or `FAIL ...`
+        text = open(path).read()
+        ok, rtt = re.search(r"^ok ", text, re.M), re.search(r"time=([0-9.]+) ms", text)
+        probe.update(received=bool(ok), rtt_ms=float(rtt.group(1)) if ok and rtt else None)
     return probe
 
 
