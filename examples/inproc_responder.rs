@@ -50,7 +50,7 @@ fn open(opts: &Options) -> Result<Device, device::DeviceError> {
     if let Some(name) = &opts.netns {
         device::enter_netns(name)?;
     }
-    Device::open(&opts.tun, opts.address, 1500)
+    Device::open(&opts.tun, opts.address, None, 1500)
 }
 
 fn main() -> ExitCode {

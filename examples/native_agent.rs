@@ -1,9 +1,10 @@
 //! The native agent: the non-LLM baseline on the same FIFOs.
 //!
-//! It loops READ → build the echo reply with the project's own wire code → WRITE,
-//! as a persistent process, speaking the protocol directly (no subprocess per
-//! exchange). It answers ICMP echo requests and reports anything else. Used by the
-//! integration tests and the benchmarks.
+//! It loops READ → build the reply with the project's reference stack (`stack::owed`)
+//! → WRITE, as a persistent process, speaking the protocol directly (no subprocess per
+//! exchange). It answers ICMP and ICMPv6 echo requests, UDP (echo on port 7, port
+//! unreachable elsewhere) and TCP (a reset), and reports anything owed silence. Used by
+//! the integration tests and the benchmarks.
 //!
 //! Usage: `cargo run --example native_agent -- [--count N] [--cmd-fifo P] [--resp-fifo P] [--corrupt icmp|ip|src]`
 //! (the FIFO paths also come from `TUNBRIDGE_CMD_FIFO` / `TUNBRIDGE_RESP_FIFO`, as for `tunbridge`).
@@ -13,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use tunbridge::client::Client;
-use tunbridge::wire;
+use tunbridge::stack;
 
 /// How the agent was asked to run.
 struct Options {
@@ -87,8 +88,8 @@ fn main() -> ExitCode {
                 continue;
             }
         };
-        let mut reply = match wire::echo_reply(&request) {
-            Ok(r) => r,
+        let mut reply = match stack::owed(&request) {
+            Ok(r) => r.bytes,
             Err(e) => {
                 eprintln!("native_agent: not answered: {e}");
                 continue;

@@ -1,7 +1,7 @@
 //! The command line: subcommands, typed flags with their defaults, and how they
 //! become the plain config structs the modules take.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::client::Client;
 use crate::device::Ipv4Cidr;
 use crate::fifo::Owner;
+use crate::peer::Ipv6Cidr;
 use crate::privilege::{PrivilegeError, User};
 use crate::report::Format;
 use crate::server::Config;
@@ -92,6 +93,15 @@ pub struct ServeArgs {
     /// The agent's address: the one you ping.
     #[arg(long, default_value = "192.0.2.2")]
     pub peer: Ipv4Addr,
+    /// The host side's IPv6 address and prefix on the device (RFC 3849 documentation prefix).
+    #[arg(long, default_value = "2001:db8::1/64")]
+    pub address6: Ipv6Cidr,
+    /// The agent's IPv6 address: the one you `ping -6`.
+    #[arg(long, default_value = "2001:db8::2")]
+    pub peer6: Ipv6Addr,
+    /// Switch IPv6 off on the device: only IPv4 reaches the agent.
+    #[arg(long)]
+    pub no_ipv6: bool,
     /// Device MTU in bytes.
     #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u16).range(68..))]
     pub mtu: u16,
@@ -164,6 +174,8 @@ impl ServeArgs {
             tun: self.tun.clone(),
             address: self.address,
             peer: self.peer,
+            address6: (!self.no_ipv6).then_some(self.address6),
+            peer6: (!self.no_ipv6).then_some(self.peer6),
             mtu: self.mtu,
             cmd_fifo: self.fifos.cmd_fifo.clone(),
             resp_fifo: self.fifos.resp_fifo.clone(),

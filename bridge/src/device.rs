@@ -1,5 +1,5 @@
-//! The TUN device: created, given the host side's address, IPv6 switched off so
-//! the kernel's router solicitations never reach the agent, and brought up.
+//! The TUN device: created, given the host side's addresses (IPv6 quiet: no DAD,
+//! no router solicitations; or off with `--no-ipv6`), and brought up.
 //! Optionally inside an existing network namespace, so the host's networking is
 //! left untouched.
 
@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use tun::AbstractDevice;
 
+use crate::peer::Ipv6Cidr;
+
 /// Why the device could not be set up or used.
 #[derive(Debug)]
 pub enum DeviceError {
@@ -19,6 +21,8 @@ pub enum DeviceError {
     EnterNetns { name: String, source: io::Error },
     /// The TUN device could not be created or configured.
     OpenTun { name: String, source: tun::Error },
+    /// IPv6 could not be set up on the device.
+    Ipv6 { name: String, reason: String },
 }
 
 impl fmt::Display for DeviceError {
@@ -31,6 +35,10 @@ impl fmt::Display for DeviceError {
             Self::OpenTun { name, source } => write!(
                 f,
                 "cannot create TUN device {name}: {source} (run as root; check that /dev/net/tun exists)"
+            ),
+            Self::Ipv6 { name, reason } => write!(
+                f,
+                "cannot set up IPv6 on {name}: {reason} (needs `ip` from iproute2; or use --no-ipv6)"
             ),
         }
     }
@@ -113,8 +121,14 @@ pub struct Device {
 }
 
 impl Device {
-    /// Creates the device `name` with `address`, switches IPv6 off on it, and brings it up.
-    pub fn open(name: &str, address: Ipv4Cidr, mtu: u16) -> Result<Device, DeviceError> {
+    /// Creates the device `name` with `address` and, when given, `address6` (else IPv6
+    /// off), and brings it up.
+    pub fn open(
+        name: &str,
+        address: Ipv4Cidr,
+        address6: Option<Ipv6Cidr>,
+        mtu: u16,
+    ) -> Result<Device, DeviceError> {
         let err = |source| DeviceError::OpenTun {
             name: name.into(),
             source,
@@ -126,9 +140,15 @@ impl Device {
             .netmask(address.netmask())
             .mtu(mtu);
         let mut inner = tun::create(&config).map_err(err)?;
-        disable_ipv6(name);
-        inner.enabled(true).map_err(err)?;
         let name = inner.tun_name().unwrap_or_else(|_| name.to_string());
+        match address6 {
+            Some(_) => quiet_ipv6(&name)?,
+            None => disable_ipv6(&name),
+        }
+        inner.enabled(true).map_err(err)?;
+        if let Some(address6) = address6 {
+            add_ipv6_address(&name, address6)?;
+        }
         Ok(Device {
             inner,
             name,
@@ -168,6 +188,53 @@ impl Device {
         }
         Ok(())
     }
+}
+
+/// Keeps the kernel from speaking on the device by itself over IPv6: no duplicate address
+/// detection, no router solicitations, no link-local address (so no MLD report from
+/// one), no router advertisements taken. What it still sends is filtered before READ.
+fn quiet_ipv6(name: &str) -> Result<(), DeviceError> {
+    let settings = [
+        ("disable_ipv6", "0"),
+        ("accept_dad", "0"),
+        ("dad_transmits", "0"),
+        ("router_solicitations", "0"),
+        ("accept_ra", "0"),
+        ("addr_gen_mode", "1"),
+    ];
+    for (key, value) in settings {
+        let path = format!("/proc/sys/net/ipv6/conf/{name}/{key}");
+        std::fs::write(&path, value).map_err(|e| DeviceError::Ipv6 {
+            name: name.into(),
+            reason: format!("writing {value} to {path}: {e}"),
+        })?;
+    }
+    Ok(())
+}
+
+/// Gives the device its IPv6 address, without duplicate address detection (`nodad`).
+fn add_ipv6_address(name: &str, address: Ipv6Cidr) -> Result<(), DeviceError> {
+    let err = |reason: String| DeviceError::Ipv6 {
+        name: name.into(),
+        reason,
+    };
+    let out = std::process::Command::new("ip")
+        .args([
+            "-6",
+            "addr",
+            "add",
+            &address.to_string(),
+            "dev",
+            name,
+            "nodad",
+        ])
+        .output()
+        .map_err(|e| err(format!("running ip: {e}")))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(err(format!("ip -6 addr add: {}", stderr.trim())));
+    }
+    Ok(())
 }
 
 /// Switches IPv6 off on the interface; absent IPv6 support is fine.

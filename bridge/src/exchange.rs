@@ -579,6 +579,11 @@ impl Response {
     }
 }
 
+/// The destination address of a whole IP packet of either family; `None` for anything else.
+pub fn destination(packet: &[u8]) -> Option<IpAddr> {
+    addresses(packet).ok().map(|(_, _, dst)| dst)
+}
+
 /// Checks the IP header of a whole packet of either family and returns its family and addresses.
 fn addresses(bytes: &[u8]) -> Result<(Family, IpAddr, IpAddr), wire::Error> {
     if Family::of(bytes) == Some(Family::Ipv6) {

@@ -13,6 +13,7 @@ pub mod fifo;
 pub mod inflight;
 pub mod journal;
 pub mod pcap;
+pub mod peer;
 pub mod privilege;
 pub mod protocol;
 pub mod queue;

@@ -102,6 +102,9 @@ pub enum Outcome {
     Unmatched,
     /// The agent's reply was judged invalid and not written (strict mode).
     Refused,
+    /// A packet off the device not addressed to the agent: never handed over.
+    #[serde(rename = "not_for_agent")]
+    NotForAgent,
 }
 
 impl Outcome {
@@ -114,6 +117,7 @@ impl Outcome {
             Outcome::Unanswered => "unanswered",
             Outcome::Unmatched => "unmatched",
             Outcome::Refused => "refused",
+            Outcome::NotForAgent => "not_for_agent",
         }
     }
 }

@@ -6,9 +6,9 @@
 //! reply; what happened goes to the log and, when asked, to the record and capture.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
@@ -20,6 +20,7 @@ use crate::exchange::{Family, FlowKey, Response, ShowKey};
 use crate::fifo::{Answer, CommandReader, Fifo, FifoError, Incoming, Owner, PathState};
 use crate::inflight::{Awaiting, InFlight};
 use crate::journal::Journal;
+use crate::peer::{Ends, Ipv6Cidr};
 use crate::privilege::{self, PrivilegeError, User};
 use crate::protocol::{Command, ProtocolError, Reply};
 use crate::queue::{Queue, Queued};
@@ -40,6 +41,10 @@ pub struct Config {
     pub address: Ipv4Cidr,
     /// The agent's address, the one to ping.
     pub peer: Ipv4Addr,
+    /// The host side's IPv6 address and prefix; `None` switches IPv6 off.
+    pub address6: Option<Ipv6Cidr>,
+    /// The agent's IPv6 address, when IPv6 is on.
+    pub peer6: Option<Ipv6Addr>,
     /// Device MTU.
     pub mtu: u16,
     /// Command FIFO path.
@@ -66,6 +71,16 @@ pub struct Config {
     pub pcap: Option<PathBuf>,
     /// Refuse invalid replies instead of writing them.
     pub strict: bool,
+}
+
+impl Config {
+    /// The host side's and the agent's addresses, per family.
+    pub fn ends(&self) -> Ends {
+        Ends {
+            v4: (self.address.addr, self.peer),
+            v6: self.address6.zip(self.peer6).map(|(a, p)| (a.addr, p)),
+        }
+    }
 }
 
 /// Why the daemon stopped with an error.
@@ -112,6 +127,10 @@ struct Shared {
     ready: Condvar,
     stop: Arc<AtomicBool>,
     journal: Journal,
+    /// The host side's and the agent's addresses.
+    ends: Ends,
+    /// Packets off the device that were not addressed to the agent.
+    not_for_agent: AtomicU64,
 }
 
 /// What both threads change, under one lock.
@@ -151,7 +170,8 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), ServeError> {
         device::enter_netns(name).map_err(ServeError::Device)?;
     }
     let device = Arc::new(
-        Device::open(&config.tun, config.address, config.mtu).map_err(ServeError::Device)?,
+        Device::open(&config.tun, config.address, config.address6, config.mtu)
+            .map_err(ServeError::Device)?,
     );
     let cmd = Fifo::create(&config.cmd_fifo, config.owner).map_err(ServeError::Fifo)?;
     let resp = Fifo::create(&config.resp_fifo, config.owner).map_err(ServeError::Fifo)?;
@@ -178,6 +198,8 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), ServeError> {
         ready: Condvar::new(),
         stop,
         journal,
+        ends: config.ends(),
+        not_for_agent: AtomicU64::new(0),
     });
     let drain = spawn_drain(Arc::clone(&device), Arc::clone(&shared));
     let mut bridge = Bridge {
@@ -223,6 +245,12 @@ fn arrive(shared: &Shared, item: Queued) {
             len = item.packet.len(),
             "packet of an unserved family ignored"
         );
+        return;
+    }
+    if !shared.ends.is_for_agent(&item.packet) {
+        shared.not_for_agent.fetch_add(1, Ordering::Relaxed);
+        debug!(len = item.packet.len(), "packet not for the agent");
+        shared.journal.entry(&entry(&item, Outcome::NotForAgent));
         return;
     }
     let (key, len) = (item.parsed.key, item.packet.len());
@@ -480,21 +508,7 @@ impl Bridge {
 
     /// Refuses packets that would let the agent speak as anyone but the peer, or to anyone but the host side.
     fn egress(&self, packet: &Response) -> Result<(), String> {
-        let (peer, host): (IpAddr, IpAddr) =
-            (self.config.peer.into(), self.config.address.addr.into());
-        if packet.src() != peer {
-            return Err(format!(
-                "source {} is not the agent's address {peer}",
-                packet.src()
-            ));
-        }
-        if packet.dst() != host {
-            return Err(format!(
-                "destination {} is not the host side {host}",
-                packet.dst()
-            ));
-        }
-        Ok(())
+        self.shared.ends.egress(packet)
     }
 
     /// Logs and records a written reply against its request.
@@ -584,6 +598,11 @@ impl Bridge {
 
     /// Records what is left at shutdown.
     fn finish(&mut self) {
+        let not_for_agent = self.shared.not_for_agent.load(Ordering::Relaxed);
+        info!(
+            not_for_agent,
+            "packets off the device not addressed to the agent"
+        );
         for h in self.inflight.drain() {
             self.unanswered(h, "bridge stopped");
         }
