@@ -2,9 +2,10 @@
 //! and delivering answer lines only to a reader that is there.
 //!
 //! The command FIFO is read in sessions: a writer's bytes up to its close (EOF),
-//! after which the FIFO is reopened so an idle pipe never spins. A half line that
-//! sits unfinished longer than [`LINE_IDLE`] is dropped, so a client killed in the
-//! middle of a WRITE cannot glue its bytes to the next client's command.
+//! after which the FIFO is reopened so an idle pipe never spins. Lines are split by
+//! [`Lines`]: a half line that sits unfinished longer than [`LINE_IDLE`] is dropped, so
+//! a client killed in the middle of a WRITE cannot glue its bytes to the next client's
+//! command, and an over-long line is refused once it has ended.
 //! The answer FIFO is opened without blocking: no reader means the answer is not
 //! delivered, and the write end is closed after each answer so a dead reader's
 //! bytes never wait in the pipe for the next client.
@@ -18,13 +19,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::stat::Mode;
 
-use crate::protocol::MAX_LINE;
-
-/// How long an unfinished command line may sit before it is dropped.
-pub const LINE_IDLE: Duration = Duration::from_secs(1);
+use crate::lines::Lines;
+pub use crate::lines::{Incoming, LINE_IDLE};
 
 /// Bytes taken from a FIFO per read: one page. A 64 KiB stack buffer, zeroed on
 /// every call, was 3% of the bridge's CPU time in a ping benchmark profile.
@@ -39,6 +39,8 @@ pub enum FifoError {
     MakeFifo { path: PathBuf, source: io::Error },
     /// Opening, owning or inspecting the FIFO failed.
     Open { path: PathBuf, source: io::Error },
+    /// A running bridge holds the command FIFO at this path.
+    InUse(PathBuf),
 }
 
 impl fmt::Display for FifoError {
@@ -55,6 +57,11 @@ impl fmt::Display for FifoError {
             Self::Open { path, source } => {
                 write!(f, "cannot open FIFO {}: {source}", path.display())
             }
+            Self::InUse(path) => write!(
+                f,
+                "another bridge is serving {}: stop it first, or give this one other FIFO paths",
+                path.display()
+            ),
         }
     }
 }
@@ -78,6 +85,10 @@ pub struct Fifo {
     path: PathBuf,
     dev: u64,
     ino: u64,
+    /// For the command FIFO: a read descriptor holding the exclusive `flock` that tells
+    /// a second bridge this FIFO is served. (The answer FIFO cannot hold one: a reader
+    /// of its own would take the answers meant for clients.)
+    _claim: Option<Flock<File>>,
 }
 
 /// What is at a FIFO's path now.
@@ -92,8 +103,26 @@ pub enum PathState {
 }
 
 impl Fifo {
+    /// Creates the command FIFO at `path` for `owner` and claims it for this bridge; refuses
+    /// one that a running bridge has claimed, replaces only a stale FIFO of ours.
+    pub fn create_command(path: &Path, owner: Owner) -> Result<Fifo, FifoError> {
+        if claimed(path) {
+            return Err(FifoError::InUse(path.into()));
+        }
+        let (mut fifo, file) = Self::make(path, owner)?;
+        let claim = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+            .map_err(|_| FifoError::InUse(path.into()))?;
+        fifo._claim = Some(claim);
+        Ok(fifo)
+    }
+
     /// Creates the FIFO at `path` for `owner`, replacing only a stale FIFO of ours.
     pub fn create(path: &Path, owner: Owner) -> Result<Fifo, FifoError> {
+        Self::make(path, owner).map(|(fifo, _)| fifo)
+    }
+
+    /// Makes the FIFO; gives it with the read descriptor it was checked through.
+    fn make(path: &Path, owner: Owner) -> Result<(Fifo, File), FifoError> {
         clear_stale(path, owner)?;
         nix::unistd::mkfifo(path, Mode::from_bits_truncate(0o600)).map_err(|e| {
             FifoError::MakeFifo {
@@ -121,11 +150,13 @@ impl Fifo {
         std::os::unix::fs::fchown(&file, Some(owner.uid), Some(owner.gid)).map_err(open_err)?;
         file.set_permissions(std::fs::Permissions::from_mode(owner.mode))
             .map_err(open_err)?;
-        Ok(Fifo {
+        let fifo = Fifo {
             path: path.into(),
             dev: meta.dev(),
             ino: meta.ino(),
-        })
+            _claim: None,
+        };
+        Ok((fifo, file))
     }
 
     /// The path of this FIFO.
@@ -160,6 +191,17 @@ impl Drop for Fifo {
 mod libc_flags {
     pub const O_NONBLOCK: i32 = nix::fcntl::OFlag::O_NONBLOCK.bits();
     pub const O_NOFOLLOW: i32 = nix::fcntl::OFlag::O_NOFOLLOW.bits();
+}
+
+/// Whether a FIFO at `path` is claimed by a running bridge ([`Fifo::create_command`]).
+fn claimed(path: &Path) -> bool {
+    let Ok(file) = open_read(path) else {
+        return false;
+    };
+    matches!(
+        Flock::lock(file, FlockArg::LockExclusiveNonblock),
+        Err((_, Errno::EWOULDBLOCK))
+    )
 }
 
 /// Removes a stale FIFO of ours at `path`; refuses anything else that is there.
@@ -206,25 +248,12 @@ fn clear_stale(path: &Path, owner: Owner) -> Result<(), FifoError> {
     })
 }
 
-/// One event from the command FIFO.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Incoming {
-    /// A complete command line, without its newline.
-    Line(Vec<u8>),
-    /// A line longer than [`MAX_LINE`] was refused; its length so far.
-    TooLong(usize),
-    /// An unfinished line was dropped after sitting idle; its length.
-    Dropped(usize),
-}
-
 /// Reads command lines from the command FIFO.
 #[derive(Debug)]
 pub struct CommandReader {
     path: PathBuf,
     file: File,
-    buf: Vec<u8>,
-    last_data: Instant,
-    skipping: bool,
+    lines: Lines,
 }
 
 impl CommandReader {
@@ -233,31 +262,32 @@ impl CommandReader {
         Ok(CommandReader {
             path: path.into(),
             file: open_read(path)?,
-            buf: Vec::new(),
-            last_data: Instant::now(),
-            skipping: false,
+            lines: Lines::new(),
         })
     }
 
     /// Waits up to `timeout` for the next event; `None` when nothing happened.
     pub fn next(&mut self, timeout: Duration) -> io::Result<Option<Incoming>> {
-        if let Some(event) = self.take_line() {
+        if let Some(event) = self.lines.next() {
             return Ok(Some(event));
         }
-        if !self.buf.is_empty() && self.last_data.elapsed() > LINE_IDLE {
-            return Ok(Some(self.drop_partial()));
+        if let Some(event) = self.lines.idle(Instant::now()) {
+            return Ok(Some(event));
         }
         if !wait(&self.file, PollFlags::POLLIN, timeout)? {
             return Ok(None);
         }
         let mut chunk = [0u8; CHUNK];
         match self.file.read(&mut chunk) {
-            Ok(0) => Ok(self.end_of_session()?),
+            Ok(0) => {
+                // All writers closed: an unfinished last line still counts, then reopen.
+                let event = self.lines.end();
+                self.reopen()?;
+                Ok(event)
+            }
             Ok(n) => {
-                let dropped = self.stale_partial();
-                self.last_data = Instant::now();
-                self.accept(&chunk[..n]);
-                Ok(dropped.or_else(|| self.take_line()))
+                self.lines.push(&chunk[..n], Instant::now());
+                Ok(self.lines.next())
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
@@ -267,14 +297,13 @@ impl CommandReader {
 
     /// When the bytes that completed the last event were read from the FIFO.
     pub fn received(&self) -> Instant {
-        self.last_data
+        self.lines.received()
     }
 
     /// Reopens the FIFO, as after it was recreated at its path.
     pub fn reopen(&mut self) -> io::Result<()> {
         self.file = open_read(&self.path)?;
-        self.buf.clear();
-        self.skipping = false;
+        self.lines.clear();
         Ok(())
     }
 
@@ -282,7 +311,7 @@ impl CommandReader {
     /// READ's client has sent its line; otherwise leaves everything to [`CommandReader::next`].
     /// Called while a READ waits, so the reopen is not done after the hand-over instead.
     pub fn reopen_if_ended(&mut self) -> io::Result<()> {
-        if !self.buf.is_empty() || self.skipping {
+        if !self.lines.is_empty() {
             return Ok(());
         }
         let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
@@ -297,60 +326,12 @@ impl CommandReader {
         }
         Ok(())
     }
+}
 
-    fn accept(&mut self, data: &[u8]) {
-        if !self.skipping {
-            self.buf.extend_from_slice(data);
-            return;
-        }
-        // Discard the rest of an over-long line, up to and including its newline.
-        if let Some(i) = data.iter().position(|&b| b == b'\n') {
-            self.skipping = false;
-            self.buf.extend_from_slice(&data[i + 1..]);
-        }
-    }
-
-    fn take_line(&mut self) -> Option<Incoming> {
-        if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
-            let mut line: Vec<u8> = self.buf.drain(..=i).collect();
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            return Some(Incoming::Line(line));
-        }
-        if self.buf.len() > MAX_LINE {
-            let n = self.buf.len();
-            self.buf.clear();
-            self.skipping = true;
-            return Some(Incoming::TooLong(n));
-        }
-        None
-    }
-
-    /// A partial line idle for longer than [`LINE_IDLE`] before new bytes came.
-    fn stale_partial(&mut self) -> Option<Incoming> {
-        if self.buf.is_empty() || self.last_data.elapsed() <= LINE_IDLE {
-            return None;
-        }
-        Some(self.drop_partial())
-    }
-
-    fn drop_partial(&mut self) -> Incoming {
-        let n = self.buf.len();
-        self.buf.clear();
-        Incoming::Dropped(n)
-    }
-
-    /// All writers closed: an unterminated last line still counts, then reopen.
-    fn end_of_session(&mut self) -> io::Result<Option<Incoming>> {
-        let rest = std::mem::take(&mut self.buf);
-        let skipping = self.skipping;
-        self.reopen()?;
-        if rest.is_empty() || skipping {
-            return Ok(None);
-        }
-        Ok(Some(Incoming::Line(rest)))
+impl AsFd for CommandReader {
+    /// The FIFO's descriptor, for a caller's `poll` (readable: call [`CommandReader::next`]).
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.file.as_fd()
     }
 }
 
@@ -469,6 +450,7 @@ impl Answer {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::protocol::MAX_LINE;
     use crate::testdir::TestDir;
 
     fn temp_dir(tag: &str) -> TestDir {
@@ -507,6 +489,25 @@ mod test {
         assert_eq!(meta.mode() & 0o777, 0o600);
         drop(fifo);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_claimed_command_fifo_is_refused_and_a_released_one_replaced() {
+        let dir = temp_dir("claim");
+        let path = dir.join("cmd");
+        let first = Fifo::create_command(&path, me()).unwrap();
+        let err = Fifo::create_command(&path, me()).unwrap_err();
+        assert!(matches!(err, FifoError::InUse(_)), "{err}");
+        assert_eq!(
+            first.state(),
+            PathState::Ours,
+            "the first one is left alone"
+        );
+        drop(first);
+        // A bridge gone without removing it (kill -9) leaves a FIFO nobody claims.
+        nix::unistd::mkfifo(&path, Mode::from_bits_truncate(0o600)).unwrap();
+        let second = Fifo::create_command(&path, me()).unwrap();
+        assert_eq!(second.state(), PathState::Ours);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod exchange;
 pub mod fifo;
 pub mod inflight;
 pub mod journal;
+pub mod lines;
 pub mod pcap;
 pub mod peer;
 pub mod privilege;

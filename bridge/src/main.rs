@@ -1,6 +1,6 @@
 //! `tunbridge`: parse the command line, start tracing, run one subcommand.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -37,13 +37,22 @@ fn serve(args: &tunbridge::cli::ServeArgs) -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        // A log line that cannot be written (stderr a pipe whose reader left) is lost, and
+        // only that: the default reports the failure with `eprintln!`, which panics on it.
+        .log_internal_errors(false)
         .init();
     let config = match args.config() {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
     let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    // SIGHUP: the terminal running the bridge was closed; stop cleanly as for SIGTERM.
+    let signals = [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ];
+    for signal in signals {
         if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
             return fail(&e);
         }
@@ -73,6 +82,7 @@ fn answer(result: Result<String, tunbridge::client::ClientError>) -> ExitCode {
 }
 
 fn fail(e: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("tunbridge: {e}");
+    // Not `eprintln!`: it panics when stderr is a broken pipe.
+    let _ = writeln!(std::io::stderr(), "tunbridge: {e}");
     ExitCode::from(2)
 }

@@ -169,12 +169,13 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), ServeError> {
     if let Some(name) = &config.netns {
         device::enter_netns(name).map_err(ServeError::Device)?;
     }
+    // The FIFOs first: a second bridge on them refuses before it touches anything else.
+    let cmd = Fifo::create_command(&config.cmd_fifo, config.owner).map_err(ServeError::Fifo)?;
+    let resp = Fifo::create(&config.resp_fifo, config.owner).map_err(ServeError::Fifo)?;
     let device = Arc::new(
         Device::open(&config.tun, config.address, config.address6, config.mtu)
             .map_err(ServeError::Device)?,
     );
-    let cmd = Fifo::create(&config.cmd_fifo, config.owner).map_err(ServeError::Fifo)?;
-    let resp = Fifo::create(&config.resp_fifo, config.owner).map_err(ServeError::Fifo)?;
     let reader = CommandReader::open(&config.cmd_fifo).map_err(|source| {
         ServeError::Fifo(FifoError::Open {
             path: config.cmd_fifo.clone(),
@@ -585,7 +586,12 @@ impl Bridge {
             }
             let path = fifo.path().to_path_buf();
             warn!(path = %path.display(), "FIFO was deleted; recreating it");
-            let fresh = Fifo::create(&path, self.config.owner).map_err(ServeError::Fifo)?;
+            let fresh = if which == 0 {
+                Fifo::create_command(&path, self.config.owner)
+            } else {
+                Fifo::create(&path, self.config.owner)
+            }
+            .map_err(ServeError::Fifo)?;
             if which == 0 {
                 self.cmd = fresh;
                 self.reader.reopen().map_err(ServeError::ReadCommand)?;

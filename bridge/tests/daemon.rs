@@ -1,0 +1,221 @@
+//! The daemon against its surroundings: a broken stderr pipe, SIGHUP, a second bridge on
+//! the same FIFO paths, and over-long command lines from raw shell clients.
+//!
+//! Needs root: each test makes its own network namespace, starts the daemon inside it and
+//! pings only the agent's address there (see `common`).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+
+/// Reads the record file as JSON values.
+fn records(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Runs a shell script and returns its standard output.
+fn sh(script: &str) -> String {
+    let out = Command::new("sh").args(["-c", script]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_broken_stderr_pipe_does_not_stop_the_bridge() {
+    if !root_or_skip("a_broken_stderr_pipe_does_not_stop_the_bridge") {
+        return;
+    }
+    let ns = Netns::new("epipe");
+    let dir = TempDir::new("epipe");
+    let (cmd, resp) = (dir.join("cmd"), dir.join("resp"));
+    // Close-on-exec, so that no child (this bridge or another test's) holds the read end.
+    let (log_read, log_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let child = Command::new(BIN)
+        .args(["serve", "--netns", &ns.name])
+        .arg("--cmd-fifo")
+        .arg(&cmd)
+        .arg("--resp-fifo")
+        .arg(&resp)
+        // Every packet logs on both paths (arrival and hand-over), so both meet the broken pipe.
+        .env("RUST_LOG", "debug")
+        .stderr(Stdio::from(log_write))
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(std::fs::File::from(log_read));
+    let mut line = String::new();
+    while !line.contains("bridge ready") {
+        line.clear();
+        assert!(log.read_line(&mut line).unwrap() > 0, "bridge exited early");
+    }
+    // As `scripts/bridge.sh ... 2>&1 | head` after head has exited.
+    drop(log);
+    let mut bridge = Bridge {
+        child,
+        cmd,
+        resp,
+        log: Default::default(),
+    };
+    for _ in 0..2 {
+        let ping = ns.spawn_ping(56, 1, 10);
+        assert_eq!(answer_one(&bridge, |_| {}), "OK");
+        assert_received(&ping.wait_with_output().unwrap(), 1);
+    }
+    assert_eq!(bridge.exchange("WRITE zz").split(' ').next(), Some("ERR"));
+    assert!(bridge.alive());
+    assert_eq!(bridge.stop_with(Signal::SIGTERM).code(), Some(0));
+}
+
+#[test]
+fn sighup_cleans_up_like_sigterm() {
+    if !root_or_skip("sighup_cleans_up_like_sigterm") {
+        return;
+    }
+    let ns = Netns::new("hup");
+    let dir = TempDir::new("hup");
+    let record = dir.join("record.jsonl");
+    let mut bridge = Bridge::start(&ns, &dir, &["--record", record.to_str().unwrap()]);
+    let ping = ns.spawn_ping(56, 1, 10);
+    let line = bridge.exchange("READ");
+    assert_ne!(line, "TIMEOUT");
+    // The request is in flight (read, not answered) when the terminal closes.
+    let status = bridge.stop_with(Signal::SIGHUP);
+    drop(ping);
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(!bridge.cmd.exists() && !bridge.resp.exists(), "FIFOs left");
+    assert!(!ns.has_link("tun0"), "device left");
+    let rows = records(&record);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["outcome"], "unanswered", "{rows:?}");
+    assert_eq!(rows[0]["note"], "bridge stopped", "{rows:?}");
+}
+
+#[test]
+fn a_second_bridge_on_the_same_fifos_refuses_and_the_first_keeps_serving() {
+    if !root_or_skip("a_second_bridge_on_the_same_fifos_refuses_and_the_first_keeps_serving") {
+        return;
+    }
+    let ns = Netns::new("twice");
+    let other = Netns::new("twice2");
+    let dir = TempDir::new("twice");
+    let mut first = Bridge::start(&ns, &dir, &[]);
+    let mut second = Command::new(BIN)
+        .args(["serve", "--netns", &other.name])
+        .arg("--cmd-fifo")
+        .arg(&first.cmd)
+        .arg("--resp-fifo")
+        .arg(&first.resp)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while second.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = second.kill();
+    let second = second.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another bridge is serving"),
+        "unclear refusal: {stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(first.alive(), "the first bridge stopped");
+    let ping = ns.spawn_ping(56, 1, 10);
+    assert_eq!(answer_one(&first, |_| {}), "OK");
+    assert_received(&ping.wait_with_output().unwrap(), 1);
+    // The published raw form still reaches the first bridge.
+    let raw = format!(
+        "echo WRITE zz > {} && timeout 5 cat {}",
+        first.cmd.display(),
+        first.resp.display()
+    );
+    assert!(sh(&raw).starts_with("ERR "));
+}
+
+#[test]
+fn an_over_long_line_from_a_raw_client_gets_its_err() {
+    if !root_or_skip("an_over_long_line_from_a_raw_client_gets_its_err") {
+        return;
+    }
+    let ns = Netns::new("long");
+    let dir = TempDir::new("long");
+    let bridge = Bridge::start(&ns, &dir, &[]);
+    let data = dir.join("long.txt");
+    let mut line = b"WRITE ".to_vec();
+    line.resize(450 * 1024, b'a');
+    line.push(b'\n');
+    std::fs::write(&data, &line).unwrap();
+    let raw = format!(
+        "cat {} > {} && timeout 5 cat {}",
+        data.display(),
+        bridge.cmd.display(),
+        bridge.resp.display()
+    );
+    let answer = sh(&raw);
+    assert!(
+        answer.starts_with("ERR command line too long: ") && answer.lines().count() == 1,
+        "{answer:?}"
+    );
+    assert!(
+        answer.contains(&format!("{} bytes", line.len() - 1)),
+        "{answer:?}"
+    );
+    // And the next raw client is served as usual.
+    let ping = ns.spawn_ping(56, 1, 10);
+    assert_eq!(answer_one(&bridge, |_| {}), "OK");
+    assert_received(&ping.wait_with_output().unwrap(), 1);
+}
+
+#[test]
+fn an_unfinished_over_long_line_does_not_swallow_the_next_read() {
+    if !root_or_skip("an_unfinished_over_long_line_does_not_swallow_the_next_read") {
+        return;
+    }
+    let ns = Netns::new("longopen");
+    let dir = TempDir::new("longopen");
+    let bridge = Bridge::start(&ns, &dir, &[]);
+    let data = dir.join("long.txt");
+    std::fs::write(&data, vec![b'a'; 300 * 1024]).unwrap();
+    // Over the limit, no newline, and the write end held open.
+    let script = format!(
+        "exec 3>'{}'; cat '{}' >&3; sleep 60",
+        bridge.cmd.display(),
+        data.display()
+    );
+    let mut writer = Command::new("sh").args(["-c", &script]).spawn().unwrap();
+    // Past the idle time the rest of that line is no longer skipped: a raw READ on the same
+    // pipe session is served.
+    bridge.wait_log("unfinished command line dropped", Duration::from_secs(5));
+    let ping = ns.spawn_ping(56, 1, 10);
+    bridge.wait_log("request queued", Duration::from_secs(5));
+    let started = Instant::now();
+    let raw = format!(
+        "echo READ > {} && timeout 5 cat {}",
+        bridge.cmd.display(),
+        bridge.resp.display()
+    );
+    let line = sh(&raw);
+    writer.kill().unwrap();
+    writer.wait().unwrap();
+    assert!(
+        line.starts_with("45") && line.lines().count() == 1,
+        "READ swallowed: {line:?} after {:?}",
+        started.elapsed()
+    );
+    let reply = tunbridge::wire::echo_reply(&hex::decode(line.trim()).unwrap()).unwrap();
+    assert_eq!(
+        bridge.exchange(&format!("WRITE {}", hex::encode(reply))),
+        "OK"
+    );
+    assert_received(&ping.wait_with_output().unwrap(), 1);
+}
