@@ -5,7 +5,7 @@
 #
 #   scripts/experiment.sh [--agent claude|native|dry-run] [--count N] [--model NAME]
 #                         [--prompt FILE] [--lean] [--ping-opts "OPTS"]... [--out DIR]
-#                         [--ping-wait S]
+#                         [--ping-wait S] [--traffic KIND]...
 #
 # --agent claude   the real Claude Code client, `claude -p "/ping-respond"`, with your
 #                  ANTHROPIC_* environment (the default)
@@ -18,13 +18,16 @@
 #                  no background tasks (needs ANTHROPIC_API_KEY with --agent claude)
 # --ping-opts OPTS extra ping options, e.g. "-s 1400" or "-s 2 -e 4660 -p edca -t 5";
 #                  repeat the flag to give ping i the (i-1 mod n)-th set
+# --traffic KIND   what each round sends (default ping): ping, ping6, udp-echo, udp-closed,
+#                  tcp-syn, or udp-echo6, udp-closed6, tcp-syn6 over IPv6 (scripts/lib/traffic.py);
+#                  repeat to cycle; answer them with --prompt prompts/ip-stack.md
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
 AGENT=claude COUNT=3 MODEL="" PROMPT="prompts/ping-respond.md" OUT="" PING_WAIT=180
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
-LEAN=0 PING_OPTS=()
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
+LEAN=0 PING_OPTS=() TRAFFIC=()
 while (($#)); do
     case $1 in
         --agent) AGENT=${2:?--agent needs a value}; shift 2 ;;
@@ -35,6 +38,7 @@ while (($#)); do
         --ping-opts) PING_OPTS+=("${2?--ping-opts needs a value}"); shift 2 ;;
         --out) OUT=${2:?--out needs a value}; shift 2 ;;
         --ping-wait) PING_WAIT=${2:?--ping-wait needs a value}; shift 2 ;;
+        --traffic) TRAFFIC+=("${2:?--traffic needs a value}"); shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "experiment.sh: unknown flag $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -44,6 +48,11 @@ case $AGENT in claude|native|dry-run) ;; *) echo "experiment.sh: --agent must be
 [[ -f $PROMPT ]] || { echo "experiment.sh: prompt $PROMPT not found" >&2; exit 2; }
 for opts in ${PING_OPTS[@]+"${PING_OPTS[@]}"}; do
     [[ $opts =~ ^[-\ a-zA-Z0-9.]*$ ]] || { echo "experiment.sh: --ping-opts takes plain ping flags, not $opts" >&2; exit 2; }
+done
+for kind in ${TRAFFIC[@]+"${TRAFFIC[@]}"}; do
+    case $kind in ping|ping6|udp-echo|udp-echo6|udp-closed|udp-closed6|tcp-syn|tcp-syn6) ;;
+        *) echo "experiment.sh: --traffic takes ping, ping6, udp-echo[6], udp-closed[6] or tcp-syn[6], not $kind" >&2; exit 2 ;;
+    esac
 done
 HARNESS=default; ((LEAN)) && HARNESS=lean
 OUT=${OUT:-out/$(date +%Y%m%d-%H%M%S)-$AGENT}
@@ -105,6 +114,7 @@ if [[ $(id -u) -ne 0 ]]; then
     [[ -n $MODEL ]] && again+=(--model "$MODEL")
     ((LEAN)) && again+=(--lean)
     for opts in ${PING_OPTS[@]+"${PING_OPTS[@]}"}; do again+=(--ping-opts "$opts"); done
+    for kind in ${TRAFFIC[@]+"${TRAFFIC[@]}"}; do again+=(--traffic "$kind"); done
     exec sudo --preserve-env=ANTHROPIC_API_KEY,ANTHROPIC_AUTH_TOKEN,ANTHROPIC_BASE_URL,ANTHROPIC_MODEL,CLAUDE_CODE_OAUTH_TOKEN,HOME \
         "$0" "${again[@]}"
 fi
@@ -186,13 +196,23 @@ prompt_text() {   # a prompt with a slash command runs through it; otherwise (an
     fi
 }
 
+send_traffic() {   # $1: round number; the round's --traffic kind (default ping) with $opts
+    local kind=ping
+    ((${#TRAFFIC[@]})) && kind=${TRAFFIC[$(( ($1 - 1) % ${#TRAFFIC[@]} ))]}
+    if [[ $kind == ping ]]; then
+        # shellcheck disable=SC2086 # $opts is a list of plain ping flags, checked above
+        ip netns exec "$NETNS" ping -n -c 1 -W "$PING_WAIT" $opts 192.0.2.2
+    else
+        ip netns exec "$NETNS" python3 scripts/lib/traffic.py "$kind" --wait "$PING_WAIT" --ping-opts "$opts"
+    fi
+}
+
 # --- the pings, one at a time ----------------------------------------------------
-say "agent: $AGENT${MODEL:+ ($MODEL)}, prompt: $PROMPT, harness: $HARNESS, pings: $COUNT"
+say "agent: $AGENT${MODEL:+ ($MODEL)}, prompt: $PROMPT, harness: $HARNESS, pings: $COUNT${TRAFFIC[*]:+, traffic: ${TRAFFIC[*]}}"
 for i in $(seq "$COUNT"); do
     opts=""
     ((${#PING_OPTS[@]})) && opts=${PING_OPTS[$(( (i - 1) % ${#PING_OPTS[@]} ))]}
-    # shellcheck disable=SC2086 # $opts is a list of plain ping flags, checked above
-    ip netns exec "$NETNS" ping -n -c 1 -W "$PING_WAIT" $opts 192.0.2.2 > "$OUT/ping-$i.txt" 2>&1 &
+    send_traffic "$i" > "$OUT/ping-$i.txt" 2>&1 &
     PING_PID=$!
     start=$(date +%s)
     t0=$(date +%s.%N)

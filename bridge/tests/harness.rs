@@ -116,3 +116,66 @@ fn dry_run_script_answers_a_ping_with_its_own_bridge() {
     assert!(stdout.contains("PASS: ping got the reply"), "{stdout}");
     assert!(stdout.contains("1 received"), "{stdout}");
 }
+
+/// `/ip-stack` through the real client: an IPv6 ping and a TCP connect from the kernel,
+/// each answered by the dry-run model the way prompts/ip-stack.md says
+/// (examples/dry_run_stack.py), judged valid by the bridge and accepted by the kernel.
+#[test]
+fn claude_code_answers_ipv6_and_tcp_through_ip_stack() {
+    let Some(root) = repo_with_claude_code("claude_code_answers_ipv6_and_tcp_through_ip_stack")
+    else {
+        return;
+    };
+    let out = common::TempDir::new("harness-ipstack");
+    let run = Command::new(root.join("scripts/experiment.sh"))
+        .args([
+            "--agent",
+            "dry-run",
+            "--prompt",
+            "prompts/ip-stack.md",
+            "--count",
+            "2",
+        ])
+        .args([
+            "--traffic",
+            "ping6",
+            "--traffic",
+            "tcp-syn",
+            "--ping-wait",
+            "60",
+            "--out",
+        ])
+        .arg(&out.0)
+        .output()
+        .expect("experiment.sh");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "experiment.sh failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let ping6 = std::fs::read_to_string(out.join("ping-1.txt")).unwrap();
+    assert!(ping6.contains("1 received"), "ping -6:\n{ping6}");
+    let tcp = std::fs::read_to_string(out.join("ping-2.txt")).unwrap();
+    assert!(
+        tcp.starts_with("ok tcp-syn") && tcp.contains("ECONNREFUSED"),
+        "{tcp}"
+    );
+    let records: Vec<Value> = std::fs::read_to_string(out.join("records.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &Value| r["outcome"] == "answered")
+        .collect();
+    assert_eq!(records.len(), 2, "{records:?}");
+    for r in &records {
+        assert_eq!(r["class"], "valid", "{r}");
+    }
+    // The model was asked through the slash command and wrote once per round.
+    let requests = std::fs::read_to_string(out.join("model-requests.jsonl")).unwrap();
+    assert_eq!(
+        requests.matches("\"procedure\": \"stack\"").count(),
+        2,
+        "{requests}"
+    );
+}
