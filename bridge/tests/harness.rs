@@ -29,6 +29,23 @@ fn repo_with_claude_code(name: &str) -> Option<&'static Path> {
     Some(root)
 }
 
+/// Runs `scripts/experiment.sh --agent dry-run` with `args`, results in `out`; panics on failure.
+fn run_experiment(root: &Path, args: &[&str], out: &common::TempDir) {
+    let run = Command::new(root.join("scripts/experiment.sh"))
+        .args(["--agent", "dry-run"])
+        .args(args)
+        .arg("--out")
+        .arg(&out.0)
+        .output()
+        .expect("experiment.sh");
+    assert!(
+        run.status.success(),
+        "experiment.sh failed:\n{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
 #[test]
 fn claude_code_answers_a_real_ping_through_the_prompt() {
     let Some(root) = repo_with_claude_code("claude_code_answers_a_real_ping_through_the_prompt")
@@ -36,25 +53,7 @@ fn claude_code_answers_a_real_ping_through_the_prompt() {
         return;
     };
     let out = common::TempDir::new("harness");
-    let run = Command::new(root.join("scripts/experiment.sh"))
-        .args([
-            "--agent",
-            "dry-run",
-            "--count",
-            "2",
-            "--ping-wait",
-            "60",
-            "--out",
-        ])
-        .arg(&out.0)
-        .output()
-        .expect("experiment.sh");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "experiment.sh failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    run_experiment(root, &["--count", "2", "--ping-wait", "60"], &out);
 
     // Both pings saw their reply, and the bridge judged both replies valid.
     for i in 1..=2 {
@@ -127,33 +126,16 @@ fn claude_code_answers_ipv6_and_tcp_through_ip_stack() {
         return;
     };
     let out = common::TempDir::new("harness-ipstack");
-    let run = Command::new(root.join("scripts/experiment.sh"))
-        .args([
-            "--agent",
-            "dry-run",
-            "--prompt",
-            "prompts/ip-stack.md",
-            "--count",
-            "2",
-        ])
-        .args([
-            "--traffic",
-            "ping6",
-            "--traffic",
-            "tcp-syn",
-            "--ping-wait",
-            "60",
-            "--out",
-        ])
-        .arg(&out.0)
-        .output()
-        .expect("experiment.sh");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "experiment.sh failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let args = [
+        "--prompt",
+        "prompts/ip-stack.md",
+        "--count",
+        "2",
+        "--ping-wait",
+        "60",
+    ];
+    let traffic = ["--traffic", "ping6", "--traffic", "tcp-syn"];
+    run_experiment(root, &[&args[..], &traffic[..]].concat(), &out);
     let ping6 = std::fs::read_to_string(out.join("ping-1.txt")).unwrap();
     assert!(ping6.contains("1 received"), "ping -6:\n{ping6}");
     let tcp = std::fs::read_to_string(out.join("ping-2.txt")).unwrap();
