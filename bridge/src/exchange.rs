@@ -621,10 +621,9 @@ mod test {
         assert_eq!(request.family, Some(Family::Ipv4));
         assert_eq!(request.kind, Some(Kind::Icmpv4Echo));
         assert_eq!(request.key, Some(want));
-        assert_eq!(
-            request.reference(),
-            Some(&wire::echo_reply(&REQUEST_56).unwrap()[..])
-        );
+        let reference = request.reference().unwrap();
+        assert_eq!(reference, &wire::echo_reply(&REQUEST_56).unwrap()[..]);
+        crate::oracle::assert_echo_reply(&REQUEST_56, reference);
         let response = Response::parse(REPLY_56.to_vec()).unwrap();
         assert_eq!(response.key(), Some(&want));
         assert_eq!((response.src(), response.dst()), (v4(2), v4(1)));

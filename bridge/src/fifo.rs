@@ -106,14 +106,20 @@ impl Fifo {
     /// Creates the command FIFO at `path` for `owner` and claims it for this bridge; refuses
     /// one that a running bridge has claimed, replaces only a stale FIFO of ours.
     pub fn create_command(path: &Path, owner: Owner) -> Result<Fifo, FifoError> {
-        if claimed(path) {
-            return Err(FifoError::InUse(path.into()));
-        }
+        Self::ensure_unclaimed(path)?;
         let (mut fifo, file) = Self::make(path, owner)?;
         let claim = Flock::lock(file, FlockArg::LockExclusiveNonblock)
             .map_err(|_| FifoError::InUse(path.into()))?;
         fifo._claim = Some(claim);
         Ok(fifo)
+    }
+
+    /// Refuses a command FIFO at `path` that a running bridge has claimed.
+    pub fn ensure_unclaimed(path: &Path) -> Result<(), FifoError> {
+        if claimed(path) {
+            return Err(FifoError::InUse(path.into()));
+        }
+        Ok(())
     }
 
     /// Creates the FIFO at `path` for `owner`, replacing only a stale FIFO of ours.

@@ -13,6 +13,9 @@ use crate::exchange::FlowKey;
 use crate::queue::Queued;
 use crate::verdict::Verdict;
 
+/// The most requests awaiting a reply at once; past it the oldest is given up on.
+pub const CAPACITY: usize = 1024;
+
 /// A request the agent has read, awaiting its reply.
 #[derive(Debug)]
 pub struct Awaiting {

@@ -19,7 +19,8 @@ pub struct Journal {
 impl Journal {
     /// Opens the files that were asked for.
     pub fn open(record: Option<&Path>, pcap: Option<&Path>) -> std::io::Result<Journal> {
-        let record = record.map(Recorder::open).transpose()?;
+        let record = record.map(Recorder::open).transpose();
+        let record = record.map_err(std::io::Error::other)?;
         let pcap = pcap.map(PcapWriter::create).transpose()?;
         Ok(Journal {
             record: Mutex::new(record),

@@ -13,6 +13,10 @@ pub mod fifo;
 pub mod inflight;
 pub mod journal;
 pub mod lines;
+/// The etherparse oracle the tests check reference replies with.
+#[cfg(test)]
+#[path = "../tests/common/oracle.rs"]
+pub(crate) mod oracle;
 pub mod pcap;
 pub mod peer;
 pub mod privilege;

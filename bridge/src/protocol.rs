@@ -22,63 +22,47 @@ pub enum Command {
 }
 
 /// Why a command line was refused; its `Display` is the reason after `ERR`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtocolError {
     /// The line was empty or blank.
+    #[error("empty command: expected READ or WRITE <hex>")]
     Empty,
     /// The line is not valid UTF-8.
+    #[error("command is not valid UTF-8 text")]
     NotUtf8,
     /// The line holds a NUL byte.
+    #[error("command contains a NUL byte")]
     Nul,
     /// The line exceeds [`MAX_LINE`].
+    #[error("command line too long: {0} bytes, limit {MAX_LINE}")]
     TooLong(usize),
     /// The first word is not a known verb.
+    #[error("unknown command {:?}: expected READ or WRITE <hex>", clip(.0))]
     UnknownVerb(String),
     /// READ was given arguments.
+    #[error("READ takes no argument")]
     ReadArgument,
     /// WRITE was given no packet.
+    #[error("WRITE needs the packet as hex: WRITE <hex>")]
     WriteMissingHex,
     /// The packet hex starts with `0x`.
+    #[error("bad hex: remove the 0x prefix, send bare hex digits")]
     HexPrefix,
     /// A character that is not a hex digit.
+    #[error("bad hex: {ch:?} at position {pos} is not a hex digit")]
     BadHexChar { ch: char, pos: usize },
     /// A group of hex digits of odd length (a byte split across a space).
+    #[error(
+        "bad hex: group {group} has {len} digits; each byte needs two, spaces only between bytes"
+    )]
     OddHex { group: usize, len: usize },
     /// The packet is larger than the device MTU.
+    #[error("packet of {len} bytes is larger than the MTU of {mtu}")]
     TooLarge { len: usize, mtu: usize },
-    /// The packet is not a well-formed IPv4 packet.
-    Packet(wire::Error),
+    /// The packet is not a whole, well-formed IP packet; the wire error is the cause.
+    #[error("{0}")]
+    Packet(#[source] wire::Error),
 }
-
-impl fmt::Display for ProtocolError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Empty => write!(f, "empty command: expected READ or WRITE <hex>"),
-            Self::NotUtf8 => write!(f, "command is not valid UTF-8 text"),
-            Self::Nul => write!(f, "command contains a NUL byte"),
-            Self::TooLong(n) => write!(f, "command line too long: {n} bytes, limit {MAX_LINE}"),
-            Self::UnknownVerb(v) => {
-                write!(f, "unknown command {:?}: expected READ or WRITE <hex>", clip(v))
-            }
-            Self::ReadArgument => write!(f, "READ takes no argument"),
-            Self::WriteMissingHex => write!(f, "WRITE needs the packet as hex: WRITE <hex>"),
-            Self::HexPrefix => write!(f, "bad hex: remove the 0x prefix, send bare hex digits"),
-            Self::BadHexChar { ch, pos } => {
-                write!(f, "bad hex: {ch:?} at position {pos} is not a hex digit")
-            }
-            Self::OddHex { group, len } => write!(
-                f,
-                "bad hex: group {group} has {len} digits; each byte needs two, spaces only between bytes"
-            ),
-            Self::TooLarge { len, mtu } => {
-                write!(f, "packet of {len} bytes is larger than the MTU of {mtu}")
-            }
-            Self::Packet(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for ProtocolError {}
 
 /// Shortens an echoed verb so an error line stays readable.
 fn clip(s: &str) -> String {
@@ -163,6 +147,19 @@ pub enum Reply {
     Err(String),
 }
 
+impl Reply {
+    /// What kind of answer this is, without payload hex, for log lines: `packet` (a READ's
+    /// packet, whose hex is not logged), `TIMEOUT`, `OK` or `ERR`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Reply::Packet(_) => "packet",
+            Reply::Timeout => "TIMEOUT",
+            Reply::Ok => "OK",
+            Reply::Err(_) => "ERR",
+        }
+    }
+}
+
 impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -244,6 +241,15 @@ mod test {
     }
 
     #[test]
+    fn a_bad_packet_keeps_the_wire_error_as_its_cause() {
+        let err = Command::parse(b"WRITE 4500", 1500).unwrap_err();
+        let cause = std::error::Error::source(&err).expect("a cause");
+        let wire = cause.downcast_ref::<wire::Error>().expect("a wire error");
+        assert_eq!(*wire, wire::Error::TooShort { got: 2, want: 20 });
+        assert_eq!(err.to_string(), wire.to_string());
+    }
+
+    #[test]
     fn larger_than_mtu_is_refused() {
         let line = format!("WRITE {}", ping_hex());
         let err = Command::parse(line.as_bytes(), 20).unwrap_err();
@@ -261,5 +267,7 @@ mod test {
         assert_eq!(Reply::Timeout.to_string(), "TIMEOUT");
         assert_eq!(Reply::Ok.to_string(), "OK");
         assert_eq!(Reply::Err("a\nb".into()).to_string(), "ERR a b");
+        assert_eq!(Reply::Packet(vec![0x45]).label(), "packet");
+        assert_eq!(Reply::Err("x".into()).label(), "ERR");
     }
 }

@@ -122,6 +122,20 @@ impl Outcome {
     }
 }
 
+/// Why the record could not be opened or appended to.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The file could not be opened (or is a symlink).
+    #[error("cannot open the record {}: {source}", .path.display())]
+    Open { path: PathBuf, source: io::Error },
+    /// An entry could not be turned into JSON.
+    #[error("cannot encode a record line: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// The line could not be written.
+    #[error("cannot append to the record {}: {source}", .path.display())]
+    Write { path: PathBuf, source: io::Error },
+}
+
 /// Appends [`Entry`] lines to a JSONL file, one whole line per call, flushed each time.
 #[derive(Debug)]
 pub struct Recorder {
@@ -131,14 +145,17 @@ pub struct Recorder {
 
 impl Recorder {
     /// Opens `path` for appending, creating it if missing; a symlink is refused.
-    pub fn open(path: impl AsRef<Path>) -> io::Result<Self> {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, RecordError> {
         let path = path.as_ref().to_path_buf();
         let file = OpenOptions::new()
             .append(true)
             .create(true)
             .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-            .open(&path)?;
-        Ok(Recorder { file, path })
+            .open(&path);
+        match file {
+            Ok(file) => Ok(Recorder { file, path }),
+            Err(source) => Err(RecordError::Open { path, source }),
+        }
     }
 
     /// The file this recorder appends to.
@@ -147,12 +164,17 @@ impl Recorder {
     }
 
     /// Appends one entry as one line and flushes it.
-    pub fn record(&mut self, entry: &Entry) -> io::Result<()> {
-        let mut line = serde_json::to_string(entry).map_err(io::Error::other)?;
+    pub fn record(&mut self, entry: &Entry) -> Result<(), RecordError> {
+        let mut line = serde_json::to_string(entry).map_err(RecordError::Encode)?;
         line.push('\n');
         // One write of the whole line: with O_APPEND it lands intact at the end.
-        self.file.write_all(line.as_bytes())?;
-        self.file.flush()
+        let written = self.file.write_all(line.as_bytes());
+        written
+            .and_then(|()| self.file.flush())
+            .map_err(|source| RecordError::Write {
+                path: self.path.clone(),
+                source,
+            })
     }
 }
 
@@ -301,6 +323,18 @@ mod test {
             .map(|l| serde_json::from_str::<Entry>(l).unwrap().seq.unwrap())
             .collect();
         assert_eq!(seqs, [1, 2]);
+    }
+
+    #[test]
+    fn a_symlink_is_refused_with_the_path_and_the_cause() {
+        let (dir, path) = temp_path("target.jsonl");
+        let link = dir.join("link.jsonl");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let err = Recorder::open(&link).unwrap_err();
+        assert!(matches!(err, RecordError::Open { .. }), "{err:?}");
+        assert!(err.to_string().contains("link.jsonl"), "{err}");
+        let cause = std::error::Error::source(&err).expect("the I/O error");
+        assert!(cause.downcast_ref::<io::Error>().is_some());
     }
 
     #[test]

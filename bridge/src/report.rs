@@ -7,7 +7,6 @@
 //! `tunbridge report FILE...` subcommand.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -17,17 +16,20 @@ use serde::Serialize;
 use crate::record::{Entry, Outcome};
 
 /// What went wrong while reading record files.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     /// The record file could not be opened.
+    #[error("{}: cannot open: {source}", .path.display())]
     Open { path: PathBuf, source: io::Error },
     /// A line could not be read (an I/O error or invalid UTF-8).
+    #[error("{}:{line}: cannot read: {source}", .path.display())]
     Read {
         path: PathBuf,
         line: usize,
         source: io::Error,
     },
     /// A line is not a record entry.
+    #[error("{}", bad_line(.path, *.line, .source))]
     BadLine {
         path: PathBuf,
         line: usize,
@@ -35,35 +37,17 @@ pub enum ReportError {
     },
 }
 
-impl fmt::Display for ReportError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReportError::Open { path, source } => {
-                write!(f, "{}: cannot open: {source}", path.display())
-            }
-            ReportError::Read { path, line, source } => {
-                write!(f, "{}:{line}: cannot read: {source}", path.display())
-            }
-            ReportError::BadLine { path, line, source } => {
-                // serde_json counts within the one line; keep its column, drop its "line 1".
-                let column = source.column();
-                let text = source.to_string();
-                let suffix = format!(" at line {} column {column}", source.line());
-                let text = text.strip_suffix(&suffix).unwrap_or(&text);
-                let path = path.display();
-                write!(f, "{path}:{line}:{column}: not a record entry: {text}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for ReportError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ReportError::Open { source, .. } | ReportError::Read { source, .. } => Some(source),
-            ReportError::BadLine { source, .. } => Some(source),
-        }
-    }
+/// The text of a `BadLine` error: `path:line:column: not a record entry: reason`.
+fn bad_line(path: &Path, line: usize, source: &serde_json::Error) -> String {
+    // serde_json counts within the one line; keep its column, drop its "line 1".
+    let column = source.column();
+    let text = source.to_string();
+    let suffix = format!(" at line {} column {column}", source.line());
+    let text = text.strip_suffix(&suffix).unwrap_or(&text);
+    format!(
+        "{}:{line}:{column}: not a record entry: {text}",
+        path.display()
+    )
 }
 
 /// Reads a JSONL record file; blank lines are skipped, a bad line is an error naming file and line.

@@ -18,7 +18,7 @@ use tracing::{debug, error, info, trace, warn};
 use crate::device::{self, Device, DeviceError, Ipv4Cidr};
 use crate::exchange::{Family, FlowKey, Response, ShowKey};
 use crate::fifo::{Answer, CommandReader, Fifo, FifoError, Incoming, Owner, PathState};
-use crate::inflight::{Awaiting, InFlight};
+use crate::inflight::{self, Awaiting, InFlight};
 use crate::journal::Journal;
 use crate::peer::{Ends, Ipv6Cidr};
 use crate::privilege::{self, PrivilegeError, User};
@@ -31,6 +31,8 @@ use crate::verdict::{self, Verdict};
 const ANSWER_LIMIT: Duration = Duration::from_secs(300);
 /// How often the main loop looks at signals, FIFO paths and ages when idle.
 const TICK: Duration = Duration::from_millis(100);
+/// How often the main loop checks the FIFO paths and expires old requests.
+const HOUSEKEEPING: Duration = Duration::from_millis(500);
 
 /// Everything `serve` needs, filled from the command line.
 #[derive(Debug, Clone)]
@@ -169,13 +171,15 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), ServeError> {
     if let Some(name) = &config.netns {
         device::enter_netns(name).map_err(ServeError::Device)?;
     }
-    // The FIFOs first: a second bridge on them refuses before it touches anything else.
-    let cmd = Fifo::create_command(&config.cmd_fifo, config.owner).map_err(ServeError::Fifo)?;
-    let resp = Fifo::create(&config.resp_fifo, config.owner).map_err(ServeError::Fifo)?;
+    // A second bridge on these FIFOs refuses before it touches anything. The FIFOs are made
+    // after the device: scripts take their existence as the sign that the device is up.
+    Fifo::ensure_unclaimed(&config.cmd_fifo).map_err(ServeError::Fifo)?;
     let device = Arc::new(
         Device::open(&config.tun, config.address, config.address6, config.mtu)
             .map_err(ServeError::Device)?,
     );
+    let cmd = Fifo::create_command(&config.cmd_fifo, config.owner).map_err(ServeError::Fifo)?;
+    let resp = Fifo::create(&config.resp_fifo, config.owner).map_err(ServeError::Fifo)?;
     let reader = CommandReader::open(&config.cmd_fifo).map_err(|source| {
         ServeError::Fifo(FifoError::Open {
             path: config.cmd_fifo.clone(),
@@ -210,7 +214,7 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), ServeError> {
         reader,
         cmd,
         resp,
-        inflight: InFlight::new(1024, ANSWER_LIMIT),
+        inflight: InFlight::new(inflight::CAPACITY, ANSWER_LIMIT),
     };
     let result = bridge.serve();
     bridge.shared.stop.store(true, Ordering::SeqCst);
@@ -319,7 +323,7 @@ impl Bridge {
     fn serve(&mut self) -> Result<(), ServeError> {
         let mut last_check = Instant::now();
         while !self.shared.stop.load(Ordering::Relaxed) {
-            if last_check.elapsed() >= TICK * 5 {
+            if last_check.elapsed() >= HOUSEKEEPING {
                 self.check_fifos()?;
                 self.expire();
                 last_check = Instant::now();
@@ -371,7 +375,7 @@ impl Bridge {
                     warn!(error = %e, "answer not delivered");
                 }
             }
-            Ok(None) => warn!(answer = %first_word(reply), "nobody read the answer; discarded"),
+            Ok(None) => warn!(answer = reply.label(), "nobody read the answer; discarded"),
             Err(e) => warn!(error = %e, "cannot open the answer FIFO"),
         }
     }
@@ -638,14 +642,4 @@ fn ms(d: Duration) -> f64 {
 /// A duration in whole microseconds, for log lines.
 fn us(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-}
-
-/// The status word of a reply, for logs that must not carry payload hex.
-fn first_word(reply: &Reply) -> &'static str {
-    match reply {
-        Reply::Packet(_) => "packet",
-        Reply::Timeout => "TIMEOUT",
-        Reply::Ok => "OK",
-        Reply::Err(_) => "ERR",
-    }
 }

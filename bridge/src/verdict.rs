@@ -455,8 +455,11 @@ mod test {
         judge_packets(request, reply)
     }
 
+    /// The reference reply, checked by the etherparse oracle before any test uses it.
     fn reference(request: &[u8]) -> Result<Vec<u8>, Silence> {
-        Kind::Icmpv4Echo.reference(request)
+        let reply = Kind::Icmpv4Echo.reference(request)?;
+        crate::oracle::assert_echo_reply(request, &reply);
+        Ok(reply)
     }
 
     fn reason(request: &[u8], reply: &[u8]) -> String {

@@ -50,7 +50,7 @@ fn published_step_one_form_works_unchanged() {
         "one line: {line:?}"
     );
     let request = hex::decode(line.trim()).expect("hex");
-    let reply = tunbridge::wire::echo_reply(&request).unwrap();
+    let reply = reference_reply(&request);
     let write = format!(
         "echo \"WRITE {}\" > {cmd} && timeout 5 cat {resp}",
         hex::encode(reply)
@@ -72,7 +72,7 @@ fn client_commands_answer_by_hand() {
     let out = bridge.cli(&["read"]);
     assert!(out.status.success());
     let line = String::from_utf8(out.stdout).unwrap();
-    let reply = tunbridge::wire::echo_reply(&hex::decode(line.trim()).unwrap()).unwrap();
+    let reply = reference_reply(&hex::decode(line.trim()).unwrap());
     // Grouped, upper-case hex as a model might write it.
     let grouped: Vec<String> = reply.chunks(2).map(hex::encode_upper).collect();
     let out = bridge.cli(&["write", &grouped.join(" ")]);

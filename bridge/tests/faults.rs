@@ -27,7 +27,7 @@ fn seq_of(line: &str) -> u16 {
 
 /// Writes the reference reply to a READ answer; returns the WRITE answer.
 fn reply_to(bridge: &Bridge, line: &str) -> String {
-    let reply = wire::echo_reply(&hex::decode(line).unwrap()).unwrap();
+    let reply = reference_reply(&hex::decode(line).unwrap());
     bridge.exchange(&format!("WRITE {}", hex::encode(reply)))
 }
 
@@ -217,7 +217,7 @@ fn concurrent_clients_each_get_their_own_packet_and_answer() {
     let writes: Vec<Child> = lines
         .iter()
         .map(|l| {
-            let reply = wire::echo_reply(&hex::decode(l).unwrap()).unwrap();
+            let reply = reference_reply(&hex::decode(l).unwrap());
             spawn_cli(&bridge, &["write", &hex::encode(reply)])
         })
         .collect();

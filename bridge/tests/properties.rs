@@ -4,6 +4,10 @@
 //! Inputs are both arbitrary bytes and well-formed echo requests with one thing
 //! spoiled, so that the checks past the length tests are reached too. No root needed.
 
+#[path = "common/oracle.rs"]
+#[allow(dead_code)]
+mod oracle;
+
 use proptest::prelude::*;
 use tunbridge::exchange::{Request, Response};
 use tunbridge::protocol::{check_packet, decode_hex, Command, Reply, MAX_LINE};
@@ -207,6 +211,7 @@ proptest! {
     fn echo_reply_never_panics_and_is_judged_valid(packet in packets()) {
         if let Ok(reply) = wire::echo_reply(&packet) {
             prop_assert_eq!(reply.len(), packet.len());
+            prop_assert_eq!(oracle::check_echo_reply(&packet, &reply), Ok(()));
             prop_assert_eq!(verdict::judge_packets(&packet, &reply), Verdict::Valid);
             let reply_key = Response::parse(reply).expect("a whole packet").key().copied();
             prop_assert_eq!(reply_key, Request::parse(&packet).key);
@@ -216,6 +221,7 @@ proptest! {
     #[test]
     fn every_good_request_has_a_valid_reply(request in requests()) {
         let reply = wire::echo_reply(&request).expect("a good request");
+        prop_assert_eq!(oracle::check_echo_reply(&request, &reply), Ok(()));
         prop_assert_eq!(verdict::judge_packets(&request, &reply), Verdict::Valid);
     }
 

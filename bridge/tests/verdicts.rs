@@ -203,7 +203,7 @@ fn strict_mode_refuses_invalid_replies() {
     let ping = ns.spawn_ping(56, 1, 10);
     let line = bridge.exchange("READ");
     let request = hex::decode(&line).unwrap();
-    let good = tunbridge::wire::echo_reply(&request).unwrap();
+    let good = reference_reply(&request);
     let mut bad = good.clone();
     bad[23] ^= 0x01;
     let answer = bridge.exchange(&format!("WRITE {}", hex::encode(&bad)));
@@ -247,7 +247,7 @@ fn spoofed_or_foreign_packets_are_refused_in_every_mode() {
         let bridge = Bridge::start(&ns, &dir, mode);
         let ping = ns.spawn_ping(56, 1, 10);
         let request = hex::decode(bridge.exchange("READ")).unwrap();
-        let good = tunbridge::wire::echo_reply(&request).unwrap();
+        let good = reference_reply(&request);
         let mut spoofed = good.clone();
         spoofed[12..16].copy_from_slice(&[192, 0, 2, 99]);
         fix_ip(&mut spoofed);

@@ -5,8 +5,6 @@
 //! which refuses them with an `Error` whose text is one line saying what is wrong.
 //! `echo_reply` builds the reference reply the bridge judges an agent's reply against.
 
-use std::fmt;
-
 pub mod checksum;
 pub mod icmpv4;
 pub mod icmpv6;
@@ -23,115 +21,74 @@ pub(crate) mod fixtures;
 pub const REPLY_TTL: u8 = 64;
 
 /// Why bytes are not a packet the bridge can use.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// Fewer bytes than an IPv4 header without options.
+    #[error("packet too short: {got} bytes, an IPv4 header needs at least {want}")]
     TooShort { got: usize, want: usize },
     /// The version field is not 4.
+    #[error("not IPv4: version {version}")]
     NotIpv4 { version: u8 },
     /// The header length field is below 5 words.
+    #[error("bad IHL {ihl}: the header length must be 5..15 words")]
     BadIhl { ihl: u8 },
     /// The header length runs past the end of the packet.
+    #[error("header length {header_len} exceeds the packet's {got} bytes")]
     HeaderTooLong { header_len: usize, got: usize },
     /// The total length field is smaller than the header.
+    #[error("total length field says {total_len}, less than the {header_len}-byte header")]
     TotalLenTooSmall { total_len: usize, header_len: usize },
     /// The total length field disagrees with the number of bytes.
+    #[error("total length field says {total_len} but the packet has {got} bytes")]
     TotalLenMismatch { total_len: usize, got: usize },
     /// Fewer bytes than an ICMP header after the IPv4 header.
+    #[error("ICMP message too short: {got} bytes, an ICMP header needs {want}")]
     IcmpTooShort { got: usize, want: usize },
     /// The packet is a fragment (MF set or a non-zero offset).
+    #[error(
+        "fragment (more-fragments flag {}, offset {offset}): only whole packets are handled",
+        if *.more_frags { "set" } else { "clear" }
+    )]
     Fragmented { more_frags: bool, offset: u16 },
     /// The IPv4 payload is not ICMP.
+    #[error("not an ICMP packet (protocol {protocol})")]
     NotIcmp { protocol: u8 },
     /// The ICMP message is not an echo request (type 8 code 0).
+    #[error("not an echo request: ICMP type {msg_type} code {code}, want type 8 code 0")]
     NotEchoRequest { msg_type: u8, code: u8 },
     /// The IPv4 header checksum is wrong.
+    #[error("bad IPv4 header checksum: got {got:#06x}, want {want:#06x}")]
     BadIpChecksum { got: u16, want: u16 },
     /// The ICMP checksum is wrong.
+    #[error("bad ICMP checksum: got {got:#06x}, want {want:#06x}")]
     BadIcmpChecksum { got: u16, want: u16 },
     /// Fewer bytes than the named header needs (IPv6, ICMPv6, UDP, TCP).
+    #[error("{header} header too short: {got} bytes, it needs {want}")]
     HeaderTooShort {
         header: &'static str,
         got: usize,
         want: usize,
     },
     /// The version field is not 6.
+    #[error("not IPv6: version {version}")]
     NotIpv6 { version: u8 },
     /// The IPv6 payload length field disagrees with the bytes after the header.
+    #[error("payload length field says {payload_len} but {got} bytes follow the IPv6 header")]
     PayloadLenMismatch { payload_len: usize, got: usize },
     /// The UDP length field disagrees with the bytes of the datagram.
+    #[error("UDP length field says {len} but the datagram has {got} bytes")]
     UdpLenMismatch { len: usize, got: usize },
     /// The TCP data offset is below 5 words.
+    #[error("bad TCP data offset {offset}: the header length must be 5..15 words")]
     BadDataOffset { offset: u8 },
     /// The checksum of the named header is wrong (UDP, TCP, ICMPv6).
+    #[error("bad {header} checksum: got {got:#06x}, want {want:#06x}")]
     BadChecksum {
         header: &'static str,
         got: u16,
         want: u16,
     },
 }
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Error::TooShort { got, want } => {
-                write!(f, "packet too short: {got} bytes, an IPv4 header needs at least {want}")
-            }
-            Error::NotIpv4 { version } => write!(f, "not IPv4: version {version}"),
-            Error::BadIhl { ihl } => {
-                write!(f, "bad IHL {ihl}: the header length must be 5..15 words")
-            }
-            Error::HeaderTooLong { header_len, got } => {
-                write!(f, "header length {header_len} exceeds the packet's {got} bytes")
-            }
-            Error::TotalLenTooSmall { total_len, header_len } => write!(
-                f,
-                "total length field says {total_len}, less than the {header_len}-byte header"
-            ),
-            Error::TotalLenMismatch { total_len, got } => {
-                write!(f, "total length field says {total_len} but the packet has {got} bytes")
-            }
-            Error::IcmpTooShort { got, want } => {
-                write!(f, "ICMP message too short: {got} bytes, an ICMP header needs {want}")
-            }
-            Error::Fragmented { more_frags, offset } => write!(
-                f,
-                "fragment (more-fragments flag {}, offset {offset}): only whole packets are handled",
-                if more_frags { "set" } else { "clear" }
-            ),
-            Error::NotIcmp { protocol } => write!(f, "not an ICMP packet (protocol {protocol})"),
-            Error::NotEchoRequest { msg_type, code } => write!(
-                f,
-                "not an echo request: ICMP type {msg_type} code {code}, want type 8 code 0"
-            ),
-            Error::BadIpChecksum { got, want } => {
-                write!(f, "bad IPv4 header checksum: got {got:#06x}, want {want:#06x}")
-            }
-            Error::BadIcmpChecksum { got, want } => {
-                write!(f, "bad ICMP checksum: got {got:#06x}, want {want:#06x}")
-            }
-            Error::HeaderTooShort { header, got, want } => {
-                write!(f, "{header} header too short: {got} bytes, it needs {want}")
-            }
-            Error::NotIpv6 { version } => write!(f, "not IPv6: version {version}"),
-            Error::PayloadLenMismatch { payload_len, got } => write!(
-                f,
-                "payload length field says {payload_len} but {got} bytes follow the IPv6 header"
-            ),
-            Error::UdpLenMismatch { len, got } => {
-                write!(f, "UDP length field says {len} but the datagram has {got} bytes")
-            }
-            Error::BadDataOffset { offset } => {
-                write!(f, "bad TCP data offset {offset}: the header length must be 5..15 words")
-            }
-            Error::BadChecksum { header, got, want } => {
-                write!(f, "bad {header} checksum: got {got:#06x}, want {want:#06x}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for Error {}
 
 /// Builds the reference echo reply to an IPv4 ICMP echo request (RFC 792; RFC 1122 §3.2.2.6).
 ///
@@ -230,6 +187,7 @@ mod test {
         ];
         for (request, kernel) in pairs {
             let ours = echo_reply(request).unwrap();
+            crate::oracle::assert_echo_reply(request, &ours);
             assert_eq!(ours.len(), kernel.len());
             // Only the IP identification, DF and the header checksum differ.
             assert_eq!(ours[..4], kernel[..4]);
@@ -253,8 +211,39 @@ mod test {
     }
 
     #[test]
+    fn the_oracle_refuses_what_is_not_the_reference() {
+        use crate::oracle::check_echo_reply;
+        let ours = echo_reply(&REQUEST_56).unwrap();
+        let spoiled = |at: usize| {
+            let mut bytes = ours.clone();
+            bytes[at] ^= 1;
+            check_echo_reply(&REQUEST_56, &bytes).unwrap_err()
+        };
+        assert!(
+            spoiled(11).starts_with("IPv4 header checksum"),
+            "{}",
+            spoiled(11)
+        );
+        assert!(spoiled(23).starts_with("ICMP checksum"), "{}", spoiled(23));
+        // The kernel's reply has its own IP identification, which the reference keeps.
+        let kernel = check_echo_reply(&REQUEST_56, &REPLY_56).unwrap_err();
+        assert!(kernel.starts_with("identification"), "{kernel}");
+        let edited = |edit: &dyn Fn(&mut ipv4::Packet<&mut [u8]>)| {
+            let mut bytes = ours.clone();
+            let mut ip = ipv4::Packet::new_checked(&mut bytes[..]).unwrap();
+            edit(&mut ip);
+            ip.fill_checksum();
+            check_echo_reply(&REQUEST_56, &bytes).unwrap_err()
+        };
+        assert!(edited(&|ip| ip.set_ttl(63)).starts_with("TTL"));
+        assert!(edited(&|ip| ip.set_dscp_ecn(1)).starts_with("ECN"));
+        assert!(edited(&|ip| ip.set_src_addr([192, 0, 2, 9].into())).starts_with("source"));
+    }
+
+    #[test]
     fn echo_reply_keeps_options() {
         let ours = echo_reply(&REQUEST_RR).unwrap();
+        crate::oracle::assert_echo_reply(&REQUEST_RR, &ours);
         let ip = ipv4::Packet::new_checked(&ours[..]).unwrap();
         assert_eq!(ip.header_len(), 60);
         assert_eq!(ip.options(), &REQUEST_RR[20..60]);
@@ -271,6 +260,7 @@ mod test {
         ip.set_ttl(1);
         ip.fill_checksum();
         let ours = echo_reply(&request).unwrap();
+        crate::oracle::assert_echo_reply(&request, &ours);
         assert_eq!(ours, echo_reply(&REQUEST_56).unwrap());
     }
 

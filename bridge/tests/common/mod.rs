@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use tunbridge::client::Client;
 use tunbridge::wire;
 
+pub mod oracle;
+
 /// The daemon binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_tunbridge");
 /// The agent's address inside the test namespace.
@@ -262,9 +264,16 @@ pub fn answer_one(bridge: &Bridge, spoil: impl Fn(&mut Vec<u8>)) -> String {
     let line = bridge.exchange("READ");
     assert_ne!(line, "TIMEOUT", "no request reached the agent");
     let request = hex::decode(&line).unwrap_or_else(|_| panic!("READ answer is not hex: {line:?}"));
-    let mut reply = wire::echo_reply(&request).expect("an echo request");
+    let mut reply = reference_reply(&request);
     spoil(&mut reply);
     bridge.exchange(&format!("WRITE {}", hex::encode(&reply)))
+}
+
+/// The reference echo reply to `request`, checked by the etherparse oracle.
+pub fn reference_reply(request: &[u8]) -> Vec<u8> {
+    let reply = wire::echo_reply(request).expect("an echo request");
+    oracle::assert_echo_reply(request, &reply);
+    reply
 }
 
 /// Writes raw bytes to a FIFO, as a shell redirection would.
