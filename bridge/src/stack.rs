@@ -934,4 +934,65 @@ mod test {
             assert!(stdout.contains("silence"), "{stdout}");
         }
     }
+
+    /// Checks a reply's checksums with etherparse: an oracle that shares no code with ours.
+    fn etherparse_checks(reply: &[u8]) {
+        use etherparse::{Icmpv4Header, NetSlice, SlicedPacket, TransportSlice};
+        let packet = SlicedPacket::from_ip(reply).expect("etherparse parses the reply");
+        let (src, dst): (Vec<u8>, Vec<u8>) = match &packet.net {
+            Some(NetSlice::Ipv4(ip)) => {
+                let header = ip.header();
+                assert_eq!(
+                    header.to_header().calc_header_checksum(),
+                    header.header_checksum()
+                );
+                (header.source().to_vec(), header.destination().to_vec())
+            }
+            Some(NetSlice::Ipv6(ip)) => {
+                let header = ip.header();
+                (header.source().to_vec(), header.destination().to_vec())
+            }
+            _ => panic!("not IP"),
+        };
+        let v4 = |a: &[u8]| <[u8; 4]>::try_from(a).unwrap();
+        let v6 = |a: &[u8]| <[u8; 16]>::try_from(a).unwrap();
+        match packet.transport.expect("a transport header") {
+            TransportSlice::Icmpv4(icmp) => {
+                let want = Icmpv4Header::with_checksum(icmp.icmp_type(), icmp.payload());
+                assert_eq!(want.checksum, icmp.checksum());
+            }
+            TransportSlice::Icmpv6(icmp) => {
+                assert!(icmp.is_checksum_valid(v6(&src), v6(&dst)));
+            }
+            TransportSlice::Udp(udp) => {
+                let header = udp.to_header();
+                let want = match src.len() {
+                    4 => header.calc_checksum_ipv4_raw(v4(&src), v4(&dst), udp.payload()),
+                    _ => header.calc_checksum_ipv6_raw(v6(&src), v6(&dst), udp.payload()),
+                };
+                assert_eq!(want.unwrap(), udp.checksum());
+            }
+            TransportSlice::Tcp(tcp) => {
+                let want = match src.len() {
+                    4 => tcp.calc_checksum_ipv4(v4(&src), v4(&dst)),
+                    _ => tcp.calc_checksum_ipv6(v6(&src), v6(&dst)),
+                };
+                assert_eq!(want.unwrap(), tcp.checksum());
+                assert!(tcp.rst());
+            }
+        }
+    }
+
+    #[test]
+    fn etherparse_agrees() {
+        let mut requests: Vec<Vec<u8>> = kernel_pairs()
+            .into_iter()
+            .map(|(request, _, _, _)| request.to_vec())
+            .collect();
+        requests.push(big_closed(Family::Ipv4, 1000));
+        requests.push(big_closed(Family::Ipv6, 1300));
+        for request in requests {
+            etherparse_checks(&owed(&request).unwrap().bytes);
+        }
+    }
 }

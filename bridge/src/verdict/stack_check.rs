@@ -324,4 +324,33 @@ mod test {
         );
         assert_eq!(judge_packets(&TCP4_RST, &TCP4_SYN).class(), "no_reply_owed");
     }
+
+    #[test]
+    fn no_panic_on_any_truncation_or_byte_flip() {
+        // Of the reply (judged) and of the request (parsed, owed a reply or silence).
+        for (request, reply) in PAIRS {
+            for len in 0..=reply.len() + 1 {
+                let mut bytes = reply.to_vec();
+                bytes.resize(len, 0);
+                let _ = judge_packets(request, &bytes);
+                let mut bytes = request.to_vec();
+                bytes.resize(len.min(request.len() + 1), 0);
+                let _ = crate::stack::owed(&bytes);
+            }
+            for at in 0..reply.len().max(request.len()) {
+                for bit in 0..8 {
+                    let mut bytes = reply.to_vec();
+                    if let Some(b) = bytes.get_mut(at) {
+                        *b ^= 1 << bit;
+                        let _ = judge_packets(request, &bytes);
+                    }
+                    let mut bytes = request.to_vec();
+                    if let Some(b) = bytes.get_mut(at) {
+                        *b ^= 1 << bit;
+                        let _ = judge_packets(&bytes, reply);
+                    }
+                }
+            }
+        }
+    }
 }
