@@ -99,7 +99,7 @@ pub struct ServeArgs {
     /// The agent's IPv6 address: the one you `ping -6`.
     #[arg(long, default_value = "2001:db8::2")]
     pub peer6: Ipv6Addr,
-    /// Switch IPv6 off on the device: only IPv4 reaches the agent.
+    /// Switch IPv6 off on the device: only IPv4 reaches the agent (also off below MTU 1280).
     #[arg(long)]
     pub no_ipv6: bool,
     /// Device MTU in bytes.
@@ -142,7 +142,21 @@ pub struct ServeArgs {
     pub strict: bool,
 }
 
+/// The smallest MTU IPv6 runs on (RFC 8200 §5); below it the kernel gives the device no IPv6.
+const IPV6_MIN_MTU: u16 = 1280;
+
 impl ServeArgs {
+    /// Whether IPv6 is on: not `--no-ipv6`, and an MTU IPv6 can use (else off, with a warning).
+    fn ipv6(&self) -> bool {
+        if !self.no_ipv6 && self.mtu < IPV6_MIN_MTU {
+            tracing::warn!(
+                mtu = self.mtu,
+                "IPv6 needs an MTU of at least 1280; IPv6 is off"
+            );
+        }
+        !self.no_ipv6 && self.mtu >= IPV6_MIN_MTU
+    }
+
     /// The daemon config these flags describe.
     pub fn config(&self) -> Result<Config, PrivilegeError> {
         let user = match &self.user {
@@ -170,12 +184,13 @@ impl ServeArgs {
                 mode: 0o600,
             },
         };
+        let ipv6 = self.ipv6();
         Ok(Config {
             tun: self.tun.clone(),
             address: self.address,
             peer: self.peer,
-            address6: (!self.no_ipv6).then_some(self.address6),
-            peer6: (!self.no_ipv6).then_some(self.peer6),
+            address6: ipv6.then_some(self.address6),
+            peer6: ipv6.then_some(self.peer6),
             mtu: self.mtu,
             cmd_fifo: self.fifos.cmd_fifo.clone(),
             resp_fifo: self.fifos.resp_fifo.clone(),
