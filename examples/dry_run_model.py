@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 
+import dry_run_flaws
 import dry_run_stack
 
 READ_CMD = "tunbridge read"
@@ -285,7 +286,8 @@ def decide(body: dict, cfg) -> dict:
     if result.get("is_error"):
         return text_turn(f"The command `{command}` was not run: {output.strip()[:300]}", "refused")
     if command == cfg.read_cmd:
-        return dict(after_read(output, cfg.write_cmd, how), procedure=how)
+        turn = after_read(output, cfg.write_cmd, how)
+        return dict(dry_run_flaws.distort(cfg.flaw, turn, output, cfg.write_cmd, bash_turn), procedure=how)
     if command.startswith(cfg.write_cmd.split("{")[0]):
         return after_write(output, command, cfg.write_cmd, how)
     return text_turn(f"Unexpected tool result for `{command}`; stopping.", "unexpected")
@@ -432,6 +434,9 @@ def main() -> None:
     ap.add_argument("--dump-dir", help="write each request body to DIR/NNN.json")
     ap.add_argument("--read-cmd", default=READ_CMD, help="the prompt's read command, exactly")
     ap.add_argument("--write-cmd", default=WRITE_CMD, help="the prompt's write command; {hex} is the reply")
+    ap.add_argument("--flaw", choices=sorted(dry_run_flaws.FLAWS),
+                    help="be wrong on purpose, to prove the judge: " + "; ".join(
+                        f"{k}: {v}" for k, v in dry_run_flaws.FLAWS.items()))
     ap.add_argument("-v", "--verbose", action="store_true", help="print each log line to stderr too")
     cfg = ap.parse_args()
     if cfg.dump_dir:

@@ -6,6 +6,8 @@
 #   scripts/experiment.sh [--agent claude|native|dry-run] [--count N] [--model NAME]
 #                         [--prompt FILE] [--lean] [--ping-opts "OPTS"]... [--out DIR]
 #                         [--ping-wait S] [--traffic KIND]...
+#   scripts/experiment.sh --suite [NAMES] [same flags]   the scenario suite (scripts/lib/suite.py)
+#   scripts/experiment.sh --compare DIR...               scorecards side by side
 #
 # --agent claude   the real Claude Code client, `claude -p "/ping-respond"`, with your
 #                  ANTHROPIC_* environment (the default)
@@ -21,29 +23,41 @@
 # --traffic KIND   what each round sends (default ping): ping, ping6, udp-echo, udp-closed,
 #                  tcp-syn, or udp-echo6, udp-closed6, tcp-syn6 over IPv6 (scripts/lib/traffic.py);
 #                  repeat to cycle; answer them with --prompt prompts/ip-stack.md
+# --suite [NAMES]  one agent run per scenario instead of pings, scored into
+#                  scorecard.json and scorecard.md (default: all the prompt handles;
+#                  the prompt defaults to prompts/ip-stack.md when it exists)
+# --flaw NAME      with --agent dry-run: the scripted model is wrong on purpose
+#                  (checksum, data, answer-all; see examples/dry_run_flaws.py)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
 AGENT=claude COUNT=3 MODEL="" PROMPT="prompts/ping-respond.md" OUT="" PING_WAIT=180
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
-LEAN=0 PING_OPTS=() TRAFFIC=()
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
+LEAN=0 PING_OPTS=() TRAFFIC=() SUITE=0 SUITE_NAMES=() FLAW="" SCENARIO="" PROMPT_GIVEN=0
 while (($#)); do
     case $1 in
         --agent) AGENT=${2:?--agent needs a value}; shift 2 ;;
         --count) COUNT=${2:?--count needs a value}; shift 2 ;;
         --model) MODEL=${2:?--model needs a value}; shift 2 ;;
-        --prompt) PROMPT=${2:?--prompt needs a value}; shift 2 ;;
+        --prompt) PROMPT=${2:?--prompt needs a value}; PROMPT_GIVEN=1; shift 2 ;;
         --lean) LEAN=1; shift ;;
         --ping-opts) PING_OPTS+=("${2?--ping-opts needs a value}"); shift 2 ;;
         --out) OUT=${2:?--out needs a value}; shift 2 ;;
         --ping-wait) PING_WAIT=${2:?--ping-wait needs a value}; shift 2 ;;
         --traffic) TRAFFIC+=("${2:?--traffic needs a value}"); shift 2 ;;
+        --suite) SUITE=1; shift; while (($#)) && [[ $1 != -* ]]; do SUITE_NAMES+=("$1"); shift; done ;;
+        --compare) shift; exec python3 scripts/lib/suite.py compare "$@" ;;
+        --flaw) FLAW=${2:?--flaw needs a value}; shift 2 ;;
+        --scenario) SCENARIO=${2:?--scenario needs a value}; shift 2 ;;   # one scenario (used by --suite)
         -h|--help) usage; exit 0 ;;
         *) echo "experiment.sh: unknown flag $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 case $AGENT in claude|native|dry-run) ;; *) echo "experiment.sh: --agent must be claude, native or dry-run" >&2; exit 2 ;; esac
+((SUITE && !PROMPT_GIVEN)) && [[ -f prompts/ip-stack.md ]] && PROMPT=prompts/ip-stack.md
+[[ -z $FLAW || $AGENT == dry-run ]] || { echo "experiment.sh: --flaw needs --agent dry-run" >&2; exit 2; }
+((SUITE)) && { python3 scripts/lib/suite.py names --prompt "$PROMPT" ${SUITE_NAMES[@]+"${SUITE_NAMES[@]}"} >/dev/null || exit 2; }
 [[ $COUNT =~ ^[1-9][0-9]*$ ]] || { echo "experiment.sh: --count must be a positive number" >&2; exit 2; }
 [[ -f $PROMPT ]] || { echo "experiment.sh: prompt $PROMPT not found" >&2; exit 2; }
 for opts in ${PING_OPTS[@]+"${PING_OPTS[@]}"}; do
@@ -115,6 +129,8 @@ if [[ $(id -u) -ne 0 ]]; then
     ((LEAN)) && again+=(--lean)
     for opts in ${PING_OPTS[@]+"${PING_OPTS[@]}"}; do again+=(--ping-opts "$opts"); done
     for kind in ${TRAFFIC[@]+"${TRAFFIC[@]}"}; do again+=(--traffic "$kind"); done
+    [[ -n $FLAW ]] && again+=(--flaw "$FLAW")
+    ((SUITE)) && again+=(--suite ${SUITE_NAMES[@]+"${SUITE_NAMES[@]}"})
     exec sudo --preserve-env=ANTHROPIC_API_KEY,ANTHROPIC_AUTH_TOKEN,ANTHROPIC_BASE_URL,ANTHROPIC_MODEL,CLAUDE_CODE_OAUTH_TOKEN,HOME \
         "$0" "${again[@]}"
 fi
@@ -127,6 +143,16 @@ fi
 # --- set-up ----------------------------------------------------------------------
 RUN_USER=${SUDO_USER:-root}
 as_user() { if [[ $RUN_USER != root ]]; then sudo -u "$RUN_USER" --preserve-env "$@"; else "$@"; fi; }
+if ((SUITE)); then   # one run of this script per scenario, then the scorecard
+    flags=(--agent "$AGENT" --ping-wait "$PING_WAIT" ${MODEL:+--model "$MODEL"} ${FLAW:+--flaw "$FLAW"})
+    ((LEAN)) && flags+=(--lean)
+    status=0
+    python3 scripts/lib/suite.py run --out "$OUT" --agent "$AGENT" --prompt "$PROMPT" --harness "$HARNESS" \
+        ${MODEL:+--model "$MODEL"} ${FLAW:+--flaw "$FLAW"} ${SUITE_NAMES[@]+"${SUITE_NAMES[@]}"} -- "${flags[@]}" || status=$?
+    [[ $RUN_USER != root ]] && chown -R "$RUN_USER" "$OUT"
+    say "scorecard in $OUT: scorecard.md, scorecard.json; one directory per scenario"
+    exit "$status"
+fi
 NETNS=tbx-$$
 WORK=$(mktemp -d /tmp/tunbridge-exp.XXXXXX)
 chmod 755 "$WORK"
@@ -160,7 +186,8 @@ for _ in $(seq 100); do [[ -p $TUNBRIDGE_RESP_FIFO ]] && break; sleep 0.1; done
 [[ -p $TUNBRIDGE_RESP_FIFO ]] || { echo "experiment.sh: the bridge did not start:" >&2; cat "$OUT/bridge.log" >&2; exit 1; }
 
 if [[ $AGENT == dry-run ]]; then
-    python3 examples/dry_run_model.py --port 0 --log "$OUT/model-requests.jsonl" > "$WORK/model.out" 2>&1 &
+    python3 examples/dry_run_model.py --port 0 --log "$OUT/model-requests.jsonl" ${FLAW:+--flaw "$FLAW"} \
+        > "$WORK/model.out" 2>&1 &
     MODEL_PID=$!
     for _ in $(seq 100); do grep -q "listening on" "$WORK/model.out" 2>/dev/null && break; sleep 0.1; done
     URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$WORK/model.out" | head -1)
@@ -196,15 +223,18 @@ prompt_text() {   # a prompt with a slash command runs through it; otherwise (an
     fi
 }
 
-send_traffic() {   # $1: round number; the round's --traffic kind (default ping) with $opts
+request() {   # the round's traffic: --scenario's request (scripts/lib/suite.py), or the
+    # round's --traffic kind (default ping, with $opts; others through scripts/lib/traffic.py)
+    if [[ -n $SCENARIO ]]; then
+        exec ip netns exec "$NETNS" python3 scripts/lib/suite.py produce "$SCENARIO" --wait "$PING_WAIT"
+    fi
     local kind=ping
     ((${#TRAFFIC[@]})) && kind=${TRAFFIC[$(( ($1 - 1) % ${#TRAFFIC[@]} ))]}
-    if [[ $kind == ping ]]; then
-        # shellcheck disable=SC2086 # $opts is a list of plain ping flags, checked above
-        ip netns exec "$NETNS" ping -n -c 1 -W "$PING_WAIT" $opts 192.0.2.2
-    else
-        ip netns exec "$NETNS" python3 scripts/lib/traffic.py "$kind" --wait "$PING_WAIT" --ping-opts "$opts"
+    if [[ $kind != ping ]]; then
+        exec ip netns exec "$NETNS" python3 scripts/lib/traffic.py "$kind" --wait "$PING_WAIT" --ping-opts "$opts"
     fi
+    # shellcheck disable=SC2086 # $opts is a list of plain ping flags, checked above
+    exec ip netns exec "$NETNS" ping -n -c 1 -W "$PING_WAIT" $opts 192.0.2.2
 }
 
 # --- the pings, one at a time ----------------------------------------------------
@@ -212,7 +242,7 @@ say "agent: $AGENT${MODEL:+ ($MODEL)}, prompt: $PROMPT, harness: $HARNESS, pings
 for i in $(seq "$COUNT"); do
     opts=""
     ((${#PING_OPTS[@]})) && opts=${PING_OPTS[$(( (i - 1) % ${#PING_OPTS[@]} ))]}
-    send_traffic "$i" > "$OUT/ping-$i.txt" 2>&1 &
+    request "$i" > "$OUT/ping-$i.txt" 2>&1 &
     PING_PID=$!
     start=$(date +%s)
     t0=$(date +%s.%N)
@@ -229,6 +259,10 @@ for i in $(seq "$COUNT"); do
     done
     agent_status=0; wait "$agent" || agent_status=$?
     printf '%d\t%s\t%s\t%d\t%s\n' "$i" "$t0" "$(date +%s.%N)" "$agent_status" "$opts" >> "$OUT/timeline.tsv"
+    if [[ -n $SCENARIO ]]; then   # the agent is done: an answer it wrote is there within ms
+        for _ in $(seq 30); do kill -0 "$PING_PID" 2>/dev/null || break; sleep 0.1; done
+        kill "$PING_PID" 2>/dev/null || true
+    fi
     wait "$PING_PID" 2>/dev/null || true
     PING_PID=""
     rtt=$(grep -o 'time=[0-9.]* ms' "$OUT/ping-$i.txt" | head -1 || true)

@@ -17,6 +17,8 @@ pub mod lines;
 #[cfg(test)]
 #[path = "../tests/common/oracle.rs"]
 pub(crate) mod oracle;
+#[cfg(test)]
+mod oracle_check;
 pub mod pcap;
 pub mod peer;
 pub mod privilege;

@@ -11,24 +11,6 @@ use std::process::Command;
 
 use serde_json::Value;
 
-/// The repository root when the test can run: root, and the pinned client installed
-/// (`npm ci`). Otherwise the test is skipped, except under CI, where that is a failure.
-fn repo_with_claude_code(name: &str) -> Option<&'static Path> {
-    if !common::root_or_skip(name) {
-        return None;
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    if !root.join("node_modules/.bin/claude").exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "Claude Code is not installed: run npm ci"
-        );
-        eprintln!("skipped {name}: Claude Code is not installed (npm ci)");
-        return None;
-    }
-    Some(root)
-}
-
 /// Runs `scripts/experiment.sh --agent dry-run` with `args`, results in `out`; panics on failure.
 fn run_experiment(root: &Path, args: &[&str], out: &common::TempDir) {
     let run = Command::new(root.join("scripts/experiment.sh"))
@@ -48,7 +30,8 @@ fn run_experiment(root: &Path, args: &[&str], out: &common::TempDir) {
 
 #[test]
 fn claude_code_answers_a_real_ping_through_the_prompt() {
-    let Some(root) = repo_with_claude_code("claude_code_answers_a_real_ping_through_the_prompt")
+    let Some(root) =
+        common::repo_with_claude_code("claude_code_answers_a_real_ping_through_the_prompt")
     else {
         return;
     };
@@ -90,7 +73,8 @@ fn claude_code_answers_a_real_ping_through_the_prompt() {
 /// namespace and bridge, the real client with a throwaway config dir, one real ping.
 #[test]
 fn dry_run_script_answers_a_ping_with_its_own_bridge() {
-    let Some(root) = repo_with_claude_code("dry_run_script_answers_a_ping_with_its_own_bridge")
+    let Some(root) =
+        common::repo_with_claude_code("dry_run_script_answers_a_ping_with_its_own_bridge")
     else {
         return;
     };
@@ -121,7 +105,8 @@ fn dry_run_script_answers_a_ping_with_its_own_bridge() {
 /// (examples/dry_run_stack.py), judged valid by the bridge and accepted by the kernel.
 #[test]
 fn claude_code_answers_ipv6_and_tcp_through_ip_stack() {
-    let Some(root) = repo_with_claude_code("claude_code_answers_ipv6_and_tcp_through_ip_stack")
+    let Some(root) =
+        common::repo_with_claude_code("claude_code_answers_ipv6_and_tcp_through_ip_stack")
     else {
         return;
     };

@@ -5,7 +5,6 @@
 //! spoiled, so that the checks past the length tests are reached too. No root needed.
 
 #[path = "common/oracle.rs"]
-#[allow(dead_code)]
 mod oracle;
 
 use proptest::prelude::*;
@@ -215,6 +214,13 @@ proptest! {
             prop_assert_eq!(verdict::judge_packets(&packet, &reply), Verdict::Valid);
             let reply_key = Response::parse(reply).expect("a whole packet").key().copied();
             prop_assert_eq!(reply_key, Request::parse(&packet).key);
+        }
+    }
+
+    #[test]
+    fn every_reply_the_reference_stack_owes_agrees_with_the_oracle(packet in packets()) {
+        if let Ok(owed) = tunbridge::stack::owed(&packet) {
+            prop_assert_eq!(oracle::check_reply(&packet, &owed.bytes), Ok(()));
         }
     }
 

@@ -36,6 +36,25 @@ pub fn root_or_skip(name: &str) -> bool {
     false
 }
 
+/// The repository root when a test of the Claude Code harness can run: root, and the
+/// pinned client installed (`npm ci`). Otherwise the test is skipped, except under CI,
+/// where that is a failure.
+pub fn repo_with_claude_code(name: &str) -> Option<&'static Path> {
+    if !root_or_skip(name) {
+        return None;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    if !root.join("node_modules/.bin/claude").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "Claude Code is not installed: run npm ci"
+        );
+        eprintln!("skipped {name}: Claude Code is not installed (npm ci)");
+        return None;
+    }
+    Some(root)
+}
+
 /// A network namespace of our own, deleted on drop.
 pub struct Netns {
     pub name: String,
