@@ -35,7 +35,7 @@ if ! ip netns list | grep -qw "^$NETNS"; then
     created=1
 fi
 ip -n "$NETNS" link set lo up
-echo "==> ping the agent from another terminal:  sudo ip netns exec $NETNS ping 192.0.2.2"
+echo "==> ping the agent from another terminal:  sudo ip netns exec $NETNS ping 192.0.2.2   (or ping -6 2001:db8::2)"
 echo "==> answer by hand:  tunbridge read   then   tunbridge write <hex>"
 "$BIN" serve --netns "$NETNS" "$@" || status=$?
 exit "${status:-0}"
