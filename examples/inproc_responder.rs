@@ -8,9 +8,9 @@
 //! Usage (as root): `inproc_responder [--netns NAME] [--tun NAME] [--address CIDR] [--count N]`
 
 use std::process::ExitCode;
-use std::time::Duration;
 
-use tunbridge::device::{self, Device, Ipv4Cidr};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use tunbridge::device::{self, Device, Ipv4Cidr, Recv, Tun};
 use tunbridge::wire;
 
 /// How the responder was asked to run.
@@ -46,11 +46,11 @@ fn options() -> Result<Options, String> {
 }
 
 /// Opens the device, in the namespace when one is named.
-fn open(opts: &Options) -> Result<Device, device::DeviceError> {
+fn open(opts: &Options) -> Result<Tun, device::DeviceError> {
     if let Some(name) = &opts.netns {
         device::enter_netns(name)?;
     }
-    Device::open(&opts.tun, opts.address, None, 1500)
+    Tun::open(&opts.tun, opts.address, None, 1500)
 }
 
 fn main() -> ExitCode {
@@ -72,9 +72,15 @@ fn main() -> ExitCode {
     let mut buf = vec![0u8; 65536];
     let mut answered = 0u64;
     while !matches!(opts.count, Some(n) if answered >= n) {
-        let n = match dev.recv(&mut buf, Duration::from_secs(1)) {
-            Ok(Some(n)) => n,
-            Ok(None) => continue,
+        let mut fds = [PollFd::new(dev.fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::from(1000u16));
+        let n = match dev.recv(&mut buf) {
+            Ok(Recv::Packet(n)) => n,
+            Ok(Recv::Empty) => continue,
+            Ok(Recv::Gone) => {
+                eprintln!("inproc_responder: the device is gone");
+                return ExitCode::FAILURE;
+            }
             Err(e) => {
                 eprintln!("inproc_responder: reading the device failed: {e}");
                 return ExitCode::FAILURE;

@@ -1,34 +1,42 @@
 #!/usr/bin/env bash
 # Measures ping round trips through tunbridge against the published design and
-# against the floors, interleaved over several rounds, in one run (issue 6, part 1).
+# against the floors, interleaved over several rounds, in one run (issues 6 and 10).
 #
 # Each round runs every variant once, in a rotated order, in a private network
 # namespace (nothing is configured in the machine's own namespace):
 #   tunbridge   tunbridge serve + the native agent (a persistent READ/WRITE process)
+#   floor       scripts/bench/floor.c, the least a bridge for the protocol can do (one
+#               thread, blocking FIFOs, no checks, no logging; built here with gcc)
+#               + the same native agent
 #   pyhelper    scripts/bench/py_fifo_helper.py + the same native agent, unchanged
 #   inproc      examples/inproc_responder.rs: answers on the TUN device in-process
 #   kernel      the namespace's own kernel answering ping 127.0.0.1 (no TUN at all)
+#   tunbridge-cpu  tunbridge serve --cpu N (only with --cpu N)
 # Every variant gets a short warm-up ping first, then COUNT pings at INTERVAL s.
 # Per-ping RTTs come from iputils ping's `time=` field; tunbridge's own share
 # (queue_ms, write_us) comes from `tunbridge serve --record`.
 #
 #   sudo scripts/bench.sh [--rounds 5] [--count 200] [--interval 0.01] [--size 56]
+#                         [--variants "tunbridge floor ..."] [--cpu N]
 #                         [--out DIR] [--svg PATH]
 # Results: DIR (default target/bench/<UTC time>) holds the raw ping output and
 # records, machine.txt, summary.md and summary.json, and the RTT plot (rtt.svg,
-# or --svg PATH). Takes about rounds x 4 x (count x interval + 2) seconds.
+# or --svg PATH). Takes about rounds x variants x (count x interval + 2) seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-ROUNDS=5 COUNT=200 INTERVAL=0.01 SIZE=56 WARMUP=10 OUT= SVG=
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+ROUNDS=5 COUNT=200 INTERVAL=0.01 SIZE=56 WARMUP=10 OUT= SVG= CPU=
+VARIANTS="tunbridge floor pyhelper inproc kernel"
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
     case $1 in
         --rounds) ROUNDS=$2; shift 2 ;;
         --count) COUNT=$2; shift 2 ;;
         --interval) INTERVAL=$2; shift 2 ;;
         --size) SIZE=$2; shift 2 ;;
+        --variants) VARIANTS=$2; shift 2 ;;
+        --cpu) CPU=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --svg) SVG=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
@@ -77,19 +85,24 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+FLOOR=$WORK/floor
+say "building the floor (gcc -O2 scripts/bench/floor.c)"
+gcc -O2 -o "$FLOOR" scripts/bench/floor.c
+
 say "creating network namespace $NETNS (loopback up; every TUN device goes inside it)"
 ip netns add "$NETNS"
 ip -n "$NETNS" link set lo up
 
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "command: scripts/bench.sh --rounds $ROUNDS --count $COUNT --interval $INTERVAL --size $SIZE"
+    echo "command: scripts/bench.sh --rounds $ROUNDS --count $COUNT --interval $INTERVAL --size $SIZE --variants \"$VARIANTS\"${CPU:+ --cpu $CPU}"
     echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- bridge examples scripts/bench scripts/bench.sh 2>/dev/null || echo ' (with local changes)')"
     echo "nproc: $(nproc)"
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
     echo "kernel: $(uname -sr)"
     echo "ping: $(ping -V | head -1)"
     echo "python: $(python3 --version 2>&1)"
+    echo "gcc: $(gcc --version | head -1)"
     echo "rustc: $(rustc --version)"
     echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "busiest processes before: $(ps -eo pcpu=,comm= --sort=-pcpu | head -3 | awk '{printf "%s %s%%; ", $2, $1}')"
@@ -122,15 +135,30 @@ start_agent() {
     pids+=($!)
 }
 
-run_tunbridge() {
-    local r=$1
+# Runs tunbridge as variant NAME with any extra serve flags.
+serve_tunbridge() {
+    local r=$1 name=$2
+    shift 2
     "$BIN" serve --netns "$NETNS" --tun tbench --address 192.0.2.1/24 --peer 192.0.2.2 \
         --keep-root --cmd-fifo "$WORK/cmd" --resp-fifo "$WORK/resp" \
-        --record "$OUT/tunbridge-r$r.jsonl" 2>"$WORK/bridge.log" &
+        --record "$OUT/$name-r$r.jsonl" "$@" 2>"$WORK/bridge.log" &
     pids+=($!)
     wait_for "$WORK/bridge.log" "bridge ready"
     start_agent
-    measure 192.0.2.2 "$OUT/tunbridge-r$r.ping"
+    measure 192.0.2.2 "$OUT/$name-r$r.ping"
+}
+
+run_tunbridge() { serve_tunbridge "$1" tunbridge; }
+run_tunbridge-cpu() { serve_tunbridge "$1" tunbridge-cpu --cpu "$CPU"; }
+
+run_floor() {
+    local r=$1
+    ip netns exec "$NETNS" "$FLOOR" tbench 192.0.2.1/24 "$WORK/cmd" "$WORK/resp" \
+        2>"$WORK/floor.log" &
+    pids+=($!)
+    wait_for "$WORK/floor.log" "ready"
+    start_agent
+    measure 192.0.2.2 "$OUT/floor-r$r.ping"
 }
 
 run_pyhelper() {
@@ -156,7 +184,8 @@ run_kernel() {
     measure 127.0.0.1 "$OUT/kernel-r$r.ping"
 }
 
-variants=(tunbridge pyhelper inproc kernel)
+read -ra variants <<<"$VARIANTS"
+[[ -z $CPU ]] || variants+=(tunbridge-cpu)
 for ((r = 1; r <= ROUNDS; r++)); do
     for ((i = 0; i < ${#variants[@]}; i++)); do
         v=${variants[(i + r - 1) % ${#variants[@]}]}

@@ -140,6 +140,10 @@ pub struct ServeArgs {
     /// Refuse invalid replies with `ERR <verdict>` instead of writing them.
     #[arg(long)]
     pub strict: bool,
+    /// Pin the daemon to this CPU (0-based, as in /proc/cpuinfo); not pinned by default.
+    /// Its measured effect on round trips is in docs/BENCHMARKS.md.
+    #[arg(long, value_name = "N")]
+    pub cpu: Option<usize>,
 }
 
 /// The smallest MTU IPv6 runs on (RFC 8200 §5); below it the kernel gives the device no IPv6.
@@ -204,6 +208,7 @@ impl ServeArgs {
             record: self.record.clone(),
             pcap: self.pcap.clone(),
             strict: self.strict,
+            cpu: self.cpu,
         })
     }
 }

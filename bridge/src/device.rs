@@ -1,18 +1,53 @@
-//! The TUN device: created, given the host side's addresses (IPv6 quiet: no DAD,
-//! no router solicitations; or off with `--no-ipv6`), and brought up.
+//! The packet device the server talks to: the [`Device`] trait, the TUN device
+//! ([`Tun`]) that implements it, and an in-memory pair ([`memory`]) for tests that
+//! run without root.
+//!
+//! The TUN device is created, given the host side's addresses (IPv6 kept quiet: no
+//! DAD, no router solicitations, no link-local address; or off with `--no-ipv6`), and
+//! brought up.
 //! Optionally inside an existing network namespace, so the host's networking is
-//! left untouched.
+//! left untouched. It is read without blocking: the server polls its descriptor
+//! beside the command FIFO's.
 
 use std::fmt;
 use std::io;
 use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::Duration;
 
+use nix::errno::Errno;
 use tun::AbstractDevice;
 
 use crate::peer::Ipv6Cidr;
+
+pub mod memory;
+
+/// What one read from a device found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recv {
+    /// A packet of this many bytes is in the buffer.
+    Packet(usize),
+    /// No packet is waiting.
+    Empty,
+    /// The device is gone (a TUN device deleted with `ip link del`, a memory pair's
+    /// network side dropped); no packet will ever come again.
+    Gone,
+}
+
+/// A packet device the server can poll, read without blocking, and write.
+pub trait Device: Send {
+    /// The interface name, for logs.
+    fn name(&self) -> &str;
+    /// The largest packet the device takes, in bytes.
+    fn mtu(&self) -> usize;
+    /// The descriptor that polls readable when a packet is waiting.
+    fn fd(&self) -> BorrowedFd<'_>;
+    /// Reads one packet into `buf` without waiting.
+    fn recv(&self, buf: &mut [u8]) -> io::Result<Recv>;
+    /// Writes one whole packet.
+    fn send(&self, packet: &[u8]) -> io::Result<()>;
+}
 
 /// Why the device could not be set up or used.
 #[derive(Debug)]
@@ -114,13 +149,13 @@ pub fn enter_netns(name: &str) -> Result<(), DeviceError> {
 }
 
 /// The open TUN device.
-pub struct Device {
+pub struct Tun {
     inner: tun::Device,
     name: String,
     mtu: usize,
 }
 
-impl Device {
+impl Tun {
     /// Creates the device `name` with `address` and, when given, `address6` (else IPv6
     /// off), and brings it up.
     pub fn open(
@@ -128,7 +163,7 @@ impl Device {
         address: Ipv4Cidr,
         address6: Option<Ipv6Cidr>,
         mtu: u16,
-    ) -> Result<Device, DeviceError> {
+    ) -> Result<Tun, DeviceError> {
         let err = |source| DeviceError::OpenTun {
             name: name.into(),
             source,
@@ -149,45 +184,57 @@ impl Device {
         if let Some(address6) = address6 {
             add_ipv6_address(&name, address6)?;
         }
-        Ok(Device {
+        inner.set_nonblock().map_err(|e| err(tun::Error::Io(e)))?;
+        Ok(Tun {
             inner,
             name,
             mtu: usize::from(mtu),
         })
     }
+}
 
-    /// The interface name the kernel gave the device.
-    pub fn name(&self) -> &str {
+impl Device for Tun {
+    fn name(&self) -> &str {
         &self.name
     }
 
-    /// The device MTU in bytes.
-    pub fn mtu(&self) -> usize {
+    fn mtu(&self) -> usize {
         self.mtu
     }
 
-    /// Reads one packet, waiting at most `timeout`; `Ok(None)` when none came.
-    pub fn recv(&self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>> {
-        match self.inner.recv_timeout(buf, timeout) {
-            Ok(n) => Ok(Some(n)),
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+    #[allow(unsafe_code)]
+    fn fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: the descriptor belongs to `self.inner`, which lives as long as the
+        // borrow returned here; the `tun` crate offers `AsRawFd` only, not `AsFd`.
+        unsafe { BorrowedFd::borrow_raw(self.inner.as_raw_fd()) }
+    }
+
+    fn recv(&self, buf: &mut [u8]) -> io::Result<Recv> {
+        match self.inner.recv(buf) {
+            Ok(n) => Ok(Recv::Packet(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Recv::Empty),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Recv::Empty),
+            // A deleted TUN device detaches from its descriptor: reads fail with EBADFD.
+            Err(e) if e.raw_os_error() == Some(Errno::EBADFD as i32) => Ok(Recv::Gone),
             Err(e) => Err(e),
         }
     }
 
-    /// Writes one whole packet to the kernel.
-    pub fn send(&self, packet: &[u8]) -> io::Result<()> {
+    fn send(&self, packet: &[u8]) -> io::Result<()> {
         let n = self.inner.send(packet)?;
-        if n != packet.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                format!("short write: {n} of {}", packet.len()),
-            ));
-        }
-        Ok(())
+        whole(n, packet.len())
     }
+}
+
+/// Checks that a write took the whole packet.
+fn whole(n: usize, len: usize) -> io::Result<()> {
+    if n != len {
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            format!("short write: {n} of {len}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Keeps the kernel from speaking on the device by itself over IPv6: no duplicate address

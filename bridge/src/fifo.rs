@@ -13,7 +13,7 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -301,6 +301,11 @@ impl CommandReader {
         }
     }
 
+    /// The descriptor to poll for command bytes; it changes when the FIFO is reopened.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+
     /// When the bytes that completed the last event were read from the FIFO.
     pub fn received(&self) -> Instant {
         self.lines.received()
@@ -369,7 +374,7 @@ pub fn wait(file: &File, events: PollFlags, timeout: Duration) -> io::Result<boo
 }
 
 /// Linux's PIPE_BUF: a write of at most this many bytes goes into a pipe whole or not at all.
-const PIPE_BUF: usize = 4096;
+pub const PIPE_BUF: usize = 4096;
 
 /// The write end of the answer FIFO, held for one answer.
 #[derive(Debug)]
@@ -378,28 +383,37 @@ pub struct Answer {
 }
 
 impl Answer {
-    /// Opens the answer FIFO if a reader is there, trying until `grace` has passed.
-    pub fn wait_for_reader(path: &Path, grace: Duration) -> io::Result<Option<Answer>> {
-        let deadline = Instant::now() + grace;
-        loop {
-            let opened = OpenOptions::new()
-                .write(true)
-                .custom_flags(libc_flags::O_NONBLOCK | libc_flags::O_NOFOLLOW)
-                .open(path);
-            match opened {
-                Ok(file) => {
-                    ensure_fifo(&file)?;
-                    return Ok(Some(Answer { file }));
-                }
-                // ENXIO: a FIFO with no reader cannot be opened for writing without blocking.
-                Err(e) if e.raw_os_error() == Some(Errno::ENXIO as i32) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
+    /// Opens the answer FIFO without waiting; `None` when no reader is there (or no FIFO).
+    pub fn open(path: &Path) -> io::Result<Option<Answer>> {
+        let opened = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc_flags::O_NONBLOCK | libc_flags::O_NOFOLLOW)
+            .open(path);
+        match opened {
+            Ok(file) => {
+                ensure_fifo(&file)?;
+                Ok(Some(Answer { file }))
             }
-            if Instant::now() >= deadline {
-                return Ok(None);
-            }
-            std::thread::sleep(Duration::from_millis(1));
+            // ENXIO: a FIFO with no reader cannot be opened for writing without blocking.
+            Err(e) if e.raw_os_error() == Some(Errno::ENXIO as i32) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The write end's descriptor, to poll for room (`POLLOUT`) or for the reader leaving.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+
+    /// Writes as much of `data` as the pipe takes now, without waiting; 0 when it is full.
+    /// A write of at most [`PIPE_BUF`] bytes is whole or nothing.
+    pub fn write_some(&self, data: &[u8]) -> io::Result<usize> {
+        match (&self.file).write(data) {
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+            Err(e) => Err(e),
         }
     }
 
@@ -412,44 +426,6 @@ impl Answer {
                 .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP)),
             _ => false,
         }
-    }
-
-    /// Writes one line in a single write that cannot block, and closes; gives the answer
-    /// back, nothing written, when the line is over [`PIPE_BUF`] or the pipe cannot take it
-    /// whole now (full, or its reader gone).
-    pub fn offer(mut self, line: &str) -> Result<(), Answer> {
-        let data = [line.as_bytes(), b"\n"].concat();
-        if data.len() > PIPE_BUF {
-            return Err(self);
-        }
-        // At most PIPE_BUF bytes on a non-blocking pipe: all written, or EAGAIN/EPIPE and none.
-        match self.file.write(&data) {
-            Ok(n) if n == data.len() => Ok(()),
-            _ => Err(self),
-        }
-    }
-
-    /// Writes one line and closes; fails if the reader stops reading for `timeout`.
-    pub fn send(mut self, line: &str, timeout: Duration) -> io::Result<()> {
-        let mut data = Vec::with_capacity(line.len() + 1);
-        data.extend_from_slice(line.as_bytes());
-        data.push(b'\n');
-        let mut rest = &data[..];
-        while !rest.is_empty() {
-            if !wait(&self.file, PollFlags::POLLOUT, timeout)? {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "reader stopped reading",
-                ));
-            }
-            match self.file.write(rest) {
-                Ok(n) => rest = &rest[n..],
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
     }
 }
 
@@ -624,31 +600,28 @@ mod test {
         let dir = temp_dir("answer");
         let path = dir.join("resp");
         let _fifo = Fifo::create(&path, me()).unwrap();
-        let none = Answer::wait_for_reader(&path, Duration::from_millis(20)).unwrap();
-        assert!(none.is_none());
+        assert!(Answer::open(&path).unwrap().is_none());
         let reader = OpenOptions::new()
             .read(true)
             .custom_flags(libc_flags::O_NONBLOCK)
             .open(&path)
             .unwrap();
-        let answer = Answer::wait_for_reader(&path, Duration::from_millis(20))
-            .unwrap()
-            .unwrap();
+        let answer = Answer::open(&path).unwrap().unwrap();
         assert!(!answer.reader_gone());
-        answer.send("OK", Duration::from_secs(1)).unwrap();
+        assert_eq!(answer.write_some(b"OK\n").unwrap(), 3);
+        drop(answer);
         let mut text = String::new();
         (&reader).read_to_string(&mut text).unwrap();
         assert_eq!(text, "OK\n");
-        let answer = Answer::wait_for_reader(&path, Duration::from_millis(20))
-            .unwrap()
-            .unwrap();
+        let answer = Answer::open(&path).unwrap().unwrap();
         drop(reader);
         assert!(answer.reader_gone());
+        assert!(answer.write_some(b"OK\n").is_err(), "no reader: EPIPE");
     }
 
     #[test]
-    fn offer_writes_whole_lines_or_gives_the_answer_back() {
-        let dir = temp_dir("offer");
+    fn write_some_takes_what_the_pipe_holds() {
+        let dir = temp_dir("some");
         let path = dir.join("resp");
         let _fifo = Fifo::create(&path, me()).unwrap();
         let reader = OpenOptions::new()
@@ -656,20 +629,13 @@ mod test {
             .custom_flags(libc_flags::O_NONBLOCK)
             .open(&path)
             .unwrap();
-        let open = || {
-            Answer::wait_for_reader(&path, Duration::from_millis(20))
-                .unwrap()
-                .unwrap()
-        };
-        open().offer("45ab").unwrap();
-        let too_long = "a".repeat(PIPE_BUF);
-        let back = open().offer(&too_long).unwrap_err();
-        back.send("OK", Duration::from_secs(1)).unwrap();
-        let mut text = String::new();
-        (&reader).read_to_string(&mut text).unwrap();
-        assert_eq!(text, "45ab\nOK\n");
-        let answer = open();
-        drop(reader);
-        assert!(answer.offer("45ab").is_err(), "no reader: nothing written");
+        let answer = Answer::open(&path).unwrap().unwrap();
+        let big = vec![b'a'; 1 << 20];
+        let first = answer.write_some(&big).unwrap();
+        assert!(first > 0 && first < big.len(), "{first}");
+        assert_eq!(answer.write_some(&big[first..]).unwrap(), 0, "full");
+        let mut chunk = vec![0u8; PIPE_BUF];
+        assert_eq!((&reader).read(&mut chunk).unwrap(), PIPE_BUF);
+        assert!(answer.write_some(&big[first..]).unwrap() > 0, "room again");
     }
 }

@@ -1,21 +1,32 @@
-//! The daemon: owns the TUN device and serves the FIFO protocol.
+//! The daemon: owns the packet device and serves the FIFO protocol.
 //!
-//! One thread drains the device into the bounded [`Queue`] all the time; the main
-//! thread reads command lines and answers each with one line. Every request the
-//! agent reads is tracked until its reply, which is judged against the reference
-//! reply; what happened goes to the log and, when asked, to the record and capture.
+//! One thread does everything. It sleeps in `poll(2)` on the device, the command
+//! FIFO and the answer under way; drains the device into the bounded [`Queue`]
+//! without blocking; and answers each command line with one line, one command at a
+//! time, in the order they came. A READ gets the oldest fresh packet in the queue.
+//! Every request the agent reads is tracked until its reply, which is written to the
+//! device first and then judged against the reference reply (before, in strict mode);
+//! what happened goes to the log and, when asked, to the record and capture.
+//!
+//! [`run`] opens the TUN device; [`serve`] takes any [`Device`], so tests run the
+//! whole server on an in-memory device without root.
 
 use std::fmt;
+use std::io::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::{sched_setaffinity, CpuSet};
+use nix::unistd::Pid;
 use tracing::{debug, error, info, trace, warn};
 
-use crate::device::{self, Device, DeviceError, Ipv4Cidr};
+use crate::device::{self, Device, DeviceError, Ipv4Cidr, Recv, Tun};
 use crate::exchange::{Family, FlowKey, Response, ShowKey};
 use crate::fifo::{Answer, CommandReader, Fifo, FifoError, Incoming, Owner, PathState};
 use crate::inflight::{self, Awaiting, InFlight};
@@ -27,12 +38,19 @@ use crate::queue::{Queue, Queued};
 use crate::record::{Entry, Outcome};
 use crate::verdict::{self, Verdict};
 
-/// How long a handed-over request waits for its reply before it counts as unanswered.
+/// How long a request the agent has read waits for its reply before it counts as unanswered.
 const ANSWER_LIMIT: Duration = Duration::from_secs(300);
-/// How often the main loop looks at signals, FIFO paths and ages when idle.
+/// The longest the loop sleeps, so it sees a stop signal soon.
 const TICK: Duration = Duration::from_millis(100);
-/// How often the main loop checks the FIFO paths and expires old requests.
+/// How often the FIFO paths are checked and old packets and requests expired.
 const HOUSEKEEPING: Duration = Duration::from_millis(500);
+/// How often a command waiting for its reader tries the answer FIFO again (no event
+/// tells when a reader opens it).
+const READER_RETRY: Duration = Duration::from_millis(1);
+/// Most packets read from the device in one go, before commands get their turn.
+const DRAIN_BATCH: usize = 64;
+/// The device read buffer: the largest IPv4 packet.
+const RECV_BUFFER: usize = 65536;
 
 /// Everything `serve` needs, filled from the command line.
 #[derive(Debug, Clone)]
@@ -73,6 +91,8 @@ pub struct Config {
     pub pcap: Option<PathBuf>,
     /// Refuse invalid replies instead of writing them.
     pub strict: bool,
+    /// The CPU to pin the daemon to.
+    pub cpu: Option<usize>,
 }
 
 impl Config {
@@ -100,6 +120,14 @@ pub enum ServeError {
     FifoReplaced(PathBuf),
     /// Reading the command FIFO failed.
     ReadCommand(std::io::Error),
+    /// The device went away (a TUN device deleted with `ip link del`).
+    DeviceGone(String),
+    /// Reading the device failed.
+    ReadDevice(std::io::Error),
+    /// Waiting in `poll(2)` failed.
+    Poll(std::io::Error),
+    /// Pinning to the CPU asked for failed.
+    PinCpu { cpu: usize, source: std::io::Error },
 }
 
 impl fmt::Display for ServeError {
@@ -117,56 +145,20 @@ impl fmt::Display for ServeError {
                 )
             }
             Self::ReadCommand(e) => write!(f, "cannot read the command FIFO: {e}"),
+            Self::DeviceGone(name) => write!(
+                f,
+                "the device {name} is gone (deleted?); stopping, restart the bridge to recreate it"
+            ),
+            Self::ReadDevice(e) => write!(f, "cannot read the device: {e}"),
+            Self::Poll(e) => write!(f, "cannot wait for the device and the FIFOs: {e}"),
+            Self::PinCpu { cpu, source } => write!(f, "cannot pin to CPU {cpu}: {source}"),
         }
     }
 }
 
 impl std::error::Error for ServeError {}
 
-/// State shared with the device reader thread.
-struct Shared {
-    state: Mutex<State>,
-    ready: Condvar,
-    stop: Arc<AtomicBool>,
-    journal: Journal,
-    /// The host side's and the agent's addresses.
-    ends: Ends,
-    /// Packets off the device that were not addressed to the agent.
-    not_for_agent: AtomicU64,
-}
-
-/// What both threads change, under one lock.
-struct State {
-    /// Packets waiting for a READ.
-    queue: Queue,
-    /// The answer of a READ waiting on the empty queue, for the device reader thread to
-    /// answer at once, without waking the main thread first.
-    reader: Option<Answer>,
-    /// A packet the device reader thread gave that READ, and when, for the main thread's books.
-    handed: Option<(Queued, Instant)>,
-}
-
-impl Shared {
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Records packets that left the queue unread.
-    fn dropped(&self, items: Vec<Queued>, outcome: Outcome) {
-        for item in items {
-            warn!(
-                flow = %ShowKey(item.parsed.key.as_ref()),
-                len = item.packet.len(),
-                age_us = us(item.arrival.elapsed()),
-                outcome = outcome.as_str(),
-                "request dropped before the agent read it"
-            );
-            self.journal.entry(&entry(&item, outcome));
-        }
-    }
-}
-
-/// Runs the daemon until SIGINT or SIGTERM.
+/// Runs the daemon on the TUN device until SIGINT or SIGTERM.
 pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), ServeError> {
     if let Some(name) = &config.netns {
         device::enter_netns(name).map_err(ServeError::Device)?;
@@ -174,10 +166,35 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), ServeError> {
     // A second bridge on these FIFOs refuses before it touches anything. The FIFOs are made
     // after the device: scripts take their existence as the sign that the device is up.
     Fifo::ensure_unclaimed(&config.cmd_fifo).map_err(ServeError::Fifo)?;
-    let device = Arc::new(
-        Device::open(&config.tun, config.address, config.address6, config.mtu)
-            .map_err(ServeError::Device)?,
-    );
+    let device = Tun::open(&config.tun, config.address, config.address6, config.mtu)
+        .map_err(ServeError::Device)?;
+    if let Some(cpu) = config.cpu {
+        pin_to_cpu(cpu)?;
+        info!(cpu, "pinned to CPU");
+    }
+    serve(config, Box::new(device), stop)
+}
+
+/// Lets the daemon run on this CPU only.
+fn pin_to_cpu(cpu: usize) -> Result<(), ServeError> {
+    let err = |e: Errno| ServeError::PinCpu {
+        cpu,
+        source: e.into(),
+    };
+    let mut set = CpuSet::new();
+    set.set(cpu).map_err(err)?;
+    sched_setaffinity(Pid::from_raw(0), &set).map_err(err)
+}
+
+/// Serves the FIFO protocol for `device` until `stop` is set or the device goes away.
+/// `config.tun`, `config.netns` and `config.cpu` are not used here: the caller opened
+/// the device. Tests start it on an in-memory device ([`device::memory`]) in a thread,
+/// without root.
+pub fn serve(
+    config: Config,
+    device: Box<dyn Device>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), ServeError> {
     let cmd = Fifo::create_command(&config.cmd_fifo, config.owner).map_err(ServeError::Fifo)?;
     let resp = Fifo::create(&config.resp_fifo, config.owner).map_err(ServeError::Fifo)?;
     let reader = CommandReader::open(&config.cmd_fifo).map_err(|source| {
@@ -194,275 +211,428 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), ServeError> {
     }
     info!(tun = device.name(), address = %config.address, peer = %config.peer, netns = ?config.netns,
           cmd = %config.cmd_fifo.display(), resp = %config.resp_fifo.display(), "bridge ready");
-    let shared = Arc::new(Shared {
-        state: Mutex::new(State {
-            queue: Queue::new(config.queue_size, config.max_age),
-            reader: None,
-            handed: None,
-        }),
-        ready: Condvar::new(),
-        stop,
-        journal,
-        ends: config.ends(),
-        not_for_agent: AtomicU64::new(0),
-    });
-    let drain = spawn_drain(Arc::clone(&device), Arc::clone(&shared));
+    let ends = config.ends();
     let mut bridge = Bridge {
+        queue: Queue::new(config.queue_size, config.max_age),
+        inflight: InFlight::new(inflight::CAPACITY, ANSWER_LIMIT),
         config,
         device,
-        shared,
+        journal,
+        stop,
         reader,
         cmd,
         resp,
-        inflight: InFlight::new(inflight::CAPACITY, ANSWER_LIMIT),
+        turn: None,
+        unsettled: None,
+        packet: vec![0u8; RECV_BUFFER],
+        line: Vec::new(),
+        ends,
+        not_for_agent: 0,
     };
     let result = bridge.serve();
-    bridge.shared.stop.store(true, Ordering::SeqCst);
-    if drain.join().is_err() {
-        error!("device reader thread panicked");
-    }
     bridge.finish();
     result
 }
 
-/// Starts the thread that drains the device into the queue.
-fn spawn_drain(device: Arc<Device>, shared: Arc<Shared>) -> thread::JoinHandle<()> {
-    thread::spawn(move || {
-        let mut buf = vec![0u8; 65536];
-        while !shared.stop.load(Ordering::Relaxed) {
-            match device.recv(&mut buf, TICK) {
-                Ok(Some(n)) => arrive(&shared, Queued::now(buf[..n].to_vec())),
-                Ok(None) => {}
-                Err(e) => {
-                    error!(error = %e, "reading the TUN device failed");
-                    thread::sleep(TICK);
-                }
-            }
-        }
-    })
+/// The command being answered. Commands are answered one at a time, in the order they
+/// came; the next is read from the command FIFO only once this one is done.
+enum Turn {
+    /// Waiting for the client to open the answer FIFO. A READ (`label` None) goes on to
+    /// wait for a packet; any other answer is already in the line buffer, `label` its kind.
+    Reader {
+        received: Instant,
+        label: Option<&'static str>,
+    },
+    /// A READ whose reader is there, waiting for a packet until `deadline`.
+    Packet { answer: Answer, deadline: Instant },
+    /// The answer line in the line buffer, `sent` bytes of it written; `item` is the
+    /// packet it carries, if any. Given up when the reader takes nothing until `deadline`.
+    Sending {
+        answer: Answer,
+        sent: usize,
+        deadline: Instant,
+        item: Option<Queued>,
+    },
 }
 
-/// Queues one packet read from the device; only the served families reach the agent.
-fn arrive(shared: &Shared, item: Queued) {
-    shared.journal.packet(item.arrival_wall, &item.packet);
-    if !item.parsed.family.is_some_and(Family::is_served) {
-        debug!(
-            len = item.packet.len(),
-            "packet of an unserved family ignored"
-        );
-        return;
-    }
-    if !shared.ends.is_for_agent(&item.packet) {
-        shared.not_for_agent.fetch_add(1, Ordering::Relaxed);
-        debug!(len = item.packet.len(), "packet not for the agent");
-        shared.journal.entry(&entry(&item, Outcome::NotForAgent));
-        return;
-    }
-    let (key, len) = (item.parsed.key, item.packet.len());
-    trace!(hex = %hex::encode(&item.packet), "request bytes");
-    let mut s = shared.state();
-    let stale = s.queue.expire(item.arrival);
-    let evicted = match s.reader.take() {
-        Some(answer) => {
-            drop(s);
-            deliver(shared, answer, item)
-        }
-        None => {
-            let evicted = s.queue.push(item);
-            drop(s);
-            evicted
-        }
-    };
-    // Wake the main thread before logging: the log line is not on the packet's way.
-    shared.ready.notify_all();
-    debug!(flow = %ShowKey(key.as_ref()), len, "request queued");
-    shared.dropped(stale, Outcome::Stale);
-    shared.dropped(evicted.into_iter().collect(), Outcome::Overflow);
+/// A reply written to the device and not yet judged and recorded.
+struct Written {
+    packet: Response,
+    received: Instant,
+    written: Instant,
+    written_wall: SystemTime,
 }
 
-/// Answers the READ waiting on the empty queue with `item`. When the pipe cannot take
-/// the line at once, the packet is queued and the answer put back, for the main thread
-/// to send as usual. Returns a packet evicted to make room.
-fn deliver(shared: &Shared, answer: Answer, item: Queued) -> Option<Queued> {
-    match answer.offer(&Reply::Packet(item.packet.clone()).to_string()) {
-        Ok(()) => {
-            shared.state().handed = Some((item, Instant::now()));
-            None
-        }
-        Err(answer) => {
-            let mut s = shared.state();
-            s.reader = Some(answer);
-            s.queue.push(item)
-        }
-    }
+/// What woke the loop, from one `poll(2)`.
+#[derive(Debug, Default, Clone, Copy)]
+struct Woken {
+    /// The device has a packet, or has gone.
+    device: bool,
+    /// The answer FIFO's reader went away.
+    reader_gone: bool,
 }
 
-/// How a READ's wait for a packet ended.
-enum Waited {
-    /// A packet to send on the answer.
-    Packet(Answer, Queued),
-    /// The device reader thread already handed this packet over, at this time.
-    Handed(Queued, Instant),
-    /// No packet: the timeout passed, the reader left, or the bridge is stopping.
-    Nothing(Answer),
+/// The descriptors the loop waits on, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Device,
+    Command,
+    Answer,
 }
 
-/// The main thread's state.
+/// The daemon's state: one thread owns all of it.
 struct Bridge {
     config: Config,
-    device: Arc<Device>,
-    shared: Arc<Shared>,
+    device: Box<dyn Device>,
+    journal: Journal,
+    stop: Arc<AtomicBool>,
+    /// Packets waiting for a READ, oldest first.
+    queue: Queue,
+    /// Requests the agent has read and not yet answered.
+    inflight: InFlight,
     reader: CommandReader,
     cmd: Fifo,
     resp: Fifo,
-    inflight: InFlight,
+    turn: Option<Turn>,
+    unsettled: Option<Written>,
+    /// The device read buffer.
+    packet: Vec<u8>,
+    /// The answer line being sent, reused from answer to answer.
+    line: Vec<u8>,
+    /// The host side's and the agent's addresses.
+    ends: Ends,
+    /// Packets off the device that were not addressed to the agent.
+    not_for_agent: u64,
 }
 
 impl Bridge {
-    /// Reads and answers commands until told to stop.
+    /// Waits for the device, the command FIFO and the answer under way, and acts on
+    /// what is ready, until told to stop or the device goes away.
     fn serve(&mut self) -> Result<(), ServeError> {
         let mut last_check = Instant::now();
-        while !self.shared.stop.load(Ordering::Relaxed) {
+        while !self.stop.load(Ordering::Relaxed) {
+            let woken = self.wait()?;
+            if woken.device {
+                self.drain()?;
+            }
+            self.advance(woken);
             if last_check.elapsed() >= HOUSEKEEPING {
                 self.check_fifos()?;
                 self.expire();
                 last_check = Instant::now();
-            }
-            match self.reader.next(TICK).map_err(ServeError::ReadCommand)? {
-                Some(Incoming::Line(line)) => self.command(&line, self.reader.received()),
-                Some(Incoming::TooLong(n)) => {
-                    warn!(len = n, "command line too long");
-                    let reply = Reply::Err(ProtocolError::TooLong(n).to_string());
-                    self.answer(&reply, self.reader.received());
-                }
-                Some(Incoming::Dropped(n)) => {
-                    warn!(len = n, "unfinished command line dropped after idling")
-                }
-                None => {}
             }
         }
         info!("stopping");
         Ok(())
     }
 
-    /// Parses one line, read from the FIFO at `received`, and acts on it.
-    fn command(&mut self, line: &[u8], received: Instant) {
+    /// What to wait on: the device always; the command FIFO between commands; the
+    /// answer while a READ waits (for its reader leaving) or a line waits for room.
+    fn interests(&self) -> Vec<(Source, BorrowedFd<'_>, PollFlags)> {
+        let mut set = vec![(Source::Device, self.device.fd(), PollFlags::POLLIN)];
+        match &self.turn {
+            None => set.push((Source::Command, self.reader.fd(), PollFlags::POLLIN)),
+            Some(Turn::Packet { answer, .. }) => {
+                set.push((Source::Answer, answer.fd(), PollFlags::empty()))
+            }
+            Some(Turn::Sending { answer, .. }) => {
+                set.push((Source::Answer, answer.fd(), PollFlags::POLLOUT))
+            }
+            Some(Turn::Reader { .. }) => {}
+        }
+        set
+    }
+
+    /// How long the loop may sleep: until the turn's next deadline, at most a [`TICK`].
+    fn timeout(&self) -> Duration {
+        let until = |deadline: Instant| deadline.saturating_duration_since(Instant::now());
+        match &self.turn {
+            // No event tells when a reader opens the answer FIFO: try again shortly.
+            Some(Turn::Reader { .. }) => READER_RETRY,
+            Some(Turn::Packet { deadline, .. } | Turn::Sending { deadline, .. }) => {
+                until(*deadline).min(TICK)
+            }
+            None => TICK,
+        }
+    }
+
+    /// Sleeps in `poll(2)` until a descriptor is ready or the timeout passes.
+    fn wait(&self) -> Result<Woken, ServeError> {
+        let interests = self.interests();
+        let mut fds: Vec<PollFd> = interests
+            .iter()
+            .map(|(_, fd, events)| PollFd::new(*fd, *events))
+            .collect();
+        let timeout = PollTimeout::try_from(self.timeout()).unwrap_or(PollTimeout::MAX);
+        let mut woken = Woken::default();
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => return Ok(woken),
+            Err(e) => return Err(ServeError::Poll(e.into())),
+        }
+        for ((source, _, _), fd) in interests.iter().zip(&fds) {
+            let Some(revents) = fd.revents().filter(|r| !r.is_empty()) else {
+                continue;
+            };
+            match source {
+                Source::Device => woken.device = true,
+                // Command bytes are read in `advance`, after every wake-up.
+                Source::Command => {}
+                Source::Answer => {
+                    woken.reader_gone = revents.intersects(PollFlags::POLLERR | PollFlags::POLLHUP)
+                }
+            }
+        }
+        Ok(woken)
+    }
+
+    /// Reads what the device holds into the queue, without waiting; at most
+    /// [`DRAIN_BATCH`] packets, so a flood cannot starve the commands.
+    fn drain(&mut self) -> Result<(), ServeError> {
+        for _ in 0..DRAIN_BATCH {
+            match self.device.recv(&mut self.packet) {
+                Ok(Recv::Packet(n)) => {
+                    let item = Queued::now(self.packet[..n].to_vec());
+                    self.arrive(item);
+                }
+                Ok(Recv::Empty) => return Ok(()),
+                Ok(Recv::Gone) => return Err(ServeError::DeviceGone(self.device.name().into())),
+                Err(e) => return Err(ServeError::ReadDevice(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues one packet read from the device; only the served families reach the agent.
+    fn arrive(&mut self, item: Queued) {
+        self.journal.packet(item.arrival_wall, &item.packet);
+        if !item.parsed.family.is_some_and(Family::is_served) {
+            debug!(
+                len = item.packet.len(),
+                "packet of an unserved family ignored"
+            );
+            return;
+        }
+        if !self.ends.is_for_agent(&item.packet) {
+            self.not_for_agent += 1;
+            debug!(len = item.packet.len(), "packet not for the agent");
+            self.journal.entry(&entry(&item, Outcome::NotForAgent));
+            return;
+        }
+        let (key, len) = (item.parsed.key, item.packet.len());
+        trace!(hex = %hex::encode(&item.packet), "request bytes");
+        let stale = self.queue.expire(item.arrival);
+        let evicted = self.queue.push(item);
+        debug!(flow = %ShowKey(key.as_ref()), len, "request queued");
+        self.dropped(stale, Outcome::Stale);
+        self.dropped(evicted.into_iter().collect(), Outcome::Overflow);
+    }
+
+    /// Takes the turn as far as it goes without waiting, then the next commands. A reply
+    /// written to the device is judged and recorded once its OK is on its way (or waits
+    /// for its reader), before the next command.
+    fn advance(&mut self, woken: Woken) {
+        loop {
+            let turn = match self.turn.take() {
+                Some(turn) => turn,
+                None => {
+                    self.settle_written();
+                    match self.next_command() {
+                        Some(turn) => turn,
+                        None => break,
+                    }
+                }
+            };
+            if let Step::Waiting(turn) = self.step(turn, woken) {
+                self.turn = Some(turn);
+                break;
+            }
+        }
+        self.settle_written();
+    }
+
+    /// Judges and records the reply written last, if that is not done yet.
+    fn settle_written(&mut self) {
+        if let Some(written) = self.unsettled.take() {
+            self.settle(written);
+        }
+    }
+
+    /// Reads the next command line, if one is there, and starts its turn.
+    fn next_command(&mut self) -> Option<Turn> {
+        loop {
+            let event = match self.reader.next(Duration::ZERO) {
+                Ok(Some(event)) => event,
+                Ok(None) => return None,
+                Err(e) => {
+                    warn!(error = %e, "cannot read the command FIFO; reopening it");
+                    if let Err(e) = self.reader.reopen() {
+                        error!(error = %e, "cannot reopen the command FIFO");
+                    }
+                    return None;
+                }
+            };
+            let received = self.reader.received();
+            match event {
+                Incoming::Line(line) => return Some(self.command(&line, received)),
+                Incoming::TooLong(n) => {
+                    warn!(len = n, "command line too long");
+                    let reply = Reply::Err(ProtocolError::TooLong(n).to_string());
+                    return Some(self.reply(&reply, received));
+                }
+                Incoming::Dropped(n) => {
+                    warn!(len = n, "unfinished command line dropped after idling")
+                }
+            }
+        }
+    }
+
+    /// Parses one line, read from the FIFO at `received`, acts on it, and starts its answer.
+    fn command(&mut self, line: &[u8], received: Instant) -> Turn {
         match Command::parse(line, self.device.mtu()) {
-            Ok(Command::Read) => self.read(received),
+            Ok(Command::Read) => Turn::Reader {
+                received,
+                label: None,
+            },
             Ok(Command::Write(packet)) => {
-                let reply = self.write(packet);
-                self.answer(&reply, received);
+                let reply = self.write(packet, received);
+                self.reply(&reply, received)
             }
             Err(e) => {
                 warn!(reason = %e, len = line.len(), "command refused");
-                self.answer(&Reply::Err(e.to_string()), received);
+                self.reply(&Reply::Err(e.to_string()), received)
             }
         }
     }
 
-    /// What is left of the grace period of a command read at `received`. An answer waits
-    /// for its reader at most the grace period after its command arrived, so a burst of
-    /// unread commands is given up on within one period, not one period per command.
-    fn grace_left(&self, received: Instant) -> Duration {
-        self.config.reply_grace.saturating_sub(received.elapsed())
+    /// Puts `reply` in the line buffer and starts waiting for its reader.
+    fn reply(&mut self, reply: &Reply, received: Instant) -> Turn {
+        self.line.clear();
+        let _ = writeln!(self.line, "{reply}");
+        Turn::Reader {
+            received,
+            label: Some(reply.label()),
+        }
     }
 
-    /// Delivers an answer if its reader turns up within the grace period.
-    fn answer(&self, reply: &Reply, received: Instant) {
-        match Answer::wait_for_reader(&self.config.resp_fifo, self.grace_left(received)) {
-            Ok(Some(a)) => {
-                if let Err(e) = a.send(&reply.to_string(), self.config.reply_grace) {
-                    warn!(error = %e, "answer not delivered");
+    /// Takes one turn one step further.
+    fn step(&mut self, turn: Turn, woken: Woken) -> Step {
+        match turn {
+            Turn::Reader { received, label } => self.open_answer(received, label),
+            Turn::Packet { answer, deadline } => self.hand_over(answer, deadline, woken),
+            Turn::Sending {
+                answer,
+                sent,
+                deadline,
+                item,
+            } => self.send(answer, sent, deadline, item),
+        }
+    }
+
+    /// Opens the answer FIFO if the command's reader is there; gives up when the grace
+    /// period since the command arrived is over, so a burst of unread commands is given
+    /// up on within one period, not one period per command.
+    fn open_answer(&mut self, received: Instant, label: Option<&'static str>) -> Step {
+        let answer = match Answer::open(&self.config.resp_fifo) {
+            Ok(Some(answer)) => answer,
+            Ok(None) if received.elapsed() < self.config.reply_grace => {
+                return Step::Waiting(Turn::Reader { received, label })
+            }
+            Ok(None) => {
+                match label {
+                    None => warn!("READ abandoned: nobody is reading the answer FIFO"),
+                    Some(label) => warn!(answer = label, "nobody read the answer; discarded"),
                 }
+                return Step::Done;
             }
-            Ok(None) => warn!(answer = reply.label(), "nobody read the answer; discarded"),
-            Err(e) => warn!(error = %e, "cannot open the answer FIFO"),
+            Err(e) => {
+                warn!(error = %e, "cannot open the answer FIFO");
+                return Step::Done;
+            }
+        };
+        if label.is_some() {
+            return self.send(answer, 0, Instant::now() + self.config.reply_grace, None);
         }
-    }
-
-    /// READ: wait for a reader, then for a packet; hand it over or say TIMEOUT.
-    fn read(&mut self, received: Instant) {
-        let answer =
-            match Answer::wait_for_reader(&self.config.resp_fifo, self.grace_left(received)) {
-                Ok(Some(a)) => a,
-                Ok(None) => return warn!("READ abandoned: nobody is reading the answer FIFO"),
-                Err(e) => return warn!(error = %e, "cannot open the answer FIFO"),
-            };
         // The client has sent its line and closed: reopen now, not after the hand-over.
         if let Err(e) = self.reader.reopen_if_ended() {
             warn!(error = %e, "cannot reopen the command FIFO");
         }
-        let (answer, item) = match self.wait_packet(answer) {
-            Waited::Packet(answer, item) => (answer, item),
-            Waited::Handed(item, handover) => return self.handed(item, handover),
-            Waited::Nothing(answer) => return self.no_packet(answer),
-        };
-        let line = Reply::Packet(item.packet.clone()).to_string();
-        if let Err(e) = answer.send(&line, self.config.reply_grace) {
-            warn!(error = %e, "packet not delivered; back to the head of the queue");
-            let evicted = self.shared.state().queue.push_front(item);
-            self.shared.ready.notify_all();
-            self.shared
-                .dropped(evicted.into_iter().collect(), Outcome::Overflow);
-            return;
-        }
-        self.handed(item, Instant::now());
-    }
-
-    /// Ends a READ that got no packet: TIMEOUT, or nothing if its reader left.
-    fn no_packet(&self, answer: Answer) {
-        if answer.reader_gone() {
-            return info!("READ abandoned: its reader went away");
-        }
-        if let Err(e) = answer.send(&Reply::Timeout.to_string(), self.config.reply_grace) {
-            warn!(error = %e, "TIMEOUT not delivered");
-        }
-        info!("READ timed out");
-    }
-
-    /// Waits for a fresh packet while the reader is there and the timeout lasts. While
-    /// the queue is empty the answer waits in the shared state, where the device reader
-    /// thread answers it with the next packet; while that thread holds it, neither the
-    /// answer nor the hand-over is there, and it puts one of them back before it lets go.
-    fn wait_packet(&self, answer: Answer) -> Waited {
         let deadline = Instant::now() + self.config.read_timeout;
-        let mut s = self.shared.state();
-        s.reader = Some(answer);
-        loop {
-            if let Some((item, handover)) = s.handed.take() {
-                return Waited::Handed(item, handover);
-            }
-            let stale = s.queue.expire(Instant::now());
-            if !stale.is_empty() {
-                drop(s);
-                self.shared.dropped(stale, Outcome::Stale);
-                s = self.shared.state();
-                continue;
-            }
-            if let Some(answer) = s.reader.take() {
-                if let Some(item) = s.queue.pop() {
-                    return Waited::Packet(answer, item);
-                }
-                let stop = self.shared.stop.load(Ordering::Relaxed);
-                if Instant::now() >= deadline || stop || answer.reader_gone() {
-                    return Waited::Nothing(answer);
-                }
-                s.reader = Some(answer);
-            }
-            let slice = deadline
-                .saturating_duration_since(Instant::now())
-                .clamp(Duration::from_millis(1), Duration::from_millis(50));
-            s = self
-                .shared
-                .ready
-                .wait_timeout(s, slice)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+        self.hand_over(answer, deadline, Woken::default())
+    }
+
+    /// Gives a waiting READ the oldest fresh packet; TIMEOUT once the deadline passes
+    /// (or the bridge stops), nothing if the reader left.
+    fn hand_over(&mut self, answer: Answer, deadline: Instant, woken: Woken) -> Step {
+        let stale = self.queue.expire(Instant::now());
+        self.dropped(stale, Outcome::Stale);
+        if let Some(item) = self.queue.pop() {
+            self.line.resize(item.packet.len() * 2 + 1, b'\n');
+            let hex_part = item.packet.len() * 2;
+            // The buffer is exactly twice the packet's length: encoding cannot fail.
+            let _ = hex::encode_to_slice(&item.packet, &mut self.line[..hex_part]);
+            self.line[hex_part] = b'\n';
+            let deadline = Instant::now() + self.config.reply_grace;
+            return self.send(answer, 0, deadline, Some(item));
         }
+        if woken.reader_gone && answer.reader_gone() {
+            info!("READ abandoned: its reader went away");
+            return Step::Done;
+        }
+        if Instant::now() >= deadline || self.stop.load(Ordering::Relaxed) {
+            info!("READ timed out");
+            self.line.clear();
+            self.line.extend_from_slice(b"TIMEOUT\n");
+            let deadline = Instant::now() + self.config.reply_grace;
+            return self.send(answer, 0, deadline, None);
+        }
+        Step::Waiting(Turn::Packet { answer, deadline })
+    }
+
+    /// Writes what the pipe takes of the answer line; a packet whose line cannot be
+    /// delivered goes back to the head of the queue.
+    fn send(
+        &mut self,
+        answer: Answer,
+        sent: usize,
+        deadline: Instant,
+        item: Option<Queued>,
+    ) -> Step {
+        let failed = match answer.write_some(&self.line[sent..]) {
+            Ok(n) if sent + n == self.line.len() => None,
+            Ok(0) if Instant::now() >= deadline => Some("reader stopped reading".to_string()),
+            Ok(n) => {
+                // Progress moves the deadline: it is for a reader that stopped reading.
+                let deadline = if n > 0 {
+                    Instant::now() + self.config.reply_grace
+                } else {
+                    deadline
+                };
+                return Step::Waiting(Turn::Sending {
+                    answer,
+                    sent: sent + n,
+                    deadline,
+                    item,
+                });
+            }
+            Err(e) => Some(e.to_string()),
+        };
+        drop(answer);
+        match (failed, item) {
+            (None, Some(item)) => self.delivered(item, Instant::now()),
+            (None, None) => {}
+            (Some(error), Some(item)) => {
+                warn!(error, "packet not delivered; back to the head of the queue");
+                let evicted = self.queue.push_front(item);
+                self.dropped(evicted.into_iter().collect(), Outcome::Overflow);
+            }
+            (Some(error), None) => warn!(error, "answer not delivered"),
+        }
+        Step::Done
     }
 
     /// Notes a request delivered at `handover` as waiting for its reply.
-    fn handed(&mut self, item: Queued, handover: Instant) {
+    fn delivered(&mut self, item: Queued, handover: Instant) {
         let queue_ms = ms(handover - item.arrival);
         debug!(
             flow = %ShowKey(item.parsed.key.as_ref()),
@@ -480,50 +650,64 @@ impl Bridge {
         }
     }
 
-    /// WRITE: check, judge, and write the agent's packet.
-    fn write(&mut self, packet: Response) -> Reply {
-        let received = Instant::now();
+    /// WRITE: check and write the agent's packet; it is judged and recorded afterwards
+    /// (see [`Bridge::settle`]), except in strict mode, where an invalid reply is refused.
+    fn write(&mut self, packet: Response, received: Instant) -> Reply {
         if let Err(reason) = self.egress(&packet) {
             warn!(reason, "WRITE refused");
             return Reply::Err(reason);
         }
-        let key = packet.key().copied();
-        let verdict = match key.and_then(|k| self.inflight.find_mut(&k)) {
-            Some(a) => verdict::judge(&a.request.parsed, &packet),
-            None => Verdict::NoMatchingRequest,
-        };
-        if self.config.strict && verdict != Verdict::Valid {
-            warn!(flow = %ShowKey(key.as_ref()), verdict = %verdict, "reply refused (strict)");
-            if let Some(a) = key.and_then(|k| self.inflight.find_mut(&k)) {
-                a.refused = Some(verdict.clone());
+        if self.config.strict {
+            if let Err(reason) = self.strict(&packet) {
+                return Reply::Err(reason);
             }
-            return Reply::Err(verdict.to_string());
         }
-        let packet = packet.bytes();
-        if let Err(e) = self.device.send(packet) {
-            error!(error = %e, "writing to the TUN device failed");
+        if let Err(e) = self.device.send(packet.bytes()) {
+            error!(error = %e, "writing to the device failed");
             return Reply::Err(format!("the TUN device refused the packet: {e}"));
         }
-        let written = Instant::now();
-        self.shared.journal.packet(SystemTime::now(), packet);
-        trace!(hex = %hex::encode(packet), "reply bytes");
-        self.settle(key, verdict, received, written);
+        self.unsettled = Some(Written {
+            packet,
+            received,
+            written: Instant::now(),
+            written_wall: SystemTime::now(),
+        });
         Reply::Ok
+    }
+
+    /// The verdict on a reply against the request it answers.
+    fn judge(&mut self, packet: &Response) -> Verdict {
+        match packet.key().and_then(|k| self.inflight.find_mut(k)) {
+            Some(a) => verdict::judge(&a.request.parsed, packet),
+            None => Verdict::NoMatchingRequest,
+        }
+    }
+
+    /// Strict mode: refuses an invalid reply before it is written, and notes why.
+    fn strict(&mut self, packet: &Response) -> Result<(), String> {
+        let verdict = self.judge(packet);
+        if verdict == Verdict::Valid {
+            return Ok(());
+        }
+        warn!(flow = %ShowKey(packet.key()), verdict = %verdict, "reply refused (strict)");
+        if let Some(a) = packet.key().and_then(|k| self.inflight.find_mut(k)) {
+            a.refused = Some(verdict.clone());
+        }
+        Err(verdict.to_string())
     }
 
     /// Refuses packets that would let the agent speak as anyone but the peer, or to anyone but the host side.
     fn egress(&self, packet: &Response) -> Result<(), String> {
-        self.shared.ends.egress(packet)
+        self.ends.egress(packet)
     }
 
-    /// Logs and records a written reply against its request.
-    fn settle(
-        &mut self,
-        key: Option<FlowKey>,
-        verdict: Verdict,
-        received: Instant,
-        written: Instant,
-    ) {
+    /// Judges a written reply, logs it and records it against its request.
+    fn settle(&mut self, w: Written) {
+        self.journal.packet(w.written_wall, w.packet.bytes());
+        trace!(hex = %hex::encode(w.packet.bytes()), "reply bytes");
+        let verdict = self.judge(&w.packet);
+        let key: Option<FlowKey> = w.packet.key().copied();
+        let (received, written) = (w.received, w.written);
         let write_us = (written - received).as_secs_f64() * 1e6;
         let Some(h) = key.and_then(|k| self.inflight.take(&k)) else {
             warn!(flow = %ShowKey(key.as_ref()), verdict = %verdict, "reply written, no matching request");
@@ -531,7 +715,7 @@ impl Bridge {
             e.write_us = Some(write_us);
             e.judged(&verdict);
             e.written = true;
-            return self.shared.journal.entry(&e);
+            return self.journal.entry(&e);
         };
         info!(flow = %ShowKey(key.as_ref()), len = h.request.packet.len(),
               queue_us = us(h.handover - h.request.arrival), agent_us = us(received - h.handover),
@@ -544,7 +728,21 @@ impl Bridge {
         e.write_us = Some(write_us);
         e.judged(&verdict);
         e.written = true;
-        self.shared.journal.entry(&e);
+        self.journal.entry(&e);
+    }
+
+    /// Records packets that left the queue unread.
+    fn dropped(&self, items: Vec<Queued>, outcome: Outcome) {
+        for item in items {
+            warn!(
+                flow = %ShowKey(item.parsed.key.as_ref()),
+                len = item.packet.len(),
+                age_us = us(item.arrival.elapsed()),
+                outcome = outcome.as_str(),
+                "request dropped before the agent read it"
+            );
+            self.journal.entry(&entry(&item, outcome));
+        }
     }
 
     /// Records a handed-over request that got no written reply.
@@ -567,13 +765,13 @@ impl Bridge {
             e.judged(verdict);
         }
         e.note = Some(why.into());
-        self.shared.journal.entry(&e);
+        self.journal.entry(&e);
     }
 
     /// Drops stale queued packets and forgets long-unanswered requests.
     fn expire(&mut self) {
-        let stale = self.shared.state().queue.expire(Instant::now());
-        self.shared.dropped(stale, Outcome::Stale);
+        let stale = self.queue.expire(Instant::now());
+        self.dropped(stale, Outcome::Stale);
         for h in self.inflight.expire(Instant::now()) {
             self.unanswered(h, "no reply within the answer limit");
         }
@@ -606,22 +804,44 @@ impl Bridge {
         Ok(())
     }
 
-    /// Records what is left at shutdown.
+    /// Ends the turn under way and records what is left at shutdown.
     fn finish(&mut self) {
-        let not_for_agent = self.shared.not_for_agent.load(Ordering::Relaxed);
+        let not_for_agent = self.not_for_agent;
         info!(
             not_for_agent,
             "packets off the device not addressed to the agent"
         );
+        match self.turn.take() {
+            Some(Turn::Packet { answer, .. }) => {
+                // Best effort: the client learns at once that no packet is coming.
+                let _ = answer.write_some(b"TIMEOUT\n");
+            }
+            Some(Turn::Sending {
+                item: Some(item), ..
+            }) => {
+                let evicted = self.queue.push_front(item);
+                self.dropped(evicted.into_iter().collect(), Outcome::Unanswered);
+            }
+            _ => {}
+        }
+        self.settle_written();
         for h in self.inflight.drain() {
             self.unanswered(h, "bridge stopped");
         }
-        let left: Vec<Queued> = std::iter::from_fn(|| self.shared.state().queue.pop()).collect();
+        let left: Vec<Queued> = std::iter::from_fn(|| self.queue.pop()).collect();
         if !left.is_empty() {
             info!(count = left.len(), "packets still queued at shutdown");
         }
-        self.shared.dropped(left, Outcome::Unanswered);
+        self.dropped(left, Outcome::Unanswered);
     }
+}
+
+/// Where a turn got to.
+enum Step {
+    /// The command is answered (or given up on); the next may start.
+    Done,
+    /// The turn waits for a reader, a packet or room in the pipe.
+    Waiting(Turn),
 }
 
 /// A record line for a request, timings left empty.

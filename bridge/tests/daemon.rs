@@ -57,12 +57,7 @@ fn a_broken_stderr_pipe_does_not_stop_the_bridge() {
     }
     // As `scripts/bridge.sh ... 2>&1 | head` after head has exited.
     drop(log);
-    let mut bridge = Bridge {
-        child,
-        cmd,
-        resp,
-        log: Default::default(),
-    };
+    let mut bridge = Bridge::from_child(child, cmd, resp);
     for _ in 0..2 {
         let ping = ns.spawn_ping(56, 1, 10);
         assert_eq!(answer_one(&bridge, |_| {}), "OK");

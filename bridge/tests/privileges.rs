@@ -180,7 +180,7 @@ fn drops_root_after_setup_and_keeps_answering() {
     let dir = shared_dir("nobody");
     let mut bridge = Bridge::start(&ns, &dir, &["--user", "nobody"]);
     bridge.wait_log("dropped root", std::time::Duration::from_secs(1));
-    let (uids, gids, groups, cap) = credentials(bridge.child.id());
+    let (uids, gids, groups, cap) = credentials(bridge.child().id());
     assert_eq!(uids, [NOBODY; 4], "Uid line");
     assert_eq!(gids, [NOBODY; 4], "Gid line");
     assert_eq!(groups, [NOBODY], "supplementary groups");

@@ -15,7 +15,7 @@ from xml.sax.saxutils import escape
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from summarize import VARIANTS, read_ping, rounds, summarise  # noqa: E402
 
-COLOURS = {"tunbridge": "#1f77b4", "pyhelper": "#d62728", "inproc": "#2ca02c", "kernel": "#7f7f7f"}
+COLOURS = {"tunbridge": "#1f77b4", "tunbridge-cpu": "#9467bd", "floor": "#ff7f0e", "pyhelper": "#d62728", "inproc": "#2ca02c", "kernel": "#7f7f7f"}
 W, H = 960, 520
 LEFT, RIGHT, TOP, BOTTOM = 70, 20, 40, 110
 

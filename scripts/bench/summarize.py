@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Summarises a scripts/bench.sh run: per-variant RTT medians, ratios, tunbridge's own share.
 
+Besides the overall median, each tunbridge/floor ratio is also given per round (the
+two ran in the same round, minutes apart at most), so drift between rounds on a shared
+machine shows as spread rather than hiding in the pooled numbers.
+
 Reads DIR/<variant>-r<round>.ping (iputils ping output, one `time=` per reply) and
 DIR/tunbridge-r<round>.jsonl (the bridge's record); prints a markdown summary and
 writes DIR/summary.json. Python 3 standard library only.
@@ -17,6 +21,8 @@ import sys
 
 VARIANTS = [
     ("tunbridge", "tunbridge + native agent"),
+    ("tunbridge-cpu", "tunbridge --cpu N + native agent"),
+    ("floor", "C floor bridge + native agent"),
     ("pyhelper", "Python FIFO helper + native agent"),
     ("inproc", "in-process responder on TUN"),
     ("kernel", "kernel, ping 127.0.0.1 in the namespace"),
@@ -99,10 +105,19 @@ def summarise(directory):
     med = {k: v["median_ms"] for k, v in out["variants"].items()}
     ratio = lambda a, b: med[a] / med[b] if med.get(a) and med.get(b) else None
     out["ratios"] = {
+        "tunbridge/floor": ratio("tunbridge", "floor"),
+        "tunbridge-cpu/floor": ratio("tunbridge-cpu", "floor"),
         "tunbridge/pyhelper": ratio("tunbridge", "pyhelper"),
+        "floor/pyhelper": ratio("floor", "pyhelper"),
         "tunbridge/inproc": ratio("tunbridge", "inproc"),
         "inproc/kernel": ratio("inproc", "kernel"),
     }
+    out["round_ratios"] = {}
+    for a in ("tunbridge", "tunbridge-cpu"):
+        ra = out["variants"].get(a, {}).get("round_medians_ms")
+        rb = out["variants"].get("floor", {}).get("round_medians_ms")
+        if ra and rb and len(ra) == len(rb):
+            out["round_ratios"][f"{a}/floor"] = [x / y for x, y in zip(ra, rb)]
     return out
 
 
@@ -119,9 +134,16 @@ def markdown(s):
             f"| {v['received']}/{v['sent']} |"
         )
     lines.append("")
+    per = s.get("round_ratios", {})
+    for name, values in per.items():
+        lines.append(f"- {name} per round: " + " ".join(f"{v:.2f}" for v in values))
     for name, value in s["ratios"].items():
         if value is not None:
             lines.append(f"- {name}: {value:.2f}")
+    r = s["ratios"]["tunbridge/floor"]
+    if r is not None:
+        verdict = "met" if r <= 1.05 else "NOT met"
+        lines.append(f"- target tunbridge <= 1.05 x floor: {verdict}")
     r = s["ratios"]["tunbridge/pyhelper"]
     if r is not None:
         verdict = "met" if r <= 0.5 else "NOT met"

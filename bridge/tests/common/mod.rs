@@ -1,20 +1,27 @@
-//! Shared helpers for the integration tests that need root.
+//! Shared helpers for the integration tests.
 //!
-//! Each test makes its own network namespace, starts the real `tunbridge serve`
-//! inside it with FIFOs in a private directory, and pings only the agent's
-//! address inside that namespace. Nothing is configured in the machine's own
-//! namespace. Without root the tests are skipped, except under CI, where a
-//! missing privilege is a failure.
+//! Two ways to run the bridge. [`Bridge::memory`] runs the server in a thread of the
+//! test on an in-memory device ([`Network`] plays the kernel), with FIFOs in a
+//! private directory: no root, so these tests run everywhere. [`Bridge::start`] runs
+//! the real `tunbridge serve` on a TUN device in a network namespace of the test's
+//! own, and pings only the agent's address inside it; nothing is configured in the
+//! machine's own namespace. Without root those are skipped ([`root_or_skip`]), except
+//! under CI, where a missing privilege is a failure.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
+use tunbridge::cli::{Cli, Cmd};
 use tunbridge::client::Client;
-use tunbridge::wire;
+pub use tunbridge::device::memory::Network;
+use tunbridge::wire::{self, checksum};
 
 pub mod oracle;
 
@@ -149,12 +156,41 @@ impl Drop for TempDir {
     }
 }
 
-/// A running `tunbridge serve`, stopped with SIGTERM on drop.
+/// A running bridge: a `tunbridge serve` process, stopped with SIGTERM on drop, or
+/// the server in a thread on an in-memory device, stopped on drop.
 pub struct Bridge {
-    pub child: Child,
+    run: Run,
     pub cmd: PathBuf,
     pub resp: PathBuf,
     pub log: Arc<Mutex<Vec<String>>>,
+}
+
+/// How the bridge runs.
+enum Run {
+    Process(Child),
+    Thread {
+        stop: Arc<AtomicBool>,
+        thread: Option<JoinHandle<Result<(), String>>>,
+    },
+}
+
+/// Collects the in-process server's log lines, as the process's stderr would show them.
+#[derive(Clone)]
+struct LogSink(Arc<Mutex<Vec<String>>>);
+
+impl Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        for line in text.lines() {
+            eprintln!("[bridge] {line}");
+            self.0.lock().unwrap().push(line.to_string());
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Bridge {
@@ -185,13 +221,70 @@ impl Bridge {
             }
         });
         let bridge = Bridge {
-            child,
+            run: Run::Process(child),
             cmd,
             resp,
             log,
         };
         bridge.wait_log("bridge ready", Duration::from_secs(10));
         bridge
+    }
+
+    /// Wraps a `tunbridge serve` process the test started itself, its log not collected.
+    pub fn from_child(child: Child, cmd: PathBuf, resp: PathBuf) -> Bridge {
+        Bridge {
+            run: Run::Process(child),
+            cmd,
+            resp,
+            log: Default::default(),
+        }
+    }
+
+    /// Starts the server in a thread on an in-memory device, with FIFOs in `dir` and
+    /// any extra `serve` flags; returns it with the device's network side once it is ready.
+    /// It never drops privileges (that would change the whole test process).
+    pub fn memory(dir: &TempDir, extra: &[&str]) -> (Bridge, Network) {
+        let (cmd, resp) = (dir.join("cmd"), dir.join("resp"));
+        let mut argv: Vec<String> = ["tunbridge", "serve", "--keep-root"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        argv.extend(["--cmd-fifo".into(), cmd.display().to_string()]);
+        argv.extend(["--resp-fifo".into(), resp.display().to_string()]);
+        argv.extend(extra.iter().map(|s| s.to_string()));
+        let Cmd::Serve(args) = Cli::try_parse_from(&argv).expect("serve flags").command else {
+            unreachable!("parsed as serve")
+        };
+        let mut config = args.config().expect("serve config");
+        config.user = None;
+        let (device, network) =
+            tunbridge::device::memory::pair("mem0", usize::from(config.mtu)).unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = LogSink(Arc::clone(&log));
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter("info,tunbridge=debug")
+                .with_ansi(false)
+                .with_writer(move || sink.clone())
+                .finish();
+            tracing::subscriber::with_default(subscriber, || {
+                tunbridge::server::serve(config, Box::new(device), flag)
+            })
+            .map_err(|e| e.to_string())
+        });
+        let bridge = Bridge {
+            run: Run::Thread {
+                stop,
+                thread: Some(thread),
+            },
+            cmd,
+            resp,
+            log,
+        };
+        bridge.wait_log("bridge ready", Duration::from_secs(10));
+        (bridge, network)
     }
 
     /// Waits until a log line contains `text`; panics after `limit`.
@@ -249,16 +342,28 @@ impl Bridge {
 
     /// Whether the daemon is still running.
     pub fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
+        match &mut self.run {
+            Run::Process(child) => child.try_wait().unwrap().is_none(),
+            Run::Thread { thread, .. } => thread.as_ref().is_some_and(|t| !t.is_finished()),
+        }
+    }
+
+    /// The daemon process.
+    pub fn child(&mut self) -> &mut Child {
+        match &mut self.run {
+            Run::Process(child) => child,
+            Run::Thread { .. } => panic!("an in-memory bridge has no process"),
+        }
     }
 
     /// Sends a signal and waits for the exit status.
     pub fn stop_with(&mut self, signal: nix::sys::signal::Signal) -> ExitStatus {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let child = self.child();
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         let _ = nix::sys::signal::kill(pid, signal);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = child.try_wait().unwrap() {
                 return status;
             }
             assert!(
@@ -268,11 +373,42 @@ impl Bridge {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+
+    /// Waits up to `limit` for the in-memory server to end by itself; its result.
+    pub fn ended(&mut self, limit: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
+        while self.alive() {
+            assert!(Instant::now() < deadline, "the server is still running");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.join()
+    }
+
+    /// Stops the in-memory server as SIGTERM would, and returns its result.
+    pub fn stop(&mut self) -> Result<(), String> {
+        if let Run::Thread { stop, .. } = &self.run {
+            stop.store(true, Ordering::SeqCst);
+        }
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<(), String> {
+        match &mut self.run {
+            Run::Thread { thread, .. } => match thread.take() {
+                Some(t) => t.join().expect("the server thread panicked"),
+                None => Err("already stopped".into()),
+            },
+            Run::Process(_) => panic!("not an in-memory bridge"),
+        }
+    }
 }
 
 impl Drop for Bridge {
     fn drop(&mut self) {
-        if self.alive() {
+        let thread = matches!(self.run, Run::Thread { .. });
+        if thread {
+            let _ = self.stop();
+        } else if self.alive() {
             self.stop_with(nix::sys::signal::Signal::SIGTERM);
         }
     }
@@ -293,6 +429,39 @@ pub fn reference_reply(request: &[u8]) -> Vec<u8> {
     let reply = wire::echo_reply(request).expect("an echo request");
     oracle::assert_echo_reply(request, &reply);
     reply
+}
+
+/// An ICMP echo request 192.0.2.1 -> 192.0.2.2 with `size` data bytes, as `ping -s` sends.
+pub fn echo_request(ident: u16, seq: u16, size: usize) -> Vec<u8> {
+    let total = 28 + size;
+    let mut p = vec![0x45, 0];
+    p.extend_from_slice(&(total as u16).to_be_bytes());
+    p.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, 1, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2]);
+    p.extend_from_slice(&[8, 0, 0, 0]);
+    p.extend_from_slice(&ident.to_be_bytes());
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend((0..size).map(|i| i as u8));
+    let c = checksum::checksum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    let c = checksum::checksum(&p[20..]);
+    p[22..24].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+/// Sends an echo request into the in-memory device; returns it.
+pub fn ping_memory(network: &Network, seq: u16, size: usize) -> Vec<u8> {
+    let request = echo_request(0x7b2a, seq, size);
+    network.send(&request).expect("send into the memory device");
+    request
+}
+
+/// Checks that the bridge wrote the reference reply to `request` to the in-memory device.
+pub fn assert_replied(network: &Network, request: &[u8]) {
+    let got = network
+        .recv(Duration::from_secs(5))
+        .unwrap()
+        .expect("no reply reached the network");
+    assert_eq!(got, reference_reply(request), "not the reply");
 }
 
 /// Writes raw bytes to a FIFO, as a shell redirection would.
