@@ -15,7 +15,7 @@ use crate::privilege::{PrivilegeError, User};
 use crate::report::Format;
 use crate::server::Config;
 
-/// A Linux TUN device exposed through two named FIFOs: read one IPv4 packet as hex, write a reply.
+/// A Linux TUN device exposed through two named FIFOs: read one IP packet as hex, write a reply.
 #[derive(Debug, Parser)]
 #[command(name = "tunbridge", version)]
 pub struct Cli {

@@ -1,6 +1,6 @@
 //! tunbridge: a Linux TUN device exposed through two named FIFOs.
 //!
-//! An agent that can only run shell commands reads one IPv4 packet as a hex line
+//! An agent that can only run shell commands reads one IP packet (IPv4 or IPv6) as a hex line
 //! (`READ`) and writes a reply packet back (`WRITE <hex>`). The daemon (`serve`)
 //! owns the device; the client (`read`, `write`) does one exchange; `report`
 //! summarises the records the daemon keeps.
