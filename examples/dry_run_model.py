@@ -23,6 +23,7 @@ import itertools
 import json
 import os
 import random
+import re
 import string
 import sys
 import threading
@@ -39,6 +40,10 @@ PROMPT_MARKER = "ping-respond"
 FAST_MARKER = "ping-respond-fast"
 # prompts/ip-stack.md: every kind of request, answered by examples/dry_run_stack.py.
 STACK_MARKER = "ip-stack"
+# prompts/ping-serve.md: the same procedure in a loop, for "Packets to serve: N" packets
+# (no number: until a read returns TIMEOUT).
+SERVE_MARKER = "ping-serve"
+SERVE_COUNT = re.compile(r"Packets to serve: *(\d*)")
 
 
 # ---------------------------------------------------------------- wire (RFC 791/792/1071)
@@ -191,9 +196,9 @@ def bash_turn(say: str, command: str, description: str, kind: str) -> dict:
     }
 
 
-def last_tool_exchange(messages):
-    """The last Bash command we asked for and the tool_result that answered it."""
-    uses, result = {}, None
+def tool_exchanges(messages):
+    """Every (command, tool_result) pair of the conversation, in order."""
+    uses, pairs = {}, []
     for msg in messages:
         if not isinstance(msg.get("content"), list):
             continue
@@ -201,10 +206,14 @@ def last_tool_exchange(messages):
             if block.get("type") == "tool_use":
                 uses[block.get("id")] = block.get("input", {}).get("command", "")
             elif block.get("type") == "tool_result":
-                result = block
-    if result is None:
-        return None, None
-    return uses.get(result.get("tool_use_id"), ""), result
+                pairs.append((uses.get(block.get("tool_use_id"), ""), block))
+    return pairs
+
+
+def last_tool_exchange(messages):
+    """The last Bash command we asked for and the tool_result that answered it."""
+    pairs = tool_exchanges(messages)
+    return pairs[-1] if pairs else (None, None)
 
 
 def procedure(body: dict, read_cmd: str):
@@ -273,6 +282,46 @@ def reply_fields(hexstr: str):
         return None
 
 
+def serve_limit(body: dict):
+    """For ping-serve: (True, N or None) from the first user turn; (False, None) otherwise."""
+    users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+    first = block_text(users[0].get("content")) if users else ""
+    match = SERVE_COUNT.search(first)
+    if SERVE_MARKER not in first or match is None:
+        return False, None
+    return True, int(match.group(1)) if match.group(1) else None
+
+
+def served(messages, cfg) -> list:
+    """ping-serve's one line per packet so far, from the reads that returned a packet."""
+    lines = []
+    for command, result in tool_exchanges(messages):
+        output = block_text(result.get("content")).strip()
+        if command == cfg.read_cmd and output and all(c in string.hexdigits for c in output):
+            data = len(output) // 2 - (int(output[1], 16) * 4 if len(output) > 1 else 0) - 8
+            lines.append(f"#{len(lines) + 1} {data} B read")
+        elif command.startswith(cfg.write_cmd.split("{")[0]) and lines:
+            f = reply_fields("".join(c for c in command.split()[-1] if c in string.hexdigits)) or {}
+            lines[-1] = (f"#{len(lines)} id 0x{f.get('id', 0):04x} seq {f.get('seq', 0)}, "
+                         f"{lines[-1].split()[1]} B: {output.splitlines()[-1] if output else '?'}")
+    return lines
+
+
+def serve_next(turn: dict, body: dict, cfg) -> dict:
+    """ping-serve: after a packet is done, read the next one unless the count is reached;
+    after TIMEOUT or a failed read, end with the one-line-per-packet report."""
+    serving, limit = serve_limit(body)
+    if not serving or turn["kind"] not in ("replied", "not_answered", "timeout", "bad_read"):
+        return turn
+    lines = served(body.get("messages", []), cfg)
+    if turn["kind"] in ("replied", "not_answered") and (limit is None or len(lines) < limit):
+        said = turn["content"][0]["text"] if turn["kind"] == "not_answered" else lines[-1]
+        return bash_turn(said, cfg.read_cmd, "Read the next packet", "read")
+    why = {"timeout": "a read returned TIMEOUT", "bad_read": "a read failed"}.get(
+        turn["kind"], f"{limit} packets served")
+    return text_turn("\n".join(lines + [f"Stopped: {why}."]), "served")
+
+
 def decide(body: dict, cfg) -> dict:
     """The next assistant turn for this request."""
     how = procedure(body, cfg.read_cmd)
@@ -287,9 +336,10 @@ def decide(body: dict, cfg) -> dict:
         return text_turn(f"The command `{command}` was not run: {output.strip()[:300]}", "refused")
     if command == cfg.read_cmd:
         turn = after_read(output, cfg.write_cmd, how)
-        return dict(dry_run_flaws.distort(cfg.flaw, turn, output, cfg.write_cmd, bash_turn), procedure=how)
+        turn = dict(dry_run_flaws.distort(cfg.flaw, turn, output, cfg.write_cmd, bash_turn), procedure=how)
+        return serve_next(turn, body, cfg)
     if command.startswith(cfg.write_cmd.split("{")[0]):
-        return after_write(output, command, cfg.write_cmd, how)
+        return serve_next(after_write(output, command, cfg.write_cmd, how), body, cfg)
     return text_turn(f"Unexpected tool result for `{command}`; stopping.", "unexpected")
 
 
@@ -408,7 +458,7 @@ class Server(http.server.ThreadingHTTPServer):
                 "n": n, "time": round(time.time(), 3), "method": handler.command, "path": handler.path,
                 "bytes": len(raw), "model": body.get("model"), "stream": body.get("stream"),
                 "tools": len(body.get("tools") or []), "messages": len(body.get("messages") or []),
-                "answer": kind,
+                "answer": kind, "thinking": body.get("thinking"),
             }
             if turn is not None and "procedure" in turn:
                 entry["procedure"] = turn["procedure"]
@@ -430,7 +480,8 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free one")
     ap.add_argument("--log", help="append one JSON line per request to this file; `answer` is what we "
                     "answered: read, write, replied, timeout, not_answered, bad_read, refused, "
-                    "write_failed, unexpected, side, probe, count_tokens")
+                    "write_failed, unexpected, served (ping-serve's final report), side, probe, "
+                    "count_tokens")
     ap.add_argument("--dump-dir", help="write each request body to DIR/NNN.json")
     ap.add_argument("--read-cmd", default=READ_CMD, help="the prompt's read command, exactly")
     ap.add_argument("--write-cmd", default=WRITE_CMD, help="the prompt's write command; {hex} is the reply")

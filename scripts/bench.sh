@@ -25,6 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+. scripts/lib/common.sh
 
 ROUNDS=5 COUNT=200 INTERVAL=0.01 SIZE=56 WARMUP=10 OUT= SVG= CPU=
 VARIANTS="tunbridge floor pyhelper inproc kernel"
@@ -46,12 +47,8 @@ done
 OUT=${OUT:-target/bench/$(date -u +%Y%m%dT%H%M%SZ)}
 SVG=${SVG:-$OUT/rtt.svg}
 
-say() { printf '==> %s\n' "$*"; }
-
-if [[ $(id -u) -ne 0 ]]; then
-    echo "bench.sh: needs root for the network namespace and the TUN devices (run with sudo)" >&2
-    exit 2
-fi
+tb_is_root || TB_DIE_STATUS=2 die "needs root for the network namespace and the TUN devices (run with sudo)"
+tb_install_commands ip ping python3 gcc
 
 say "building (cargo build --release: tunbridge, native_agent, inproc_responder)"
 cargo build --release -q -p tunbridge --bin tunbridge --example native_agent --example inproc_responder
@@ -62,36 +59,17 @@ HELPER=$ROOT/scripts/bench/py_fifo_helper.py
 
 NETNS=tbbench-$$
 WORK=$(mktemp -d /tmp/tbbench.XXXXXX)
+tb_track_dir "$WORK"
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-pids=()
-
-# Stops what this script started, by pid, then removes the namespace and FIFOs.
-stop_all() {
-    local pid
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    pids=()
-}
-cleanup() {
-    stop_all
-    ip netns del "$NETNS" 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+tb_traps
 
 FLOOR=$WORK/floor
 say "building the floor (gcc -O2 scripts/bench/floor.c)"
 gcc -O2 -o "$FLOOR" scripts/bench/floor.c
 
 say "creating network namespace $NETNS (loopback up; every TUN device goes inside it)"
-ip netns add "$NETNS"
-ip -n "$NETNS" link set lo up
+tb_netns_create "$NETNS"
 
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -110,16 +88,7 @@ ip -n "$NETNS" link set lo up
 sed 's/^/    /' "$OUT/machine.txt"
 
 # Waits until FILE has a line containing TEXT, or fails after 10 s.
-wait_for() {
-    local file=$1 text=$2 i
-    for i in $(seq 100); do
-        grep -q "$text" "$file" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "bench.sh: no \"$text\" in $file:" >&2
-    cat "$file" >&2
-    exit 1
-}
+wait_for() { tb_wait_for_line "$1" "$2" 10 || exit 1; }
 
 # Pings TARGET inside the namespace: a warm-up, then the measured run into FILE.
 measure() {
@@ -132,7 +101,7 @@ measure() {
 # Starts the native agent on the FIFOs in WORK.
 start_agent() {
     "$AGENT" --cmd-fifo "$WORK/cmd" --resp-fifo "$WORK/resp" >/dev/null 2>"$WORK/agent.err" &
-    pids+=($!)
+    tb_track_pid $!
 }
 
 # Runs tunbridge as variant NAME with any extra serve flags.
@@ -142,7 +111,7 @@ serve_tunbridge() {
     "$BIN" serve --netns "$NETNS" --tun tbench --address 192.0.2.1/24 --peer 192.0.2.2 \
         --keep-root --cmd-fifo "$WORK/cmd" --resp-fifo "$WORK/resp" \
         --record "$OUT/$name-r$r.jsonl" "$@" 2>"$WORK/bridge.log" &
-    pids+=($!)
+    tb_track_pid $!
     wait_for "$WORK/bridge.log" "bridge ready"
     start_agent
     measure 192.0.2.2 "$OUT/$name-r$r.ping"
@@ -155,7 +124,7 @@ run_floor() {
     local r=$1
     ip netns exec "$NETNS" "$FLOOR" tbench 192.0.2.1/24 "$WORK/cmd" "$WORK/resp" \
         2>"$WORK/floor.log" &
-    pids+=($!)
+    tb_track_pid $!
     wait_for "$WORK/floor.log" "ready"
     start_agent
     measure 192.0.2.2 "$OUT/floor-r$r.ping"
@@ -165,7 +134,7 @@ run_pyhelper() {
     local r=$1
     ip netns exec "$NETNS" python3 "$HELPER" --tun tbench --address 192.0.2.1/24 \
         --cmd-fifo "$WORK/cmd" --resp-fifo "$WORK/resp" 2>"$WORK/helper.log" &
-    pids+=($!)
+    tb_track_pid $!
     wait_for "$WORK/helper.log" "ready"
     start_agent
     measure 192.0.2.2 "$OUT/pyhelper-r$r.ping"
@@ -174,7 +143,7 @@ run_pyhelper() {
 run_inproc() {
     local r=$1
     "$INPROC" --netns "$NETNS" --tun tbench --address 192.0.2.1/24 2>"$WORK/inproc.log" &
-    pids+=($!)
+    tb_track_pid $!
     wait_for "$WORK/inproc.log" "ready"
     measure 192.0.2.2 "$OUT/inproc-r$r.ping"
 }
@@ -191,7 +160,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         v=${variants[(i + r - 1) % ${#variants[@]}]}
         say "round $r/$ROUNDS: $v ($WARMUP warm-up pings, then $COUNT at -i $INTERVAL -s $SIZE)"
         "run_$v" "$r"
-        stop_all
+        tb_stop_pids
     done
 done
 

@@ -7,35 +7,34 @@
 #   scripts/bridge.sh [serve flags...]      e.g. scripts/bridge.sh --record out.jsonl
 #   NETNS=tunbridge (default)  TUNBRIDGE=path/to/binary (default: target/release/tunbridge)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+. scripts/lib/common.sh
 NETNS=${NETNS:-tunbridge}
-BIN=${TUNBRIDGE:-$PWD/target/release/tunbridge}
+BIN=${TUNBRIDGE:-$ROOT/target/release/tunbridge}
 
+tb_install_commands ip
 if [[ ! -x $BIN ]]; then
-    echo "==> building tunbridge (cargo build --release)"
+    say "building tunbridge (cargo build --release)"
     cargo build --release -q -p tunbridge
 fi
-if [[ $(id -u) -ne 0 ]]; then
-    command -v sudo >/dev/null || { echo "bridge.sh: the bridge needs root for the TUN device; run it as root (no sudo here)" >&2; exit 2; }
-    echo "==> the bridge needs root for the TUN device; re-running with sudo"
+if ! tb_is_root; then
+    command -v sudo >/dev/null || TB_DIE_STATUS=2 die "the bridge needs root for the TUN device; run it as root (no sudo here)"
+    say "the bridge needs root for the TUN device; re-running with sudo"
     exec sudo NETNS="$NETNS" TUNBRIDGE="$BIN" RUST_LOG="${RUST_LOG:-info}" "$0" "$@"
 fi
 
-created=
-cleanup() {
-    if [[ -n $created ]]; then
-        echo "==> deleting network namespace $NETNS"
-        ip netns del "$NETNS" 2>/dev/null || true
-    fi
+tb_on_exit() {
+    ((${#TB_NETNS[@]})) && say "deleting network namespace $NETNS"
 }
-trap cleanup EXIT
+tb_traps
 if ! ip netns list | grep -qw "^$NETNS"; then
-    echo "==> creating network namespace $NETNS"
-    ip netns add "$NETNS"
-    created=1
+    say "creating network namespace $NETNS"
+    tb_netns_create "$NETNS"
 fi
 ip -n "$NETNS" link set lo up
-echo "==> ping the agent from another terminal:  sudo ip netns exec $NETNS ping 192.0.2.2   (or ping -6 2001:db8::2)"
-echo "==> answer by hand:  tunbridge read   then   tunbridge write <hex>"
+say "ping the agent from another terminal:  sudo ip netns exec $NETNS ping 192.0.2.2   (or ping -6 2001:db8::2)"
+say "answer by hand:  tunbridge read   then   tunbridge write <hex>"
+status=0
 "$BIN" serve --netns "$NETNS" "$@" || status=$?
-exit "${status:-0}"
+exit "$status"

@@ -27,27 +27,15 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-say() { echo "==> $*"; }
-die() { echo "dry-run.sh: $*" >&2; exit 1; }
+. scripts/lib/common.sh
+tb_traps
+tb_on_exit() { ((${#TB_NETNS[@]})) && say "deleting network namespace $NETNS"; }
 
 WORK=$(mktemp -d /tmp/tunbridge-dry-run.XXXXXX)
+tb_track_dir "$WORK"
 OUT=${OUT:-$WORK/out}
 mkdir -p "$OUT"
-MODEL_PID="" BRIDGE_PID="" PING_PID="" NETNS=""
-cleanup() {
-    [[ -n $PING_PID ]] && kill "$PING_PID" 2>/dev/null || true
-    [[ -n $MODEL_PID ]] && kill "$MODEL_PID" 2>/dev/null || true
-    if [[ -n $BRIDGE_PID ]]; then
-        kill "$BRIDGE_PID" 2>/dev/null || true
-        wait "$BRIDGE_PID" 2>/dev/null || true
-    fi
-    if [[ -n $NETNS ]]; then
-        say "deleting network namespace $NETNS"
-        ip netns del "$NETNS" 2>/dev/null || true
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+PING_PID="" NETNS=""
 
 # --- the pieces ------------------------------------------------------------------------
 CLAUDE=$ROOT/node_modules/.bin/claude
@@ -58,9 +46,7 @@ say "Claude Code: $CLAUDE ($("$CLAUDE" --version))"
 BIN=${TUNBRIDGE:-$(command -v tunbridge || echo "$ROOT/target/release/tunbridge")}
 [[ -x $BIN ]] || die "no tunbridge binary at $BIN; run \`cargo build --release\` or set TUNBRIDGE"
 # The prompt runs plain `tunbridge`, so the chosen binary goes first on PATH under that name.
-mkdir -p "$WORK/bin"
-ln -s "$(realpath "$BIN")" "$WORK/bin/tunbridge"
-export PATH=$WORK/bin:$PATH
+tb_put_on_path "$BIN" "$WORK/bin"
 say "tunbridge: $BIN"
 
 # The slash command must be the prompt itself (a link), so the two cannot drift apart.
@@ -75,25 +61,18 @@ if [[ -n $WITH_BRIDGE ]]; then
     [[ -p $CMD_FIFO ]] && die "a bridge already serves $CMD_FIFO; stop it or run without --with-bridge"
     NETNS=tbdry$$
     say "creating network namespace $NETNS and starting the bridge in it"
-    ip netns add "$NETNS"
-    ip -n "$NETNS" link set lo up
+    tb_netns_create "$NETNS"
     "$BIN" serve --netns "$NETNS" --keep-root --record "$OUT/records.jsonl" 2> "$OUT/bridge.log" &
     BRIDGE_PID=$!
-    for _ in $(seq 100); do [[ -p $RESP_FIFO ]] && break; sleep 0.1; done
-    [[ -p $RESP_FIFO ]] || { cat "$OUT/bridge.log" >&2; die "the bridge did not start"; }
-    say "pinging 192.0.2.2 once from $NETNS (waits up to 60 s for the reply)"
-    ip netns exec "$NETNS" ping -c1 -W 60 192.0.2.2 > "$OUT/ping.txt" 2>&1 &
-    PING_PID=$!
+    tb_track_pid "$BRIDGE_PID"
+    tb_wait_for_bridge "$BRIDGE_PID" "$RESP_FIFO" "$OUT/bridge.log" || die "the bridge did not start"
 fi
 [[ -p $CMD_FIFO && -p $RESP_FIFO ]] \
     || die "no bridge is serving $CMD_FIFO and $RESP_FIFO; start one (scripts/bridge.sh) or use --with-bridge"
 
 # --- the model -------------------------------------------------------------------------
-python3 examples/dry_run_model.py --port 0 --log "$OUT/model-requests.jsonl" > "$WORK/model.out" 2>&1 &
-MODEL_PID=$!
-for _ in $(seq 100); do grep -q "listening on" "$WORK/model.out" 2>/dev/null && break; sleep 0.1; done
-URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$WORK/model.out" | head -1 || true)
-[[ -n $URL ]] || { cat "$WORK/model.out" >&2; die "the dry-run model did not start"; }
+tb_start_model "$OUT/model-requests.jsonl" "$WORK/model.out"
+URL=$MODEL_URL
 say "dry-run model at $URL"
 
 # --- the run ---------------------------------------------------------------------------
@@ -101,13 +80,24 @@ say "dry-run model at $URL"
 # so only the project grants the two commands: --settings .claude/settings.json and the
 # slash command's allowed-tools (either alone is enough). Default permission mode.
 say "running: claude -p \"/ping-respond\" --output-format json --permission-mode default --settings .claude/settings.json"
-status=0
 env -u ANTHROPIC_MODEL -u ANTHROPIC_AUTH_TOKEN -u CLAUDE_CODE_OAUTH_TOKEN \
     ANTHROPIC_BASE_URL="$URL" ANTHROPIC_API_KEY=dry-run \
     CLAUDE_CONFIG_DIR="$WORK/config" DISABLE_TELEMETRY=1 DISABLE_AUTOUPDATER=1 \
     CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
     "$CLAUDE" -p "/ping-respond" --output-format json --permission-mode default \
-    --settings "$ROOT/.claude/settings.json" > "$OUT/claude.json" 2> "$OUT/claude.err" || status=$?
+    --settings "$ROOT/.claude/settings.json" > "$OUT/claude.json" 2> "$OUT/claude.err" &
+CLAUDE_PID=$!
+if [[ -n $WITH_BRIDGE ]]; then
+    # The ping goes out once the client waits in READ, so its start-up (seconds on a busy
+    # machine) cannot age the packet out of the bridge's queue.
+    tb_wait_until_reading "$CLAUDE_PID" || true
+    say "pinging 192.0.2.2 once from $NETNS (waits up to 60 s for the reply)"
+    ip netns exec "$NETNS" ping -c1 -W 60 192.0.2.2 > "$OUT/ping.txt" 2>&1 &
+    PING_PID=$!
+    tb_track_pid "$PING_PID"
+fi
+status=0
+wait "$CLAUDE_PID" || status=$?
 say "Claude Code exited with $status; its JSON result:"
 python3 -m json.tool "$OUT/claude.json" 2>/dev/null || cat "$OUT/claude.json"
 # Claude Code notes on stderr that it ignores the untrusted project's allow rules; the
@@ -159,7 +149,7 @@ if [[ -n $PING_PID ]]; then
     say "waiting for ping"
     ping_status=0
     wait "$PING_PID" || ping_status=$?
-    PING_PID=""
+    tb_stop_pid "$PING_PID"
     cat "$OUT/ping.txt"
     [[ $ping_status -eq 0 ]] || die "ping got no reply"
     say "PASS: ping got the reply"

@@ -47,6 +47,14 @@ pub enum Cmd {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Draw where each ping's time went (JSON from scripts/lib/experiment_table.py) as SVG.
+    Timeline {
+        /// The timeline JSON: a title and one row of phase spans per ping.
+        input: PathBuf,
+        /// The SVG file to write.
+        #[arg(long, short, default_value = "timeline.svg")]
+        out: PathBuf,
+    },
 }
 
 /// Where the FIFOs are; shared by the daemon and the client.

@@ -3,7 +3,7 @@
 //! An agent that can only run shell commands reads one IP packet (IPv4 or IPv6) as a hex line
 //! (`READ`) and writes a reply packet back (`WRITE <hex>`). The daemon (`serve`)
 //! owns the device; the client (`read`, `write`) does one exchange; `report`
-//! summarises the records the daemon keeps.
+//! summarises the records the daemon keeps; `timeline` draws where each ping's time went.
 // One audited exception: borrowing the TUN descriptor, which the `tun` crate offers only raw.
 #![deny(unsafe_code)]
 pub mod cli;
@@ -31,5 +31,6 @@ pub mod server;
 pub mod stack;
 #[cfg(test)]
 mod testdir;
+pub mod timeline;
 pub mod verdict;
 pub mod wire;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use tunbridge::cli::{Cli, Cmd};
-use tunbridge::{report, server};
+use tunbridge::{report, server, timeline};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -25,6 +25,10 @@ fn main() -> ExitCode {
                 print!("{table}");
                 ExitCode::SUCCESS
             }
+            Err(e) => fail(&e),
+        },
+        Cmd::Timeline { input, out } => match timeline::run(&input, &out) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e),
         },
     }

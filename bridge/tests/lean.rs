@@ -80,6 +80,7 @@ fn experiment(
         .args(extra)
         .arg("--out")
         .arg(&out.0)
+        .env("TUNBRIDGE", common::BIN)
         .output()
         .expect("experiment.sh");
     assert!(
