@@ -342,6 +342,11 @@ run_continuous() {
     local done=0 session=0 n agent agent_status ping_pid="" got t0 opts=${PING_OPTS[0]:-} ident
     ident=$(ident_for "$opts" 0)
     while ((done < COUNT)); do
+        # ping has given up on the rest (they expired or were lost): no session can help.
+        if [[ -n $ping_pid ]] && ! kill -0 "$ping_pid" 2>/dev/null; then
+            say "ping has finished; $((COUNT - done)) packets were never read"
+            break
+        fi
         session=$((session + 1))
         n=$(( COUNT - done < SESSION_PACKETS ? COUNT - done : SESSION_PACKETS ))
         rm -f "$WORK/status"
@@ -381,7 +386,7 @@ say "agent: $AGENT${MODEL:+ ($MODEL)}, prompt: $PROMPT, harness: $HARNESS, pings
 tb_stop_pid "$BRIDGE_PID"
 python3 scripts/lib/experiment_table.py --out "$OUT" --agent "$AGENT" --model "${MODEL:-default}" \
     --prompt "$PROMPT" --harness "$HARNESS$( ((LEAN && OAUTH)) && echo " (login, without --bare)")" --count "$COUNT" --mode "$MODE" \
-    --interval "$INTERVAL" --session-packets "$SESSION_PACKETS" \
+    --interval "$INTERVAL" --session-packets "$SESSION_PACKETS" --max-age "$PING_WAIT" \
     --thinking "${THINKING:-client default}${THINKING_TOKENS:+ (MAX_THINKING_TOKENS=$THINKING_TOKENS)}" \
     --timeline "$OUT/timeline.json" > "$OUT/summary.md"
 tunbridge timeline "$OUT/timeline.json" --out "$OUT/timeline.svg"

@@ -30,8 +30,6 @@ import session as sess  # noqa: E402
 
 WEIGHTS = {"input_tokens": 1.0, "cache_creation_input_tokens": 1.25, "cache_read_input_tokens": 0.1}
 OUTPUT_WEIGHT = 5.0
-# Seconds an unanswered request is drawn for when the record has no end: --max-age's default.
-EXPIRED_SPAN = 20.0
 
 
 def load_jsonl(path):
@@ -172,7 +170,12 @@ class Ping:
     def arrival(self):
         return epoch(self.record["arrival"]) if self.record else None
 
-    def status(self, sessions):
+    def handover(self):
+        """When the agent got this ping's request (epoch seconds), or None."""
+        q = (self.record or {}).get("queue_ms")
+        return self.arrival + q / 1000 if q is not None else None
+
+    def status(self, sessions, pings=()):
         r = self.record
         if r is None:
             return "lost: no request reached the bridge"
@@ -187,6 +190,12 @@ class Ping:
                "unanswered": "read by the agent, never answered"}.get(outcome, outcome)
         if outcome == "stale" and not any(s["start"] <= self.arrival <= s["end"] for s in sessions):
             why += "; no session was running"
+        elif outcome == "stale":
+            # What held it up: the ping the agent had when it arrived, and older ones still queued.
+            busy = [p for p in pings if p.handover() is not None and p.handover() <= self.arrival]
+            ahead = [p for p in pings if p.n < self.n and (p.handover() or 0) > self.arrival]
+            if busy:
+                why += f"; it arrived while the agent had ping {busy[-1].n}, behind {len(ahead)} older"
         return why
 
 
@@ -226,15 +235,15 @@ def attribute_continuous(pings, runs, out):
             held = [c for c in reads if c["end"] is not None and c["end"] <= req["start"]]
             owner = by_key.get(held[-1]["key"]) if held else None
             (owner.usage if owner else overhead).add(req, share)
-        for i, read in enumerate(reads):
+        all_reads = [c for c in tracker.calls() if c["command"] == sess.READ]
+        for read in reads:
             p = by_key.get(read["key"])
             if p is None:
                 continue
-            until = reads[i + 1]["end"] if i + 1 < len(reads) else float("inf")
+            # This ping's part: from its packet's READ to the next READ the model asks for.
+            until = min((c["start"] for c in all_reads if c["start"] > read["start"]), default=float("inf"))
             mine = [r for r in tracker.requests if read["end"] <= r["start"] < until]
-            # The next packet's READ, already waiting, is the next ping's.
-            calls = [c for c in tracker.calls()
-                     if c is read or read["end"] <= c["start"] and (c["end"] or until) < until]
+            calls = [c for c in tracker.calls() if c is read or read["end"] <= c["start"] < until]
             add_client_spans(p, mine, calls, clip=p.arrival)
     return overhead
 
@@ -264,8 +273,10 @@ def request_stats(requests):
     return len(requests), largest, critical, turns
 
 
-def timeline_rows(pings):
-    """The rows `tunbridge timeline` draws: times in seconds from each ping's arrival."""
+def timeline_rows(pings, max_age):
+    """The rows `tunbridge timeline` draws: times in seconds from each ping's arrival; a
+    request never answered is drawn for `max_age` (the bridge's --max-age) when its
+    record has no end."""
     rows = []
     for p in pings:
         r, t0 = p.record, p.arrival
@@ -278,7 +289,7 @@ def timeline_rows(pings):
                       {"phase": "agent", "start": q / 1000, "end": (q + a) / 1000},
                       {"phase": "reply", "start": (q + a) / 1000, "end": max(rtt, q + a) / 1000}]
         else:
-            end = (q / 1000) if q is not None else EXPIRED_SPAN
+            end = (q / 1000) if q is not None else max_age
             spans.append({"phase": "expired", "start": 0.0, "end": end})
         for phase, start, end in p.client_spans:
             spans.append({"phase": phase, "start": start - t0, "end": max(end, start) - t0})
@@ -300,6 +311,7 @@ def main():
     ap.add_argument("--interval", default="1")
     ap.add_argument("--session-packets", default="20")
     ap.add_argument("--thinking", default="client default")
+    ap.add_argument("--max-age", type=float, default=20.0, help="the bridge's --max-age, seconds")
     ap.add_argument("--timeline", help="write the timeline JSON for `tunbridge timeline` here")
     ap.add_argument("--tunbridge", default="tunbridge", help="the tunbridge binary (for `report`)")
     a = ap.parse_args()
@@ -357,7 +369,7 @@ def main():
     critical_max = None
     for p in pings:
         row = [str(p.n)] + ([f"`{p.opts}`" if p.opts else "-"] if with_opts else [])
-        row += [fmt(p.rtt, "{:.2f}"), fmt((p.record or {}).get("agent_ms"), "{:.2f}"), p.status(runs)]
+        row += [fmt(p.rtt, "{:.2f}"), fmt((p.record or {}).get("agent_ms"), "{:.2f}"), p.status(runs, pings)]
         if llm:
             row += p.usage.cells()
         if requests:
@@ -403,7 +415,7 @@ def main():
     if a.timeline:
         title = f"{a.agent}, {a.mode}, {a.count} pings" + (f", harness {a.harness}" if llm else "")
         with open(a.timeline, "w") as f:
-            json.dump({"title": title, "rows": timeline_rows(pings)}, f)
+            json.dump({"title": title, "rows": timeline_rows(pings, a.max_age)}, f)
 
 
 if __name__ == "__main__":
