@@ -1,17 +1,17 @@
-//! The native agent: the non-LLM baseline on the same FIFOs.
+//! The native agent: the non-LLM baseline, a client like `tunbridge read`/`write`.
 //!
 //! It loops READ → build the reply with the project's reference stack (`stack::owed`)
 //! → WRITE, as a persistent process, speaking the protocol directly (no subprocess per
 //! exchange). It answers ICMP and ICMPv6 echo requests, UDP (echo on port 7, port
 //! unreachable elsewhere) and TCP (a reset), and reports anything owed silence. Used by
-//! the integration tests and the benchmarks.
+//! the integration tests and the benchmarks. It speaks the bridge's private channel, or
+//! the shared FIFOs when the bridge has none (the Python helper in the benchmarks).
 //!
 //! Usage: `cargo run --example native_agent -- [--count N] [--cmd-fifo P] [--resp-fifo P] [--corrupt icmp|ip|src]`
 //! (the FIFO paths also come from `TUNBRIDGE_CMD_FIFO` / `TUNBRIDGE_RESP_FIFO`, as for `tunbridge`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use tunbridge::client::Client;
 use tunbridge::stack;
@@ -27,11 +27,10 @@ fn options() -> Result<Options, String> {
     let env_or = |key: &str, default: &str| {
         PathBuf::from(std::env::var(key).unwrap_or_else(|_| default.into()))
     };
-    let mut client = Client {
-        cmd_fifo: env_or("TUNBRIDGE_CMD_FIFO", "/tmp/tun_cmd"),
-        resp_fifo: env_or("TUNBRIDGE_RESP_FIFO", "/tmp/tun_resp"),
-        timeout: Duration::from_secs(40),
-    };
+    let mut client = Client::new(
+        env_or("TUNBRIDGE_CMD_FIFO", "/tmp/tun_cmd"),
+        env_or("TUNBRIDGE_RESP_FIFO", "/tmp/tun_resp"),
+    );
     let (mut count, mut corrupt) = (None, None);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -71,7 +70,7 @@ fn main() -> ExitCode {
     };
     let mut answered = 0u64;
     while !matches!(opts.count, Some(n) if answered >= n) {
-        let line = match opts.client.exchange("READ") {
+        let line = match opts.client.exchange_any("READ") {
             Ok(line) => line,
             Err(e) => {
                 eprintln!("native_agent: {e}");
@@ -100,7 +99,7 @@ fn main() -> ExitCode {
         }
         match opts
             .client
-            .exchange(&format!("WRITE {}", hex::encode(&reply)))
+            .exchange_any(&format!("WRITE {}", hex::encode(&reply)))
         {
             Ok(answer) => println!("{answer}"),
             Err(e) => eprintln!("native_agent: {e}"),

@@ -73,9 +73,10 @@ pub struct FifoArgs {
 pub struct ClientArgs {
     #[command(flatten)]
     pub fifos: FifoArgs,
-    /// Seconds to wait for the answer (the bridge's read timeout is 30).
-    #[arg(long, default_value_t = 40)]
-    pub timeout: u64,
+    /// Seconds to wait for the answer (default: the bridge's read timeout, which it names
+    /// when the client connects, plus 5).
+    #[arg(long)]
+    pub timeout: Option<u64>,
 }
 
 impl ClientArgs {
@@ -84,7 +85,7 @@ impl ClientArgs {
         Client {
             cmd_fifo: self.fifos.cmd_fifo.clone(),
             resp_fifo: self.fifos.resp_fifo.clone(),
-            timeout: Duration::from_secs(self.timeout),
+            timeout: self.timeout.map(Duration::from_secs),
         }
     }
 }

@@ -1,14 +1,20 @@
-//! The client: one exchange with a running bridge over its FIFOs.
+//! The client: one exchange with a running bridge.
 //!
 //! `tunbridge read` and `tunbridge write <hex>` exist so that an agent whose shell
 //! commands are checked one by one (Claude Code's default permission mode) can be
-//! allowed exactly these two commands. Exchanges are serialized with a lock on the
-//! answer FIFO, so two clients at once each get their own answer.
+//! allowed exactly these two commands. They speak over the bridge's private channel (a
+//! Unix socket beside the FIFOs, see [`crate::channel`]): a connection of their own, so
+//! their answer cannot reach anyone else, whatever other clients do, and the bridge sees
+//! at once when one goes away. They wait as long as the bridge's read timeout, which the
+//! bridge names in its greeting. [`Client::exchange_fifo`] speaks the shared FIFOs
+//! instead, as a raw client does, for bridges without the channel (the Python helper in
+//! the benchmarks); its exchanges are serialized with a lock on the answer FIFO.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -16,19 +22,31 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag};
 use nix::poll::PollFlags;
 
+use crate::channel::{parse_greeting, socket_path};
 use crate::fifo::{wait, CHUNK};
+
+/// How long the bridge may take to greet a new connection.
+const GREETING_WAIT: Duration = Duration::from_secs(10);
+/// Added to the bridge's read timeout: the longest an answer can take on its way.
+const MARGIN: Duration = Duration::from_secs(5);
+/// How long [`Client::exchange_fifo`] waits when not told: over the default read timeout.
+const FIFO_WAIT: Duration = Duration::from_secs(40);
 
 /// Why an exchange failed (not an `ERR` answer: those are answers).
 #[derive(Debug)]
 pub enum ClientError {
-    /// The answer FIFO is not there: no bridge has been started on it.
+    /// The FIFO or socket is not there: no bridge has been started on it.
     NoFifo(PathBuf),
-    /// Nobody reads the command FIFO: the bridge is not running.
+    /// Nobody reads the command FIFO, or listens on the socket: the bridge is not running.
     NoBridge(PathBuf),
     /// Another client held the lock for too long.
     Busy,
     /// No answer came in time.
     NoAnswer(Duration),
+    /// The bridge closed the connection without an answer (it is stopping).
+    HungUp,
+    /// The first line on the connection was not the bridge's greeting.
+    NotABridge(String),
     /// A system call failed.
     Io {
         step: &'static str,
@@ -46,11 +64,13 @@ impl fmt::Display for ClientError {
             ),
             Self::NoBridge(p) => write!(
                 f,
-                "no bridge is reading {}: is `tunbridge serve` running?",
+                "no bridge is serving {}: is `tunbridge serve` running?",
                 p.display()
             ),
             Self::Busy => write!(f, "another client kept the bridge busy for too long"),
             Self::NoAnswer(d) => write!(f, "no answer from the bridge within {} s", d.as_secs()),
+            Self::HungUp => write!(f, "the bridge closed the connection without an answer"),
+            Self::NotABridge(l) => write!(f, "not a bridge's greeting: {:?}", clip(l)),
             Self::Io { step, source } => write!(f, "{step}: {source}"),
         }
     }
@@ -58,27 +78,146 @@ impl fmt::Display for ClientError {
 
 impl std::error::Error for ClientError {}
 
+fn clip(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
 /// Where the bridge listens and how long to wait for it.
 #[derive(Debug, Clone)]
 pub struct Client {
-    /// Command FIFO path.
+    /// Command FIFO path; the channel's socket is beside it ([`socket_path`]).
     pub cmd_fifo: PathBuf,
-    /// Answer FIFO path.
+    /// Answer FIFO path (for [`Client::exchange_fifo`]).
     pub resp_fifo: PathBuf,
-    /// Longest wait for the lock plus the answer.
-    pub timeout: Duration,
+    /// Longest wait for the answer; `None`: the bridge's read timeout plus a margin.
+    pub timeout: Option<Duration>,
 }
 
 impl Client {
-    /// Sends one command line and returns the one answer line, without its newline.
+    /// A client of the bridge on these FIFOs that waits as long as the bridge says.
+    pub fn new(cmd_fifo: impl Into<PathBuf>, resp_fifo: impl Into<PathBuf>) -> Client {
+        Client {
+            cmd_fifo: cmd_fifo.into(),
+            resp_fifo: resp_fifo.into(),
+            timeout: None,
+        }
+    }
+
+    /// The private channel's socket path.
+    pub fn socket(&self) -> PathBuf {
+        socket_path(&self.cmd_fifo)
+    }
+
+    /// Whether the bridge offers the private channel (its socket exists).
+    pub fn has_channel(&self) -> bool {
+        self.socket().exists()
+    }
+
+    /// Sends one command line on a connection of its own and returns the one answer
+    /// line, without its newline.
     pub fn exchange(&self, command: &str) -> Result<String, ClientError> {
-        let deadline = Instant::now() + self.timeout;
+        let path = self.socket();
+        let stream = UnixStream::connect(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => ClientError::NoFifo(path.clone()),
+            io::ErrorKind::ConnectionRefused => ClientError::NoBridge(path.clone()),
+            _ => ClientError::Io {
+                step: "connecting to the bridge",
+                source: e,
+            },
+        })?;
+        // Sent before the greeting is read, to save a round trip. A bridge that refuses
+        // the connection has said why in its first line, read below.
+        let sent = (&stream).write_all(one_line(command).as_bytes());
+        let mut answers = LineReader::new(&stream);
+        let hello = answers.line(GREETING_WAIT)?;
+        let Some(read_timeout) = parse_greeting(&hello) else {
+            if hello.starts_with("ERR") {
+                return Ok(hello);
+            }
+            return Err(ClientError::NotABridge(hello));
+        };
+        sent.map_err(|source| ClientError::Io {
+            step: "sending the command",
+            source,
+        })?;
+        let wait = self.timeout.unwrap_or(read_timeout + MARGIN);
+        answers.line(wait)
+    }
+
+    /// [`Client::exchange`] when the bridge offers the channel, else [`Client::exchange_fifo`].
+    pub fn exchange_any(&self, command: &str) -> Result<String, ClientError> {
+        if self.has_channel() {
+            self.exchange(command)
+        } else {
+            self.exchange_fifo(command)
+        }
+    }
+
+    /// Sends one command line on the shared FIFOs, as a raw client does, and returns the
+    /// one answer line, without its newline.
+    pub fn exchange_fifo(&self, command: &str) -> Result<String, ClientError> {
+        let timeout = self.timeout.unwrap_or(FIFO_WAIT);
+        let deadline = Instant::now() + timeout;
         let resp = open_answer(&self.resp_fifo)?;
         let resp = lock(resp, deadline)?;
         // Bytes left from an earlier exchange whose reader died belong to nobody.
         discard_pending(&resp);
         send(&self.cmd_fifo, command)?;
-        read_line(&resp, &self.resp_fifo, deadline).ok_or(ClientError::NoAnswer(self.timeout))
+        read_line(&resp, &self.resp_fifo, deadline).ok_or(ClientError::NoAnswer(timeout))
+    }
+}
+
+/// The command as one line: newlines inside become spaces.
+fn one_line(command: &str) -> String {
+    let mut line = command.replace(['\n', '\r'], " ");
+    line.push('\n');
+    line
+}
+
+/// Reads lines from the connection, each by a deadline.
+struct LineReader<'a> {
+    stream: &'a UnixStream,
+    buf: Vec<u8>,
+}
+
+impl<'a> LineReader<'a> {
+    fn new(stream: &'a UnixStream) -> Self {
+        LineReader {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next line, without its newline; fails after `wait` or at the bridge's close.
+    fn line(&mut self, wait: Duration) -> Result<String, ClientError> {
+        let deadline = Instant::now() + wait;
+        let mut chunk = [0u8; CHUNK];
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                return Ok(String::from_utf8_lossy(&line[..i]).into_owned());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::NoAnswer(wait));
+            }
+            let io_err = |source| ClientError::Io {
+                step: "reading the answer",
+                source,
+            };
+            self.stream.set_read_timeout(Some(left)).map_err(io_err)?;
+            match (&mut &*self.stream).read(&mut chunk) {
+                Ok(0) => return Err(ClientError::HungUp),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(io_err(e)),
+            }
+        }
     }
 }
 
@@ -135,9 +274,7 @@ fn send(path: &Path, command: &str) -> Result<(), ClientError> {
                 source: e,
             },
         })?;
-    let mut line = command.replace(['\n', '\r'], " ");
-    line.push('\n');
-    write_all(&mut cmd, line.as_bytes()).map_err(|source| ClientError::Io {
+    write_all(&mut cmd, one_line(command).as_bytes()).map_err(|source| ClientError::Io {
         step: "sending the command",
         source,
     })

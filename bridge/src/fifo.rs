@@ -79,22 +79,67 @@ pub struct Owner {
     pub mode: u32,
 }
 
-/// A FIFO this process created; removed on drop if it is still ours.
+/// A path this process made (a FIFO, the channel's socket); removed on drop if it is
+/// still the one it made.
 #[derive(Debug)]
-pub struct Fifo {
+pub struct Placed {
     path: PathBuf,
     dev: u64,
     ino: u64,
+}
+
+impl Placed {
+    /// Takes charge of what this process has just made at `path`, as `meta` describes it.
+    pub fn new(path: &Path, meta: &std::fs::Metadata) -> Placed {
+        Placed {
+            path: path.into(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+
+    /// The path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Tells whether what we made is still at its path.
+    pub fn state(&self) -> PathState {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(m) if m.dev() == self.dev && m.ino() == self.ino => PathState::Ours,
+            Ok(_) => PathState::Replaced,
+            Err(_) => PathState::Missing,
+        }
+    }
+}
+
+impl Drop for Placed {
+    fn drop(&mut self) {
+        if self.state() != PathState::Ours {
+            return;
+        }
+        // After dropping root this fails where the user may not write the directory.
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::warn!(path = %self.path.display(), error = %e,
+                           "cannot remove the FIFO or socket; the next start replaces it");
+        }
+    }
+}
+
+/// A FIFO this process created; removed on drop if it is still ours.
+#[derive(Debug)]
+pub struct Fifo {
+    placed: Placed,
     /// For the command FIFO: a read descriptor holding the exclusive `flock` that tells
     /// a second bridge this FIFO is served. (The answer FIFO cannot hold one: a reader
     /// of its own would take the answers meant for clients.)
     _claim: Option<Flock<File>>,
 }
 
-/// What is at a FIFO's path now.
+/// What is at the path of something we made, now.
 #[derive(Debug, PartialEq, Eq)]
 pub enum PathState {
-    /// Our FIFO is still there.
+    /// Ours is still there.
     Ours,
     /// Nothing is there.
     Missing,
@@ -157,9 +202,7 @@ impl Fifo {
         file.set_permissions(std::fs::Permissions::from_mode(owner.mode))
             .map_err(open_err)?;
         let fifo = Fifo {
-            path: path.into(),
-            dev: meta.dev(),
-            ino: meta.ino(),
+            placed: Placed::new(path, &meta),
             _claim: None,
         };
         Ok((fifo, file))
@@ -167,29 +210,12 @@ impl Fifo {
 
     /// The path of this FIFO.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.placed.path()
     }
 
     /// Tells whether our FIFO is still at its path.
     pub fn state(&self) -> PathState {
-        match std::fs::symlink_metadata(&self.path) {
-            Ok(m) if m.dev() == self.dev && m.ino() == self.ino => PathState::Ours,
-            Ok(_) => PathState::Replaced,
-            Err(_) => PathState::Missing,
-        }
-    }
-}
-
-impl Drop for Fifo {
-    fn drop(&mut self) {
-        if self.state() != PathState::Ours {
-            return;
-        }
-        // After dropping root this fails where the user may not write the directory.
-        if let Err(e) = std::fs::remove_file(&self.path) {
-            tracing::warn!(path = %self.path.display(), error = %e,
-                           "cannot remove the FIFO; the next start replaces it");
-        }
+        self.placed.state()
     }
 }
 
@@ -210,8 +236,39 @@ fn claimed(path: &Path) -> bool {
     )
 }
 
+/// What a path this bridge makes should hold: its FIFOs, or the channel's socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A named pipe.
+    Fifo,
+    /// A Unix socket.
+    Socket,
+}
+
+impl Kind {
+    fn is(self, kind: std::fs::FileType) -> bool {
+        match self {
+            Kind::Fifo => kind.is_fifo(),
+            Kind::Socket => kind.is_socket(),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Fifo => "FIFO",
+            Kind::Socket => "socket",
+        }
+    }
+}
+
 /// Removes a stale FIFO of ours at `path`; refuses anything else that is there.
 fn clear_stale(path: &Path, owner: Owner) -> Result<(), FifoError> {
+    clear_stale_kind(path, owner, Kind::Fifo)
+}
+
+/// Removes a stale `want` of ours (owned by root or `owner`) at `path`; refuses anything
+/// else that is there, leaving it alone.
+pub fn clear_stale_kind(path: &Path, owner: Owner, want: Kind) -> Result<(), FifoError> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -238,13 +295,14 @@ fn clear_stale(path: &Path, owner: Owner) -> Result<(), FifoError> {
     if kind.is_file() {
         return refuse("a regular file");
     }
-    if !kind.is_fifo() {
-        return refuse("not a FIFO");
+    if !want.is(kind) {
+        return refuse(&format!("not a {}", want.name()));
     }
     let me = nix::unistd::geteuid().as_raw();
     if meta.uid() != owner.uid && meta.uid() != me {
         return refuse(&format!(
-            "a FIFO owned by another user (uid {})",
+            "a {} owned by another user (uid {})",
+            want.name(),
             meta.uid()
         ));
     }
@@ -274,15 +332,34 @@ impl CommandReader {
 
     /// Waits up to `timeout` for the next event; `None` when nothing happened.
     pub fn next(&mut self, timeout: Duration) -> io::Result<Option<Incoming>> {
-        if let Some(event) = self.lines.next() {
-            return Ok(Some(event));
-        }
-        if let Some(event) = self.lines.idle(Instant::now()) {
+        if let Some(event) = self.buffered() {
             return Ok(Some(event));
         }
         if !wait(&self.file, PollFlags::POLLIN, timeout)? {
             return Ok(None);
         }
+        self.read_chunk()
+    }
+
+    /// The next event when `poll(2)` has just reported the FIFO readable (or its writers
+    /// gone): reads at once, without a second poll. (Without that report a read could
+    /// see the end of a FIFO that never had a writer.)
+    pub fn next_ready(&mut self) -> io::Result<Option<Incoming>> {
+        if let Some(event) = self.buffered() {
+            return Ok(Some(event));
+        }
+        self.read_chunk()
+    }
+
+    /// A line already read, or an unfinished one dropped for idling.
+    fn buffered(&mut self) -> Option<Incoming> {
+        self.lines
+            .next()
+            .or_else(|| self.lines.idle(Instant::now()))
+    }
+
+    /// Reads one chunk and returns the event it completes, if any.
+    fn read_chunk(&mut self) -> io::Result<Option<Incoming>> {
         let mut chunk = [0u8; CHUNK];
         match self.file.read(&mut chunk) {
             Ok(0) => {

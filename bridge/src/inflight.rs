@@ -85,6 +85,13 @@ impl InFlight {
         self.items.remove(i)
     }
 
+    /// Removes and returns the request handed over at exactly `handover`, as when the
+    /// client it went to left without reading it.
+    pub fn take_handed(&mut self, handover: Instant) -> Option<Awaiting> {
+        let i = self.items.iter().rposition(|a| a.handover == handover)?;
+        self.items.remove(i)
+    }
+
     /// Removes and returns requests handed over longer than the limit ago.
     pub fn expire(&mut self, now: Instant) -> Vec<Awaiting> {
         let limit = self.limit;
@@ -151,6 +158,18 @@ mod test {
         t.insert(awaiting(Some(key(1, 3)), 0, now));
         assert_eq!(t.take(&key(1, 2)).unwrap().key(), Some(&key(1, 2)));
         assert_eq!(t.take(&key(1, 9)).unwrap().key(), Some(&key(1, 3)));
+    }
+
+    #[test]
+    fn takes_back_the_one_handed_over_at_an_instant() {
+        let now = Instant::now();
+        let mut t = InFlight::new(4, Duration::from_secs(60));
+        t.insert(awaiting(Some(key(1, 2)), 5, now));
+        t.insert(awaiting(None, 3, now));
+        let keyless = t.take_handed(now - Duration::from_millis(3)).unwrap();
+        assert_eq!(keyless.key(), None);
+        assert!(t.take_handed(now).is_none());
+        assert!(t.find_mut(&key(1, 2)).is_some());
     }
 
     #[test]

@@ -6,9 +6,11 @@
 //! summarises the records the daemon keeps; `timeline` draws where each ping's time went.
 // One audited exception: borrowing the TUN descriptor, which the `tun` crate offers only raw.
 #![deny(unsafe_code)]
+pub mod channel;
 pub mod cli;
 pub mod client;
 pub mod device;
+pub mod drops;
 pub mod exchange;
 pub mod fifo;
 pub mod inflight;

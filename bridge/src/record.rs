@@ -53,6 +53,10 @@ pub struct Entry {
     /// Free-form remark, left out of the line when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// How many requests the line stands for, on a line that summarises drops (stale,
+    /// overflow, or still queued at shutdown) over an interval; absent means one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
 }
 
 impl Entry {
@@ -76,6 +80,7 @@ impl Entry {
             class: None,
             written: false,
             note: None,
+            count: None,
         }
     }
 
@@ -207,6 +212,7 @@ mod test {
             class: Some("valid".into()),
             written: true,
             note: None,
+            count: None,
         }
     }
 

@@ -140,21 +140,23 @@ impl Summary {
     }
 
     fn count(&mut self, e: &Entry) {
+        // A line that summarises drops stands for `count` requests.
+        let n = usize::try_from(e.count.unwrap_or(1)).unwrap_or(usize::MAX);
         match e.outcome {
             Outcome::Unmatched => {
-                self.unmatched += 1;
+                self.unmatched += n;
                 return;
             }
             Outcome::NotForAgent => {
-                self.not_for_agent += 1;
+                self.not_for_agent += n;
                 return;
             }
-            Outcome::Answered | Outcome::Refused => self.answered += 1,
-            Outcome::Stale => self.stale += 1,
-            Outcome::Overflow => self.overflow += 1,
-            Outcome::Unanswered => self.unanswered += 1,
+            Outcome::Answered | Outcome::Refused => self.answered += n,
+            Outcome::Stale => self.stale += n,
+            Outcome::Overflow => self.overflow += n,
+            Outcome::Unanswered => self.unanswered += n,
         }
-        self.pings += 1;
+        self.pings += n;
         match e.verdict.as_deref() {
             None => {}
             Some("valid") => self.valid += 1,
@@ -407,6 +409,18 @@ mod test {
         assert_eq!(s.invalid_by_class["icmp_checksum"], 2);
         assert_eq!(s.invalid_by_reason.len(), 2);
         assert_eq!(s.valid_pct(), Some(100.0 * 2.0 / 7.0));
+    }
+
+    #[test]
+    fn a_summary_line_of_drops_counts_as_many_pings() {
+        let drops = r#"{"arrival":"2024-05-01T12:00:00.000Z","id":null,"seq":null,"len":0,"outcome":"overflow","queue_ms":null,"agent_ms":null,"rtt_ms":null,"write_us":null,"verdict":null,"written":false,"count":500}
+{"arrival":"2024-05-01T12:00:00.000Z","id":null,"seq":null,"len":0,"outcome":"stale","queue_ms":null,"agent_ms":null,"rtt_ms":null,"write_us":null,"verdict":null,"written":false,"count":16}
+"#;
+        let s = summary(&format!("{NATIVE}{drops}"), "drops.jsonl");
+        assert_eq!(
+            (s.pings, s.answered, s.overflow, s.stale),
+            (518, 2, 500, 16)
+        );
     }
 
     #[test]

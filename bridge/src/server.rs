@@ -1,9 +1,12 @@
-//! The daemon: owns the packet device and serves the FIFO protocol.
+//! The daemon: owns the packet device and serves the FIFO protocol, on the shared
+//! FIFOs and on the private channel of `tunbridge read`/`write` ([`Channel`]).
 //!
 //! One thread does everything. It sleeps in `poll(2)` on the device, the command
-//! FIFO and the answer under way; drains the device into the bounded [`Queue`]
-//! without blocking; and answers each command line with one line, one command at a
-//! time, in the order they came. A READ gets the oldest fresh packet in the queue.
+//! FIFO, the answer under way and the channel; drains the device into the bounded
+//! [`Queue`] without blocking; and answers each command line with one line. FIFO
+//! commands are answered one at a time, in the order they came; channel clients each
+//! have their own connection, and their READs wait side by side. A READ gets the oldest
+//! fresh packet in the queue, and READs are served in the order they asked.
 //! Every request the agent reads is tracked until its reply, which is written to the
 //! device first and then judged against the reference reply (before, in strict mode);
 //! what happened goes to the log and, when asked, to the record and capture.
@@ -11,6 +14,7 @@
 //! [`run`] opens the TUN device; [`serve`] takes any [`Device`], so tests run the
 //! whole server on an in-memory device without root.
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -26,7 +30,9 @@ use nix::sched::{sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
 use tracing::{debug, error, info, trace, warn};
 
+use crate::channel::{socket_path, Channel, ChannelError, ConnId, Event};
 use crate::device::{self, Device, DeviceError, Ipv4Cidr, Recv, Tun};
+use crate::drops::{self, Drops};
 use crate::exchange::{Family, FlowKey, Response, ShowKey};
 use crate::fifo::{Answer, CommandReader, Fifo, FifoError, Incoming, Owner, PathState};
 use crate::inflight::{self, Awaiting, InFlight};
@@ -112,6 +118,8 @@ pub enum ServeError {
     Device(DeviceError),
     /// A FIFO could not be set up.
     Fifo(FifoError),
+    /// The private channel's socket could not be set up.
+    Channel(ChannelError),
     /// The record or capture file could not be opened.
     OpenJournal(std::io::Error),
     /// Dropping root failed.
@@ -135,12 +143,13 @@ impl fmt::Display for ServeError {
         match self {
             Self::Device(e) => write!(f, "{e}"),
             Self::Fifo(e) => write!(f, "{e}"),
+            Self::Channel(e) => write!(f, "{e}"),
             Self::OpenJournal(e) => write!(f, "cannot open the record or capture file: {e}"),
             Self::Privilege(e) => write!(f, "{e}"),
             Self::FifoReplaced(p) => {
                 write!(
                     f,
-                    "{} was replaced by something that is not our FIFO; stopping",
+                    "{} was replaced by something that is not our FIFO or socket; stopping",
                     p.display()
                 )
             }
@@ -203,6 +212,9 @@ pub fn serve(
             source,
         })
     })?;
+    let socket = socket_path(&config.cmd_fifo);
+    let channel =
+        Channel::open(&socket, config.owner, config.read_timeout).map_err(ServeError::Channel)?;
     let journal = Journal::open(config.record.as_deref(), config.pcap.as_deref())
         .map_err(ServeError::OpenJournal)?;
     if let Some(user) = &config.user {
@@ -210,7 +222,8 @@ pub fn serve(
         info!(user = %user.name, uid = user.uid, gid = user.gid, "dropped root");
     }
     info!(tun = device.name(), address = %config.address, peer = %config.peer, netns = ?config.netns,
-          cmd = %config.cmd_fifo.display(), resp = %config.resp_fifo.display(), "bridge ready");
+          cmd = %config.cmd_fifo.display(), resp = %config.resp_fifo.display(),
+          socket = %socket.display(), "bridge ready");
     let ends = config.ends();
     let mut bridge = Bridge {
         queue: Queue::new(config.queue_size, config.max_age),
@@ -222,8 +235,12 @@ pub fn serve(
         reader,
         cmd,
         resp,
+        channel,
+        waiting: VecDeque::new(),
+        unconfirmed: HashMap::new(),
         turn: None,
         unsettled: None,
+        drops: Drops::new(drops::INTERVAL),
         packet: vec![0u8; RECV_BUFFER],
         line: Vec::new(),
         ends,
@@ -243,8 +260,12 @@ enum Turn {
         received: Instant,
         label: Option<&'static str>,
     },
-    /// A READ whose reader is there, waiting for a packet until `deadline`.
-    Packet { answer: Answer, deadline: Instant },
+    /// A READ, asked at `asked`, whose reader is there, waiting for a packet until `deadline`.
+    Packet {
+        answer: Answer,
+        asked: Instant,
+        deadline: Instant,
+    },
     /// The answer line in the line buffer, `sent` bytes of it written; `item` is the
     /// packet it carries, if any. Given up when the reader takes nothing until `deadline`.
     Sending {
@@ -268,8 +289,22 @@ struct Written {
 struct Woken {
     /// The device has a packet, or has gone.
     device: bool,
+    /// The command FIFO has bytes, or its writers closed.
+    command: bool,
     /// The answer FIFO's reader went away.
     reader_gone: bool,
+    /// The channel has clients, bytes or hang-ups to see to.
+    channel: bool,
+}
+
+/// A channel client's READ waiting for a packet.
+#[derive(Debug)]
+struct Waiter {
+    conn: ConnId,
+    /// When its READ line was read.
+    asked: Instant,
+    /// When it gets TIMEOUT.
+    deadline: Instant,
 }
 
 /// The descriptors the loop waits on, and why.
@@ -278,6 +313,7 @@ enum Source {
     Device,
     Command,
     Answer,
+    Channel,
 }
 
 /// The daemon's state: one thread owns all of it.
@@ -293,8 +329,17 @@ struct Bridge {
     reader: CommandReader,
     cmd: Fifo,
     resp: Fifo,
+    /// The private channel of `tunbridge read`/`write`.
+    channel: Channel,
+    /// Channel READs waiting for a packet, in the order they asked.
+    waiting: VecDeque<Waiter>,
+    /// When a packet went to a channel client that has not yet shown it read it (by its
+    /// next command or a clean hang-up): if it leaves it unread, the packet goes back.
+    unconfirmed: HashMap<ConnId, Instant>,
     turn: Option<Turn>,
     unsettled: Option<Written>,
+    /// Packets dropped unread since the last summary.
+    drops: Drops,
     /// The device read buffer.
     packet: Vec<u8>,
     /// The answer line being sent, reused from answer to answer.
@@ -319,6 +364,7 @@ impl Bridge {
             if last_check.elapsed() >= HOUSEKEEPING {
                 self.check_fifos()?;
                 self.expire();
+                self.summarise_drops(false);
                 last_check = Instant::now();
             }
         }
@@ -329,7 +375,10 @@ impl Bridge {
     /// What to wait on: the device always; the command FIFO between commands; the
     /// answer while a READ waits (for its reader leaving) or a line waits for room.
     fn interests(&self) -> Vec<(Source, BorrowedFd<'_>, PollFlags)> {
-        let mut set = vec![(Source::Device, self.device.fd(), PollFlags::POLLIN)];
+        let mut set = vec![
+            (Source::Device, self.device.fd(), PollFlags::POLLIN),
+            (Source::Channel, self.channel.fd(), PollFlags::POLLIN),
+        ];
         match &self.turn {
             None => set.push((Source::Command, self.reader.fd(), PollFlags::POLLIN)),
             Some(Turn::Packet { answer, .. }) => {
@@ -343,17 +392,23 @@ impl Bridge {
         set
     }
 
-    /// How long the loop may sleep: until the turn's next deadline, at most a [`TICK`].
+    /// How long the loop may sleep: until the turn's or a channel READ's next deadline,
+    /// at most a [`TICK`].
     fn timeout(&self) -> Duration {
         let until = |deadline: Instant| deadline.saturating_duration_since(Instant::now());
-        match &self.turn {
+        let turn = match &self.turn {
             // No event tells when a reader opens the answer FIFO: try again shortly.
             Some(Turn::Reader { .. }) => READER_RETRY,
             Some(Turn::Packet { deadline, .. } | Turn::Sending { deadline, .. }) => {
                 until(*deadline).min(TICK)
             }
             None => TICK,
+        };
+        let waiter = self.waiting.iter().map(|w| until(w.deadline)).min();
+        if self.channel.has_pending() {
+            return Duration::ZERO;
         }
+        waiter.map_or(turn, |w| w.min(turn))
     }
 
     /// Sleeps in `poll(2)` until a descriptor is ready or the timeout passes.
@@ -376,11 +431,11 @@ impl Bridge {
             };
             match source {
                 Source::Device => woken.device = true,
-                // Command bytes are read in `advance`, after every wake-up.
-                Source::Command => {}
+                Source::Command => woken.command = true,
                 Source::Answer => {
                     woken.reader_gone = revents.intersects(PollFlags::POLLERR | PollFlags::POLLHUP)
                 }
+                Source::Channel => woken.channel = true,
             }
         }
         Ok(woken)
@@ -394,6 +449,10 @@ impl Bridge {
                 Ok(Recv::Packet(n)) => {
                     let item = Queued::now(self.packet[..n].to_vec());
                     self.arrive(item);
+                    // A READ waits: hand this one over first; the next poll finds the rest.
+                    if matches!(self.turn, Some(Turn::Packet { .. })) {
+                        return Ok(());
+                    }
                 }
                 Ok(Recv::Empty) => return Ok(()),
                 Ok(Recv::Gone) => return Err(ServeError::DeviceGone(self.device.name().into())),
@@ -432,12 +491,17 @@ impl Bridge {
     /// written to the device is judged and recorded once its OK is on its way (or waits
     /// for its reader), before the next command.
     fn advance(&mut self, woken: Woken) {
+        if woken.channel || self.channel.has_pending() {
+            self.serve_channel();
+        }
+        // Poll said the command FIFO is ready: the first read needs no second poll.
+        let mut ready = woken.command;
         loop {
             let turn = match self.turn.take() {
                 Some(turn) => turn,
                 None => {
                     self.settle_written();
-                    match self.next_command() {
+                    match self.next_command(std::mem::take(&mut ready)) {
                         Some(turn) => turn,
                         None => break,
                     }
@@ -449,6 +513,7 @@ impl Bridge {
             }
         }
         self.settle_written();
+        self.serve_waiters(None);
     }
 
     /// Judges and records the reply written last, if that is not done yet.
@@ -458,10 +523,16 @@ impl Bridge {
         }
     }
 
-    /// Reads the next command line, if one is there, and starts its turn.
-    fn next_command(&mut self) -> Option<Turn> {
+    /// Reads the next command line, if one is there, and starts its turn; `ready` when
+    /// poll has just reported the command FIFO readable.
+    fn next_command(&mut self, mut ready: bool) -> Option<Turn> {
         loop {
-            let event = match self.reader.next(Duration::ZERO) {
+            let next = if std::mem::take(&mut ready) {
+                self.reader.next_ready()
+            } else {
+                self.reader.next(Duration::ZERO)
+            };
+            let event = match next {
                 Ok(Some(event)) => event,
                 Ok(None) => return None,
                 Err(e) => {
@@ -519,7 +590,11 @@ impl Bridge {
     fn step(&mut self, turn: Turn, woken: Woken) -> Step {
         match turn {
             Turn::Reader { received, label } => self.open_answer(received, label),
-            Turn::Packet { answer, deadline } => self.hand_over(answer, deadline, woken),
+            Turn::Packet {
+                answer,
+                asked,
+                deadline,
+            } => self.hand_over(answer, asked, deadline, woken),
             Turn::Sending {
                 answer,
                 sent,
@@ -558,14 +633,20 @@ impl Bridge {
             warn!(error = %e, "cannot reopen the command FIFO");
         }
         let deadline = Instant::now() + self.config.read_timeout;
-        self.hand_over(answer, deadline, Woken::default())
+        self.hand_over(answer, received, deadline, Woken::default())
     }
 
-    /// Gives a waiting READ the oldest fresh packet; TIMEOUT once the deadline passes
-    /// (or the bridge stops), nothing if the reader left.
-    fn hand_over(&mut self, answer: Answer, deadline: Instant, woken: Woken) -> Step {
-        let stale = self.queue.expire(Instant::now());
-        self.dropped(stale, Outcome::Stale);
+    /// Gives a waiting READ, asked at `asked`, the oldest fresh packet once the channel
+    /// READs that asked before it have theirs; TIMEOUT once the deadline passes (or the
+    /// bridge stops), nothing if the reader left.
+    fn hand_over(
+        &mut self,
+        answer: Answer,
+        asked: Instant,
+        deadline: Instant,
+        woken: Woken,
+    ) -> Step {
+        self.serve_waiters(Some(asked));
         if let Some(item) = self.queue.pop() {
             self.line.resize(item.packet.len() * 2 + 1, b'\n');
             let hex_part = item.packet.len() * 2;
@@ -586,7 +667,11 @@ impl Bridge {
             let deadline = Instant::now() + self.config.reply_grace;
             return self.send(answer, 0, deadline, None);
         }
-        Step::Waiting(Turn::Packet { answer, deadline })
+        Step::Waiting(Turn::Packet {
+            answer,
+            asked,
+            deadline,
+        })
     }
 
     /// Writes what the pipe takes of the answer line; a packet whose line cannot be
@@ -647,6 +732,131 @@ impl Bridge {
         });
         if let Some(old) = evicted {
             self.unanswered(old, "in-flight table full");
+        }
+    }
+
+    /// Takes what the channel has: commands, and clients that went away.
+    fn serve_channel(&mut self) {
+        for event in self.channel.service() {
+            match event {
+                Event::Command {
+                    conn,
+                    incoming,
+                    received,
+                } => {
+                    // Its next command: the client has read what it was sent.
+                    self.unconfirmed.remove(&conn);
+                    self.channel_command(conn, incoming, received);
+                }
+                Event::Gone { conn, unread } => self.client_gone(conn, unread),
+            }
+        }
+    }
+
+    /// Acts on one command from a channel client and answers it, or lets its READ wait.
+    fn channel_command(&mut self, conn: ConnId, incoming: Incoming, received: Instant) {
+        let reply = match incoming {
+            Incoming::Line(line) => match Command::parse(&line, self.device.mtu()) {
+                Ok(Command::Read) => {
+                    let deadline = received + self.config.read_timeout;
+                    return self.waiting.push_back(Waiter {
+                        conn,
+                        asked: received,
+                        deadline,
+                    });
+                }
+                Ok(Command::Write(packet)) => self.write(packet, received),
+                Err(e) => {
+                    warn!(reason = %e, len = line.len(), conn = %conn, "command refused");
+                    Reply::Err(e.to_string())
+                }
+            },
+            Incoming::TooLong(n) => {
+                warn!(len = n, conn = %conn, "command line too long");
+                Reply::Err(ProtocolError::TooLong(n).to_string())
+            }
+            Incoming::Dropped(_) => return,
+        };
+        if self
+            .channel
+            .answer(conn, reply.to_string().as_bytes())
+            .is_err()
+        {
+            warn!(answer = reply.label(), conn = %conn, "answer not delivered: its client went away");
+        }
+        // As for the FIFO: judged and recorded once the OK is on its way.
+        self.settle_written();
+    }
+
+    /// A channel client went away: its READ stops waiting, and a packet it left unread
+    /// goes back to the head of the queue.
+    fn client_gone(&mut self, conn: ConnId, unread: bool) {
+        if let Some(i) = self.waiting.iter().position(|w| w.conn == conn) {
+            self.waiting.remove(i);
+            info!(conn = %conn, "READ abandoned: its client went away");
+        }
+        let Some(handover) = self.unconfirmed.remove(&conn) else {
+            return;
+        };
+        if !unread {
+            return;
+        }
+        if let Some(a) = self.inflight.take_handed(handover) {
+            warn!(flow = %ShowKey(a.key()), conn = %conn,
+                  "packet not read by its client; back to the head of the queue");
+            let evicted = self.queue.push_front(a.request);
+            self.dropped(evicted.into_iter().collect(), Outcome::Overflow);
+        }
+    }
+
+    /// Gives queued packets to the channel READs that asked before `before` (all of them
+    /// when `None`), oldest first; answers TIMEOUT to those whose time is up.
+    fn serve_waiters(&mut self, before: Option<Instant>) {
+        let now = Instant::now();
+        let stale = self.queue.expire(now);
+        self.dropped(stale, Outcome::Stale);
+        while let Some(w) = self.waiting.front() {
+            if before.is_some_and(|t| w.asked >= t) {
+                break;
+            }
+            let Some(item) = self.queue.pop() else {
+                break;
+            };
+            let Some(w) = self.waiting.pop_front() else {
+                break;
+            };
+            self.send_packet(w.conn, item);
+        }
+        let stopping = self.stop.load(Ordering::Relaxed);
+        while let Some(i) = self
+            .waiting
+            .iter()
+            .position(|w| stopping || w.deadline <= now)
+        {
+            let w = self.waiting.remove(i).map(|w| w.conn);
+            if let Some(conn) = w {
+                info!(conn = %conn, "READ timed out");
+                let _ = self.channel.answer(conn, b"TIMEOUT");
+            }
+        }
+    }
+
+    /// Sends a packet to a channel READ; back to the head of the queue if its client left.
+    fn send_packet(&mut self, conn: ConnId, item: Queued) {
+        match self
+            .channel
+            .answer(conn, hex::encode(&item.packet).as_bytes())
+        {
+            Ok(()) => {
+                let handover = Instant::now();
+                self.unconfirmed.insert(conn, handover);
+                self.delivered(item, handover);
+            }
+            Err(_) => {
+                warn!(conn = %conn, "packet not delivered: its client went away; back to the head of the queue");
+                let evicted = self.queue.push_front(item);
+                self.dropped(evicted.into_iter().collect(), Outcome::Overflow);
+            }
         }
     }
 
@@ -731,17 +941,36 @@ impl Bridge {
         self.journal.entry(&e);
     }
 
-    /// Records packets that left the queue unread.
-    fn dropped(&self, items: Vec<Queued>, outcome: Outcome) {
+    /// Counts packets that left the queue unread, for the next drop summary.
+    fn dropped(&mut self, items: Vec<Queued>, outcome: Outcome) {
+        let now = Instant::now();
         for item in items {
-            warn!(
+            debug!(
                 flow = %ShowKey(item.parsed.key.as_ref()),
                 len = item.packet.len(),
-                age_us = us(item.arrival.elapsed()),
+                age_us = us(now.saturating_duration_since(item.arrival)),
                 outcome = outcome.as_str(),
                 "request dropped before the agent read it"
             );
-            self.journal.entry(&entry(&item, outcome));
+            self.drops.add(outcome, item.arrival_wall, now);
+        }
+    }
+
+    /// Logs and records the drops counted: those of an interval that is over, or, with
+    /// `all`, everything counted (at shutdown). One line per outcome, with the count.
+    fn summarise_drops(&mut self, all: bool) {
+        let tallies = if all {
+            self.drops.take()
+        } else {
+            self.drops.due(Instant::now())
+        };
+        for t in tallies {
+            warn!(
+                outcome = t.outcome.as_str(),
+                count = t.count,
+                "requests dropped before the agent read them"
+            );
+            self.journal.entry(&t.entry());
         }
     }
 
@@ -801,7 +1030,14 @@ impl Bridge {
                 self.resp = fresh;
             }
         }
-        Ok(())
+        match self.channel.state() {
+            PathState::Ours => Ok(()),
+            PathState::Replaced => Err(ServeError::FifoReplaced(self.channel.path().into())),
+            PathState::Missing => {
+                warn!(path = %self.channel.path().display(), "socket was deleted; recreating it");
+                self.channel.relisten().map_err(ServeError::Channel)
+            }
+        }
     }
 
     /// Ends the turn under way and records what is left at shutdown.
@@ -811,6 +1047,10 @@ impl Bridge {
             not_for_agent,
             "packets off the device not addressed to the agent"
         );
+        // Best effort: channel clients learn at once that no packet is coming.
+        for w in std::mem::take(&mut self.waiting) {
+            let _ = self.channel.answer(w.conn, b"TIMEOUT");
+        }
         match self.turn.take() {
             Some(Turn::Packet { answer, .. }) => {
                 // Best effort: the client learns at once that no packet is coming.
@@ -833,6 +1073,7 @@ impl Bridge {
             info!(count = left.len(), "packets still queued at shutdown");
         }
         self.dropped(left, Outcome::Unanswered);
+        self.summarise_drops(true);
     }
 }
 

@@ -226,7 +226,8 @@ fn a_group_gets_mode_0660() {
         &dir,
         &["--user", "nobody", "--group", &users.to_string()],
     );
-    for path in [&bridge.cmd, &bridge.resp] {
+    let socket = tunbridge::channel::socket_path(&bridge.cmd);
+    for path in [&bridge.cmd, &bridge.resp, &socket] {
         let meta = std::fs::symlink_metadata(path).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (NOBODY, users.as_raw()));
         assert_eq!(meta.mode() & 0o7777, 0o660, "{}", path.display());
@@ -277,11 +278,12 @@ fn in_a_directory_the_user_cannot_write_leftovers_are_reported_and_replaced() {
         Some(0)
     );
     assert_eq!(
-        first.count_log("cannot remove the FIFO"),
-        2,
-        "leftovers are reported"
+        first.count_log("cannot remove the FIFO or socket"),
+        3,
+        "leftovers are reported: both FIFOs and the channel's socket"
     );
-    assert!(first.cmd.exists() && first.resp.exists());
+    let socket = tunbridge::channel::socket_path(&first.cmd);
+    assert!(first.cmd.exists() && first.resp.exists() && socket.exists());
     // The next start as the same user takes them over.
     let second = Bridge::start(&ns, &dir, &["--user", "nobody"]);
     let ping = ns.spawn_ping(56, 1, 10);

@@ -546,20 +546,71 @@ fn dropped_and_unanswered_requests_get_a_line() {
     for seq in 1..=3 {
         ping_memory(&net, seq, 56);
     }
-    // The other two go stale after a second.
-    bridge.wait_log("outcome=\"stale\"", Duration::from_secs(5));
+    // The other two go stale after a second; the drops of that second are summarised.
+    bridge.wait_log("outcome=\"stale\" count=2", Duration::from_secs(5));
     // One more is read and never answered before the bridge stops.
     ping_memory(&net, 4, 56);
     assert_eq!(seq_of(&bridge.exchange("READ")), 4);
     bridge.stop().unwrap();
-    let outcomes: Vec<String> = record(&rec)
+    let lines: Vec<(String, Option<u64>, Option<u64>)> = record(&rec)
         .iter()
-        .map(|l| l["outcome"].as_str().unwrap().to_string())
+        .map(|l| {
+            let outcome = l["outcome"].as_str().unwrap().to_string();
+            (outcome, l["count"].as_u64(), l["seq"].as_u64())
+        })
         .collect();
     assert_eq!(
-        outcomes,
-        ["overflow", "stale", "stale", "unanswered"],
-        "{outcomes:?}"
+        lines,
+        [
+            ("overflow".into(), Some(1), None),
+            ("stale".into(), Some(2), None),
+            ("unanswered".into(), None, Some(4)),
+        ],
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_flood_of_drops_is_summarised_and_every_request_read_keeps_its_line() {
+    let dir = TempDir::new("m-flood");
+    let rec = dir.join("rec.jsonl");
+    let (mut bridge, net) = Bridge::memory(
+        &dir,
+        &["--queue-size", "4", "--record", rec.to_str().unwrap()],
+    );
+    // 3000 requests and nobody reading: all but the last four overflow.
+    for seq in 1..=3000 {
+        ping_memory(&net, seq, 56);
+    }
+    wait_count(&bridge, "request queued", 3000, Duration::from_secs(20));
+    // The agent reads and answers two of the four left; two stay queued until the stop.
+    for _ in 0..2 {
+        assert_eq!(answer_one(&bridge, |_| {}), "OK");
+    }
+    bridge.stop().unwrap();
+    let lines = record(&rec);
+    let count = |outcome: &str| -> u64 {
+        lines
+            .iter()
+            .filter(|l| l["outcome"] == outcome)
+            .map(|l| l["count"].as_u64().unwrap_or(1))
+            .sum()
+    };
+    assert_eq!(count("overflow"), 2996);
+    assert_eq!(count("answered"), 2);
+    assert_eq!(count("unanswered"), 2, "still queued at the stop");
+    // A handful of summary lines, not one per packet; the answered ones keep theirs.
+    assert!(lines.len() <= 8, "{} record lines", lines.len());
+    let answered: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["outcome"] == "answered")
+        .map(|l| l["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(answered, [2997, 2998]);
+    let summaries = bridge.count_log("requests dropped before the agent read them");
+    assert!(
+        (1..=6).contains(&summaries),
+        "{summaries} summary log lines"
     );
 }
 

@@ -165,10 +165,10 @@ tb_start_model() {
 }
 
 # Puts the binary $1 first on PATH under the name the prompts run, `tunbridge` (a link in
-# directory $2), so a prompt's `tunbridge read` runs exactly that binary. Claude Code runs
-# a command in a login shell when it could not snapshot the user's shell (seen on a busy
-# machine), and a login shell's /etc/profile sets PATH anew: BASH_ENV, which bash reads
-# after the profile, puts the directory back in front.
+# directory $2), so a prompt's `tunbridge read` runs exactly that binary. When Claude Code
+# could not snapshot the user's shell (its rc file failed, or it timed out on a busy
+# machine) it runs each command as `bash -c -l`, whose /etc/profile sets PATH anew
+# ("tunbridge: command not found"); BASH_ENV, read after the profile, puts it back.
 tb_put_on_path() {
     mkdir -p "$2"
     ln -sf "$(realpath "$1")" "$2/tunbridge"

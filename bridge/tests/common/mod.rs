@@ -315,11 +315,7 @@ impl Bridge {
 
     /// A client for this bridge's FIFOs.
     pub fn client(&self) -> Client {
-        Client {
-            cmd_fifo: self.cmd.clone(),
-            resp_fifo: self.resp.clone(),
-            timeout: Duration::from_secs(40),
-        }
+        Client::new(&self.cmd, &self.resp)
     }
 
     /// One exchange, panicking on a client failure.
