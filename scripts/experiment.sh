@@ -284,7 +284,8 @@ ident_for() {   # $1: ping options, $2: number
 # request (scripts/lib/suite.py).
 request() {
     if [[ -n $SCENARIO ]]; then
-        exec ip netns exec "$NETNS" python3 scripts/lib/suite.py produce "$SCENARIO" --wait "$PING_WAIT"
+        exec ip netns exec "$NETNS" python3 scripts/lib/suite.py produce "$SCENARIO" --wait "$PING_WAIT" \
+            --ident "$(ident_for "$2" "$1")"
     fi
     # shellcheck disable=SC2086 # $2 is a list of plain ping flags, checked above
     exec ip netns exec "$NETNS" ping -n -c 1 -W "$PING_WAIT" -e "$(ident_for "$2" "$1")" $2 192.0.2.2
@@ -373,7 +374,8 @@ python3 scripts/lib/experiment_table.py --out "$OUT" --agent "$AGENT" --model "$
     --interval "$INTERVAL" --session-packets "$SESSION_PACKETS" --max-age "$PING_WAIT" \
     --thinking "${THINKING:-client default}${THINKING_TOKENS:+ (MAX_THINKING_TOKENS=$THINKING_TOKENS)}" \
     --timeline "$OUT/timeline.json" > "$OUT/summary.md"
-tunbridge timeline "$OUT/timeline.json" --out "$OUT/timeline.svg"
+# (A scenario of the suite that is no ping, e.g. an injected packet, has nothing to draw.)
+tunbridge timeline "$OUT/timeline.json" --out "$OUT/timeline.svg" || [[ -n $SCENARIO ]]
 [[ $RUN_USER != root ]] && chown -R "$RUN_USER" "$OUT"
 echo
 cat "$OUT/summary.md"

@@ -18,6 +18,7 @@ use serde_json::Value;
 fn suite(root: &Path, out: &common::TempDir, extra: &[&str]) -> Vec<Value> {
     let run = Command::new(root.join("scripts/experiment.sh"))
         .args(["--agent", "dry-run", "--suite", "--ping-wait", "30"])
+        .env("TUNBRIDGE", common::BIN)
         .args(extra)
         .arg("--out")
         .arg(&out.0)

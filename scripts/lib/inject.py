@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Puts exact bytes on the wire from the host side of the namespace, for the packets the
-kernel will not send: a bad IPv4 header checksum, a bad ICMP checksum, an ICMP timestamp
-request, a first fragment.
+kernel will not send: a bad IPv4 header checksum, a bad ICMP or UDP checksum, an ICMP
+timestamp request, a first fragment, a TCP RST out of nowhere.
 
 An AF_PACKET socket bound to the TUN interface hands the bytes to the device unchanged,
 so the bridge reads them as they are. (A raw IPv4 socket with IP_HDRINCL would fill in
@@ -106,11 +106,42 @@ def first_fragment(ident: int, seq: int) -> bytes:
     return ipv4(message[:56], 1, flags_frag=IP_MF, ident=ident)
 
 
+def pseudo_header(proto: int, length: int, src=HOST, dst=PEER) -> bytes:
+    """The IPv4 pseudo-header of RFC 768 / RFC 9293 3.1."""
+    return socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, proto, length)
+
+
+def udp(sport: int, dport: int, data: bytes) -> bytes:
+    """A UDP datagram (RFC 768) in IPv4, checksum over the pseudo-header filled in."""
+    seg = struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data
+    seg = seg[:6] + (checksum(pseudo_header(17, len(seg)) + seg) or 0xFFFF).to_bytes(2, "big") + seg[8:]
+    return ipv4(seg, 17)
+
+
+def tcp(sport: int, dport: int, seq: int, ack: int, flags: int) -> bytes:
+    """A TCP segment (RFC 9293) without options or data in IPv4, checksum filled in."""
+    seg = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 0, 0, 0)
+    seg = seg[:16] + checksum(pseudo_header(6, len(seg)) + seg).to_bytes(2, "big") + seg[18:]
+    return ipv4(seg, 6)
+
+
+def bad_udp_checksum(ident: int, seq: int) -> bytes:
+    """A UDP datagram to the echo port 7 whose checksum is wrong (RFC 1122 4.1.3.4: discarded)."""
+    return spoil(udp(32768 + ident % 28000, 7, echo_data(19)), 20 + 6)
+
+
+def tcp_rst(ident: int, seq: int) -> bytes:
+    """A TCP RST to a closed port: RFC 9293 3.10.7.1, an incoming RST is discarded, never answered."""
+    return tcp(32768 + ident % 28000, 9, ident << 16 | seq, 0, 0x04)
+
+
 BUILDERS = {
     "bad-ip-checksum": bad_ip_checksum,
     "bad-icmp-checksum": bad_icmp_checksum,
     "icmp-timestamp": timestamp_request,
     "fragment": first_fragment,
+    "bad-udp-checksum": bad_udp_checksum,
+    "tcp-rst": tcp_rst,
 }
 
 

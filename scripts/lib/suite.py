@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -47,6 +48,7 @@ class Scenario:
     what: str  # one line for the scorecard and --help
     ping: tuple = ()  # ping options, for a ping scenario
     build: str = ""  # an inject.BUILDERS name, for an injected packet
+    traffic: str = ""  # a scripts/lib/traffic.py kind, for a probe (with `ping` as its ping options)
     scope: str = "icmpv4"  # which prompts handle it: "icmpv4" (every prompt) or "stack"
     data: bool = True  # whether the reply carries data (the `data` flaw changes one byte)
     caught_by: tuple = field(init=False, default=())
@@ -61,8 +63,12 @@ def echo(name, what, *ping, data=True):
     return Scenario(name, "reply", what, ping=tuple(ping), data=data)
 
 
-def silent(name, what, build):
-    return Scenario(name, "silence", what, build=build)
+def silent(name, what, build, scope="icmpv4"):
+    return Scenario(name, "silence", what, build=build, scope=scope)
+
+
+def probe(name, what, traffic, *ping, data=True):
+    return Scenario(name, "reply", what, ping=tuple(ping), traffic=traffic, scope="stack", data=data)
 
 
 SCENARIOS = [
@@ -104,14 +110,20 @@ class Stopped(Exception):
     """SIGTERM: the runner gave up waiting (the agent has finished)."""
 
 
-def produce(sc: Scenario, wait: int, dev: str) -> dict:
-    """Makes the scenario's request inside the namespace; returns what the client saw."""
+def produce(sc: Scenario, wait: int, dev: str, ident: int) -> dict:
+    """Makes the scenario's request inside the namespace (an ICMP one with identifier
+    `ident`, sequence 1); returns what the client saw."""
     if sc.build:
-        packet = inject.BUILDERS[sc.build](random.randrange(1, 0xFFFF), 1)
+        packet = inject.BUILDERS[sc.build](ident, 1)
         inject.send(dev, packet)
         print(f"injected {len(packet)} bytes on {dev}: {packet.hex()}", flush=True)
         return {"client": "inject", "bytes": len(packet)}
-    cmd = ["ping", "-n", "-c", "1", "-W", str(wait), *sc.ping, PEER4]
+    if sc.traffic:
+        cmd = ["python3", os.path.join(ROOT, "scripts/lib/traffic.py"), sc.traffic, "--wait", str(wait),
+               "--ident", str(ident)]
+        cmd += ["--ping-opts", " ".join(sc.ping)] if sc.ping else []
+    else:
+        cmd = ["ping", "-n", "-c", "1", "-W", str(wait), "-e", str(ident), *sc.ping, PEER4]
     print("$ " + " ".join(cmd), flush=True)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -121,7 +133,7 @@ def produce(sc: Scenario, wait: int, dev: str) -> dict:
         out, _ = proc.communicate()
         out += "(stopped: the agent had finished)\n"
     print(out, end="", flush=True)
-    return {"client": "ping"}
+    return {"client": sc.traffic or "ping"}
 
 
 def cmd_produce(a) -> int:
@@ -129,7 +141,7 @@ def cmd_produce(a) -> int:
         raise Stopped()
     signal.signal(signal.SIGTERM, stop)
     try:
-        probe = produce(BY_NAME[a.name], a.wait, a.dev)
+        probe = produce(BY_NAME[a.name], a.wait, a.dev, a.ident or random.randrange(1, 0xFFFF))
     except Stopped:
         probe = {"stopped": True}
     except OSError as e:
@@ -147,8 +159,12 @@ def read_probe(path: str) -> dict:
     except OSError:
         return {}
     probe = json.loads(lines[-1][len("probe: "):]) if lines else {}
-    if probe.get("client") == "ping":
+    client = probe.get("client")
+    if client in ("ping", "ping6"):
         probe.update(received=table.ping_received(path), rtt_ms=table.ping_rtt(path))
+    elif client not in (None, "inject"):  # traffic.py: `ok <kind> ...; 1 received, time=<ms> ms` or `FAIL ...`
+        ok = re.search(r"^ok .*time=([0-9.]+) ms", open(path).read(), re.M)
+        probe.update(received=bool(ok), rtt_ms=float(ok.group(1)) if ok else None)
     return probe
 
 
@@ -340,6 +356,8 @@ def main() -> int:
     p.add_argument("name", choices=list(BY_NAME))
     p.add_argument("--wait", type=int, default=180, help="seconds the client waits for its answer")
     p.add_argument("--dev", default="tun0", help="the TUN device, for injected packets")
+    p.add_argument("--ident", type=int, help="the ICMP identifier of a ping or an injected ICMP packet "
+                   "(default: random)")
     p.set_defaults(fn=cmd_produce)
     for name, fn in (("run", cmd_run), ("score", cmd_score)):
         p = sub.add_parser(name, help="run the suite through experiment.sh, then score" if name == "run"
