@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use tunbridge::client::Client;
+use tunbridge::client::{Client, ClientError, Session};
 use tunbridge::stack;
 
 /// How the agent was asked to run.
@@ -60,6 +60,32 @@ fn spoil(reply: &mut [u8], how: &str) {
     }
 }
 
+/// How the agent reaches the bridge: one connection to its channel, kept, or the FIFOs
+/// for a bridge without the channel.
+struct Link {
+    client: Client,
+    session: Option<Session>,
+}
+
+impl Link {
+    fn exchange(&mut self, command: &str) -> Result<String, ClientError> {
+        if !self.client.has_channel() {
+            self.session = None;
+            return self.client.exchange_fifo(command);
+        }
+        let session = match &mut self.session {
+            Some(s) => s,
+            None => self.session.insert(self.client.session()?),
+        };
+        let answer = session.exchange(command);
+        if answer.is_err() {
+            // A restarted bridge: the next exchange connects afresh.
+            self.session = None;
+        }
+        answer
+    }
+}
+
 fn main() -> ExitCode {
     let opts = match options() {
         Ok(o) => o,
@@ -68,9 +94,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut link = Link {
+        client: opts.client.clone(),
+        session: None,
+    };
     let mut answered = 0u64;
     while !matches!(opts.count, Some(n) if answered >= n) {
-        let line = match opts.client.exchange_any("READ") {
+        let line = match link.exchange("READ") {
             Ok(line) => line,
             Err(e) => {
                 eprintln!("native_agent: {e}");
@@ -97,10 +127,7 @@ fn main() -> ExitCode {
         if let Some(how) = &opts.corrupt {
             spoil(&mut reply, how);
         }
-        match opts
-            .client
-            .exchange_any(&format!("WRITE {}", hex::encode(&reply)))
-        {
+        match link.exchange(&format!("WRITE {}", hex::encode(&reply))) {
             Ok(answer) => println!("{answer}"),
             Err(e) => eprintln!("native_agent: {e}"),
         }

@@ -513,7 +513,7 @@ impl Bridge {
             }
         }
         self.settle_written();
-        self.serve_waiters(None);
+        self.serve_waiters(self.fifo_asked());
     }
 
     /// Judges and records the reply written last, if that is not done yet.
@@ -750,6 +750,18 @@ impl Bridge {
                 }
                 Event::Gone { conn, unread } => self.client_gone(conn, unread),
             }
+        }
+        // Packets for the READs that just came, then the greetings still unsent.
+        self.serve_waiters(self.fifo_asked());
+        self.channel.flush();
+    }
+
+    /// When the FIFO READ waiting for a packet asked, if one waits: channel READs that
+    /// asked later must leave it the next packet.
+    fn fifo_asked(&self) -> Option<Instant> {
+        match &self.turn {
+            Some(Turn::Packet { asked, .. }) => Some(*asked),
+            _ => None,
         }
     }
 
