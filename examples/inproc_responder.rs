@@ -50,7 +50,7 @@ fn open(opts: &Options) -> Result<Tun, device::DeviceError> {
     if let Some(name) = &opts.netns {
         device::enter_netns(name)?;
     }
-    Tun::open(&opts.tun, opts.address, 1500)
+    Tun::open(&opts.tun, opts.address, None, 1500)
 }
 
 fn main() -> ExitCode {

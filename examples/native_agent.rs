@@ -1,9 +1,10 @@
 //! The native agent: the non-LLM baseline, a client like `tunbridge read`/`write`.
 //!
-//! It loops READ → build the echo reply with the project's own wire code → WRITE,
-//! as a persistent process, speaking the protocol directly (no subprocess per
-//! exchange). It answers ICMP echo requests and reports anything else. Used by the
-//! integration tests and the benchmarks. It speaks the bridge's private channel, or
+//! It loops READ → build the reply with the project's reference stack (`stack::owed`)
+//! → WRITE, as a persistent process, speaking the protocol directly (no subprocess per
+//! exchange). It answers ICMP and ICMPv6 echo requests, UDP (echo on port 7, port
+//! unreachable elsewhere) and TCP (a reset), and reports anything owed silence. Used by
+//! the integration tests and the benchmarks. It speaks the bridge's private channel, or
 //! the shared FIFOs when the bridge has none (the Python helper in the benchmarks).
 //!
 //! Usage: `cargo run --example native_agent -- [--count N] [--cmd-fifo P] [--resp-fifo P] [--corrupt icmp|ip|src]`
@@ -12,8 +13,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use tunbridge::client::Client;
-use tunbridge::wire;
+use tunbridge::client::{Client, ClientError, Session};
+use tunbridge::stack;
 
 /// How the agent was asked to run.
 struct Options {
@@ -59,6 +60,32 @@ fn spoil(reply: &mut [u8], how: &str) {
     }
 }
 
+/// How the agent reaches the bridge: one connection to its channel, kept, or the FIFOs
+/// for a bridge without the channel.
+struct Link {
+    client: Client,
+    session: Option<Session>,
+}
+
+impl Link {
+    fn exchange(&mut self, command: &str) -> Result<String, ClientError> {
+        if !self.client.has_channel() {
+            self.session = None;
+            return self.client.exchange_fifo(command);
+        }
+        let session = match &mut self.session {
+            Some(s) => s,
+            None => self.session.insert(self.client.session()?),
+        };
+        let answer = session.exchange(command);
+        if answer.is_err() {
+            // A restarted bridge: the next exchange connects afresh.
+            self.session = None;
+        }
+        answer
+    }
+}
+
 fn main() -> ExitCode {
     let opts = match options() {
         Ok(o) => o,
@@ -67,9 +94,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut link = Link {
+        client: opts.client.clone(),
+        session: None,
+    };
     let mut answered = 0u64;
     while !matches!(opts.count, Some(n) if answered >= n) {
-        let line = match opts.client.exchange_any("READ") {
+        let line = match link.exchange("READ") {
             Ok(line) => line,
             Err(e) => {
                 eprintln!("native_agent: {e}");
@@ -86,8 +117,8 @@ fn main() -> ExitCode {
                 continue;
             }
         };
-        let mut reply = match wire::echo_reply(&request) {
-            Ok(r) => r,
+        let mut reply = match stack::owed(&request) {
+            Ok(r) => r.bytes,
             Err(e) => {
                 eprintln!("native_agent: not answered: {e}");
                 continue;
@@ -96,10 +127,7 @@ fn main() -> ExitCode {
         if let Some(how) = &opts.corrupt {
             spoil(&mut reply, how);
         }
-        match opts
-            .client
-            .exchange_any(&format!("WRITE {}", hex::encode(&reply)))
-        {
+        match link.exchange(&format!("WRITE {}", hex::encode(&reply))) {
             Ok(answer) => println!("{answer}"),
             Err(e) => eprintln!("native_agent: {e}"),
         }

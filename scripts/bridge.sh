@@ -33,7 +33,7 @@ if ! ip netns list | grep -qw "^$NETNS"; then
     tb_netns_create "$NETNS"
 fi
 ip -n "$NETNS" link set lo up
-say "ping the agent from another terminal:  sudo ip netns exec $NETNS ping 192.0.2.2"
+say "ping the agent from another terminal:  sudo ip netns exec $NETNS ping 192.0.2.2   (or ping -6 2001:db8::2)"
 say "answer by hand:  tunbridge read   then   tunbridge write <hex>"
 status=0
 "$BIN" serve --netns "$NETNS" "$@" || status=$?

@@ -5,7 +5,7 @@
 #
 #   scripts/experiment.sh [--agent claude|native|dry-run] [--count N] [--model NAME]
 #                         [--prompt FILE] [--lean] [--thinking off|on|TOKENS]
-#                         [--ping-opts "OPTS"]... [--ping-wait S] [--out DIR]
+#                         [--ping-opts "OPTS"]... [--ping-wait S] [--out DIR] [--traffic KIND]...
 #                         [--continuous [--interval S] [--session-packets N]]
 #   scripts/experiment.sh --suite [NAMES] [same flags]   the scenario suite (scripts/lib/suite.py)
 #   scripts/experiment.sh --compare DIR...               scorecards side by side
@@ -26,6 +26,9 @@
 # --ping-opts OPTS extra ping options, e.g. "-s 1400" or "-s 2 -e 4660 -p edca -t 5";
 #                  repeat the flag to give ping i the (i-1 mod n)-th set (one-shot only)
 # --ping-wait S    seconds a ping waits for its reply (default 180)
+# --traffic KIND   what each round sends (default ping): ping, ping6, udp-echo, udp-closed,
+#                  tcp-syn, or udp-echo6, udp-closed6, tcp-syn6 over IPv6 (scripts/lib/traffic.py);
+#                  repeat to cycle (one-shot only); answer them with --prompt prompts/ip-stack.md
 # --continuous     one Claude Code session serves all pings (/ping-serve N): the pings go
 #                  out every --interval S seconds (default 1) once it waits in its first
 #                  READ; a new session starts after --session-packets N packets (default 20)
@@ -47,8 +50,8 @@ ARGS=("$@")
 # function (or a thin one that hands over to its own file).
 AGENT=claude COUNT=3 MODEL="" PROMPT="prompts/ping-respond.md" OUT="" PING_WAIT=180
 MODE=oneshot INTERVAL=1 SESSION_PACKETS=20 THINKING="" LEAN=0 PING_OPTS=()
-SUITE=0 SUITE_NAMES=() FLAW="" SCENARIO="" PROMPT_GIVEN=0
-usage() { sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; }
+SUITE=0 SUITE_NAMES=() FLAW="" SCENARIO="" PROMPT_GIVEN=0 TRAFFIC=()
+usage() { sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; }
 bad() { TB_DIE_STATUS=2 die "$*"; }
 while (($#)); do
     case $1 in
@@ -60,6 +63,7 @@ while (($#)); do
         --thinking) THINKING=${2:?--thinking needs a value}; shift 2 ;;
         --ping-opts) PING_OPTS+=("${2?--ping-opts needs a value}"); shift 2 ;;
         --ping-wait) PING_WAIT=${2:?--ping-wait needs a value}; shift 2 ;;
+        --traffic) TRAFFIC+=("${2:?--traffic needs a value}"); shift 2 ;;
         --continuous) MODE=continuous; shift ;;
         --interval) INTERVAL=${2:?--interval needs a value}; shift 2 ;;
         --session-packets) SESSION_PACKETS=${2:?--session-packets needs a value}; shift 2 ;;
@@ -84,6 +88,11 @@ case $AGENT in claude|native|dry-run) ;; *) bad "--agent must be claude, native 
 for opts in ${PING_OPTS[@]+"${PING_OPTS[@]}"}; do
     [[ $opts =~ ^[-\ a-zA-Z0-9.]*$ ]] || bad "--ping-opts takes plain ping flags, not $opts"
 done
+for kind in ${TRAFFIC[@]+"${TRAFFIC[@]}"}; do
+    case $kind in ping|ping6|udp-echo|udp-echo6|udp-closed|udp-closed6|tcp-syn|tcp-syn6) ;;
+        *) bad "--traffic takes ping, ping6, udp-echo[6], udp-closed[6] or tcp-syn[6], not $kind" ;;
+    esac
+done
 case $THINKING in
     "") THINKING_TOKENS="" ;;
     off) THINKING_TOKENS=0 ;;
@@ -95,6 +104,7 @@ if [[ $MODE == continuous ]]; then
     ((!SUITE)) && [[ -z $SCENARIO ]] || bad "--continuous sends pings; it does not go with --suite"
     [[ $AGENT != native ]] || bad "--continuous runs Claude Code (--agent claude or dry-run); the native agent always runs continuously"
     ((${#PING_OPTS[@]} <= 1)) || bad "--continuous sends one ping stream: give --ping-opts once"
+    ((${#TRAFFIC[@]} == 0)) || bad "--continuous sends pings; --traffic is for one-shot runs"
     PROMPT=prompts/ping-serve.md
 fi
 HARNESS=default; ((LEAN)) && HARNESS=lean
@@ -280,12 +290,18 @@ ident_for() {   # $1: ping options, $2: number
     if [[ " $1 " =~ \ -e\ ([0-9]+)\  ]]; then echo "${BASH_REMATCH[1]}"; else echo $(( (IDENT_BASE + $2) & 0xffff )); fi
 }
 
-# The request of ping $1: a ping with options $2, or with --scenario the scenario's own
-# request (scripts/lib/suite.py).
+# The request of ping $1: a ping with options $2, with --scenario the scenario's own
+# request (scripts/lib/suite.py), or with --traffic the round's kind (scripts/lib/traffic.py).
 request() {
     if [[ -n $SCENARIO ]]; then
         exec ip netns exec "$NETNS" python3 scripts/lib/suite.py produce "$SCENARIO" --wait "$PING_WAIT" \
             --ident "$(ident_for "$2" "$1")"
+    fi
+    local kind=ping
+    ((${#TRAFFIC[@]})) && kind=${TRAFFIC[$(( ($1 - 1) % ${#TRAFFIC[@]} ))]}
+    if [[ $kind != ping ]]; then
+        exec ip netns exec "$NETNS" python3 scripts/lib/traffic.py "$kind" --wait "$PING_WAIT" \
+            --ident "$(ident_for "$2" "$1")" --ping-opts "$2"
     fi
     # shellcheck disable=SC2086 # $2 is a list of plain ping flags, checked above
     exec ip netns exec "$NETNS" ping -n -c 1 -W "$PING_WAIT" -e "$(ident_for "$2" "$1")" $2 192.0.2.2
@@ -365,7 +381,7 @@ run_continuous() {
     grep -E 'packets transmitted|rtt' "$OUT/ping-continuous.txt" | sed 's/^/    /' || true
 }
 
-say "agent: $AGENT${MODEL:+ ($MODEL)}, prompt: $PROMPT, harness: $HARNESS, pings: $COUNT, mode: $MODE"
+say "agent: $AGENT${MODEL:+ ($MODEL)}, prompt: $PROMPT, harness: $HARNESS, pings: $COUNT, mode: $MODE${TRAFFIC[*]:+, traffic: ${TRAFFIC[*]}}"
 "run_$MODE"
 
 tb_stop_pid "$BRIDGE_PID"

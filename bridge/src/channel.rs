@@ -289,6 +289,18 @@ impl Channel {
         Ok(())
     }
 
+    /// Sends what is waiting to go out on every connection (greetings of new clients whose
+    /// command was not answered at once). Call after acting on [`Channel::service`]'s events.
+    pub fn flush(&mut self) {
+        for c in self.conns.values_mut().filter(|c| !c.out.is_empty()) {
+            // A client gone is reported by epoll, as a hang-up, on the next service.
+            let _ = c.flush();
+        }
+        for id in self.conns.keys().copied().collect::<Vec<_>>() {
+            self.watch(id);
+        }
+    }
+
     /// Ends a connection from this side (a client that broke the protocol).
     pub fn drop_client(&mut self, conn: ConnId) {
         self.close(conn.0);
@@ -319,9 +331,10 @@ impl Channel {
                 ended: false,
                 interest: EpollFlags::empty(),
             };
-            if conn.flush().is_err() {
-                continue;
-            }
+            // A client sends its command right after connecting: read it now, not after
+            // another round through poll. The greeting goes out with the first answer, or
+            // in `flush` when the command waits (one write, one wake-up for the client).
+            conn.fill();
             conn.interest = conn.wanted();
             if self
                 .epoll
@@ -503,6 +516,7 @@ mod test {
     fn connect(ch: &mut Channel) -> BufReader<UnixStream> {
         let mut client = BufReader::new(UnixStream::connect(ch.path()).unwrap());
         ch.service();
+        ch.flush();
         assert!(line(&mut client).starts_with("HELLO"));
         client
     }
@@ -544,6 +558,7 @@ mod test {
         let (_dir, mut ch) = channel("hello");
         let mut client = BufReader::new(UnixStream::connect(ch.path()).unwrap());
         ch.service();
+        ch.flush();
         let hello = line(&mut client);
         assert_eq!(hello, "HELLO read_timeout_ms=30000\n");
         assert_eq!(parse_greeting(hello.trim()), Some(Duration::from_secs(30)));

@@ -1,7 +1,7 @@
 //! The command line: subcommands, typed flags with their defaults, and how they
 //! become the plain config structs the modules take.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,11 +10,12 @@ use clap::{Args, Parser, Subcommand};
 use crate::client::Client;
 use crate::device::Ipv4Cidr;
 use crate::fifo::Owner;
+use crate::peer::Ipv6Cidr;
 use crate::privilege::{PrivilegeError, User};
 use crate::report::Format;
 use crate::server::Config;
 
-/// A Linux TUN device exposed through two named FIFOs: read one IPv4 packet as hex, write a reply.
+/// A Linux TUN device exposed through two named FIFOs: read one IP packet as hex, write a reply.
 #[derive(Debug, Parser)]
 #[command(name = "tunbridge", version)]
 pub struct Cli {
@@ -101,6 +102,15 @@ pub struct ServeArgs {
     /// The agent's address: the one you ping.
     #[arg(long, default_value = "192.0.2.2")]
     pub peer: Ipv4Addr,
+    /// The host side's IPv6 address and prefix on the device (RFC 3849 documentation prefix).
+    #[arg(long, default_value = "2001:db8::1/64")]
+    pub address6: Ipv6Cidr,
+    /// The agent's IPv6 address: the one you `ping -6`.
+    #[arg(long, default_value = "2001:db8::2")]
+    pub peer6: Ipv6Addr,
+    /// Switch IPv6 off on the device: only IPv4 reaches the agent (also off below MTU 1280).
+    #[arg(long)]
+    pub no_ipv6: bool,
     /// Device MTU in bytes.
     #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u16).range(68..))]
     pub mtu: u16,
@@ -145,7 +155,21 @@ pub struct ServeArgs {
     pub cpu: Option<usize>,
 }
 
+/// The smallest MTU IPv6 runs on (RFC 8200 §5); below it the kernel gives the device no IPv6.
+const IPV6_MIN_MTU: u16 = 1280;
+
 impl ServeArgs {
+    /// Whether IPv6 is on: not `--no-ipv6`, and an MTU IPv6 can use (else off, with a warning).
+    fn ipv6(&self) -> bool {
+        if !self.no_ipv6 && self.mtu < IPV6_MIN_MTU {
+            tracing::warn!(
+                mtu = self.mtu,
+                "IPv6 needs an MTU of at least 1280; IPv6 is off"
+            );
+        }
+        !self.no_ipv6 && self.mtu >= IPV6_MIN_MTU
+    }
+
     /// The daemon config these flags describe.
     pub fn config(&self) -> Result<Config, PrivilegeError> {
         let user = match &self.user {
@@ -173,10 +197,13 @@ impl ServeArgs {
                 mode: 0o600,
             },
         };
+        let ipv6 = self.ipv6();
         Ok(Config {
             tun: self.tun.clone(),
             address: self.address,
             peer: self.peer,
+            address6: ipv6.then_some(self.address6),
+            peer6: ipv6.then_some(self.peer6),
             mtu: self.mtu,
             cmd_fifo: self.fifos.cmd_fifo.clone(),
             resp_fifo: self.fifos.resp_fifo.clone(),

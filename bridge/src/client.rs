@@ -116,15 +116,7 @@ impl Client {
     /// Sends one command line on a connection of its own and returns the one answer
     /// line, without its newline.
     pub fn exchange(&self, command: &str) -> Result<String, ClientError> {
-        let path = self.socket();
-        let stream = UnixStream::connect(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => ClientError::NoFifo(path.clone()),
-            io::ErrorKind::ConnectionRefused => ClientError::NoBridge(path.clone()),
-            _ => ClientError::Io {
-                step: "connecting to the bridge",
-                source: e,
-            },
-        })?;
+        let stream = self.connect()?;
         // Sent before the greeting is read, to save a round trip. A bridge that refuses
         // the connection has said why in its first line, read below.
         let sent = (&stream).write_all(one_line(command).as_bytes());
@@ -142,6 +134,33 @@ impl Client {
         })?;
         let wait = self.timeout.unwrap_or(read_timeout + MARGIN);
         answers.line(wait)
+    }
+
+    /// A connection kept for many exchanges, for a persistent agent: no connection to set
+    /// up per exchange. Its greeting is read here.
+    pub fn session(&self) -> Result<Session, ClientError> {
+        let stream = self.connect()?;
+        let mut answers = LineReader::new(&stream);
+        let hello = answers.line(GREETING_WAIT)?;
+        let read_timeout = parse_greeting(&hello).ok_or(ClientError::NotABridge(hello))?;
+        let buf = answers.buf;
+        Ok(Session {
+            stream,
+            buf,
+            wait: self.timeout.unwrap_or(read_timeout + MARGIN),
+        })
+    }
+
+    fn connect(&self) -> Result<UnixStream, ClientError> {
+        let path = self.socket();
+        UnixStream::connect(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => ClientError::NoFifo(path.clone()),
+            io::ErrorKind::ConnectionRefused => ClientError::NoBridge(path.clone()),
+            _ => ClientError::Io {
+                step: "connecting to the bridge",
+                source: e,
+            },
+        })
     }
 
     /// [`Client::exchange`] when the bridge offers the channel, else [`Client::exchange_fifo`].
@@ -164,6 +183,33 @@ impl Client {
         discard_pending(&resp);
         send(&self.cmd_fifo, command)?;
         read_line(&resp, &self.resp_fifo, deadline).ok_or(ClientError::NoAnswer(timeout))
+    }
+}
+
+/// A connection to the bridge's channel kept for many exchanges ([`Client::session`]).
+#[derive(Debug)]
+pub struct Session {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    wait: Duration,
+}
+
+impl Session {
+    /// Sends one command line and returns its one answer line, without its newline.
+    pub fn exchange(&mut self, command: &str) -> Result<String, ClientError> {
+        (&self.stream)
+            .write_all(one_line(command).as_bytes())
+            .map_err(|source| ClientError::Io {
+                step: "sending the command",
+                source,
+            })?;
+        let mut answers = LineReader {
+            stream: &self.stream,
+            buf: std::mem::take(&mut self.buf),
+        };
+        let line = answers.line(self.wait);
+        self.buf = answers.buf;
+        line
     }
 }
 

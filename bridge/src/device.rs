@@ -2,8 +2,9 @@
 //! ([`Tun`]) that implements it, and an in-memory pair ([`memory`]) for tests that
 //! run without root.
 //!
-//! The TUN device is created, given the host side's address, IPv6 switched off so
-//! the kernel's router solicitations never reach the agent, and brought up.
+//! The TUN device is created, given the host side's addresses (IPv6 kept quiet: no
+//! DAD, no router solicitations, no link-local address; or off with `--no-ipv6`), and
+//! brought up.
 //! Optionally inside an existing network namespace, so the host's networking is
 //! left untouched. It is read without blocking: the server polls its descriptor
 //! beside the command FIFO's.
@@ -17,6 +18,8 @@ use std::str::FromStr;
 
 use nix::errno::Errno;
 use tun::AbstractDevice;
+
+use crate::peer::Ipv6Cidr;
 
 pub mod memory;
 
@@ -53,6 +56,8 @@ pub enum DeviceError {
     EnterNetns { name: String, source: io::Error },
     /// The TUN device could not be created or configured.
     OpenTun { name: String, source: tun::Error },
+    /// IPv6 could not be set up on the device.
+    Ipv6 { name: String, reason: String },
 }
 
 impl fmt::Display for DeviceError {
@@ -65,6 +70,10 @@ impl fmt::Display for DeviceError {
             Self::OpenTun { name, source } => write!(
                 f,
                 "cannot create TUN device {name}: {source} (run as root; check that /dev/net/tun exists)"
+            ),
+            Self::Ipv6 { name, reason } => write!(
+                f,
+                "cannot set up IPv6 on {name}: {reason} (needs `ip` from iproute2; or use --no-ipv6)"
             ),
         }
     }
@@ -147,8 +156,14 @@ pub struct Tun {
 }
 
 impl Tun {
-    /// Creates the device `name` with `address`, switches IPv6 off on it, and brings it up.
-    pub fn open(name: &str, address: Ipv4Cidr, mtu: u16) -> Result<Tun, DeviceError> {
+    /// Creates the device `name` with `address` and, when given, `address6` (else IPv6
+    /// off), and brings it up.
+    pub fn open(
+        name: &str,
+        address: Ipv4Cidr,
+        address6: Option<Ipv6Cidr>,
+        mtu: u16,
+    ) -> Result<Tun, DeviceError> {
         let err = |source| DeviceError::OpenTun {
             name: name.into(),
             source,
@@ -160,10 +175,16 @@ impl Tun {
             .netmask(address.netmask())
             .mtu(mtu);
         let mut inner = tun::create(&config).map_err(err)?;
-        disable_ipv6(name);
-        inner.enabled(true).map_err(err)?;
-        inner.set_nonblock().map_err(|e| err(tun::Error::Io(e)))?;
         let name = inner.tun_name().unwrap_or_else(|_| name.to_string());
+        match address6 {
+            Some(_) => quiet_ipv6(&name)?,
+            None => disable_ipv6(&name),
+        }
+        inner.enabled(true).map_err(err)?;
+        if let Some(address6) = address6 {
+            add_ipv6_address(&name, address6)?;
+        }
+        inner.set_nonblock().map_err(|e| err(tun::Error::Io(e)))?;
         Ok(Tun {
             inner,
             name,
@@ -212,6 +233,53 @@ fn whole(n: usize, len: usize) -> io::Result<()> {
             io::ErrorKind::WriteZero,
             format!("short write: {n} of {len}"),
         ));
+    }
+    Ok(())
+}
+
+/// Keeps the kernel from speaking on the device by itself over IPv6: no duplicate address
+/// detection, no router solicitations, no link-local address (so no MLD report from
+/// one), no router advertisements taken. What it still sends is filtered before READ.
+fn quiet_ipv6(name: &str) -> Result<(), DeviceError> {
+    let settings = [
+        ("disable_ipv6", "0"),
+        ("accept_dad", "0"),
+        ("dad_transmits", "0"),
+        ("router_solicitations", "0"),
+        ("accept_ra", "0"),
+        ("addr_gen_mode", "1"),
+    ];
+    for (key, value) in settings {
+        let path = format!("/proc/sys/net/ipv6/conf/{name}/{key}");
+        std::fs::write(&path, value).map_err(|e| DeviceError::Ipv6 {
+            name: name.into(),
+            reason: format!("writing {value} to {path}: {e}"),
+        })?;
+    }
+    Ok(())
+}
+
+/// Gives the device its IPv6 address, without duplicate address detection (`nodad`).
+fn add_ipv6_address(name: &str, address: Ipv6Cidr) -> Result<(), DeviceError> {
+    let err = |reason: String| DeviceError::Ipv6 {
+        name: name.into(),
+        reason,
+    };
+    let out = std::process::Command::new("ip")
+        .args([
+            "-6",
+            "addr",
+            "add",
+            &address.to_string(),
+            "dev",
+            name,
+            "nodad",
+        ])
+        .output()
+        .map_err(|e| err(format!("running ip: {e}")))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(err(format!("ip -6 addr add: {}", stderr.trim())));
     }
     Ok(())
 }

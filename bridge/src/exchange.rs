@@ -15,7 +15,9 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::wire::{self, icmpv4, ipv4};
+use crate::stack;
+use crate::wire::ip::{be16, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use crate::wire::{self, icmpv4, icmpv6, ipv4, ipv6, udp};
 
 /// The IP version of a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,7 +45,7 @@ impl Family {
 }
 
 /// The families whose packets reach the agent.
-pub const SERVED: &[Family] = &[Family::Ipv4];
+pub const SERVED: &[Family] = &[Family::Ipv4, Family::Ipv6];
 
 /// The transport protocol of a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -146,6 +148,14 @@ impl fmt::Display for ShowKey<'_> {
 pub enum Kind {
     /// An ICMPv4 echo request, answered by an echo reply (RFC 792).
     Icmpv4Echo,
+    /// An ICMPv6 echo request, answered by an echo reply (RFC 4443 §4).
+    Icmpv6Echo,
+    /// UDP to the echo port 7, either family, answered with the same data (RFC 862).
+    UdpEcho,
+    /// UDP to any other port, answered with port unreachable (RFC 792, RFC 4443 §3.1).
+    UdpClosed,
+    /// A TCP segment, answered with a reset from a closed port unless it is one (RFC 9293 §3.10.7.1).
+    TcpReset,
 }
 
 /// A field of a reply that a stack may set as it likes; the verdict does not compare it.
@@ -163,23 +173,47 @@ pub enum FreeField {
     IpChecksum,
     /// ICMP checksum form (it must verify).
     IcmpChecksum,
+    /// IPv6 traffic class.
+    TrafficClass,
+    /// IPv6 flow label (RFC 6437: the source chooses it).
+    FlowLabel,
+    /// How much of the invoking packet an ICMP error quotes, within [`stack::quote_bounds`].
+    QuoteLength,
+    /// A reset's window.
+    Window,
+    /// A UDP checksum of 0 over IPv4: none computed (RFC 768).
+    UdpNoChecksum,
+    /// ICMPv6 or TCP checksum form (0x0000 or 0xffff for a zero sum; it must verify).
+    TransportChecksum,
 }
 
 impl Kind {
     /// Every kind, in the order a request is tried against them.
-    pub const ALL: &'static [Kind] = &[Kind::Icmpv4Echo];
+    pub const ALL: &'static [Kind] = &[
+        Kind::Icmpv4Echo,
+        Kind::Icmpv6Echo,
+        Kind::UdpEcho,
+        Kind::UdpClosed,
+        Kind::TcpReset,
+    ];
 
     /// The snake_case name used in the record, e.g. `icmpv4_echo`.
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Icmpv4Echo => "icmpv4_echo",
+            Kind::Icmpv6Echo => "icmpv6_echo",
+            Kind::UdpEcho => "udp_echo",
+            Kind::UdpClosed => "udp_closed",
+            Kind::TcpReset => "tcp_reset",
         }
     }
 
-    /// The family of this kind's packets.
-    pub fn family(self) -> Family {
+    /// The family of this kind's packets, when it has only one.
+    pub fn family(self) -> Option<Family> {
         match self {
-            Kind::Icmpv4Echo => Family::Ipv4,
+            Kind::Icmpv4Echo => Some(Family::Ipv4),
+            Kind::Icmpv6Echo => Some(Family::Ipv6),
+            Kind::UdpEcho | Kind::UdpClosed | Kind::TcpReset => None,
         }
     }
 
@@ -188,6 +222,10 @@ impl Kind {
     fn request_key(self, packet: &[u8]) -> Option<FlowKey> {
         match self {
             Kind::Icmpv4Echo => icmpv4_echo_key(packet, false),
+            Kind::Icmpv6Echo => icmpv6_echo_key(packet, false),
+            Kind::UdpEcho => ports_key(packet, PROTO_UDP, false).filter(is_echo),
+            Kind::UdpClosed => ports_key(packet, PROTO_UDP, false).filter(|k| !is_echo(k)),
+            Kind::TcpReset => ports_key(packet, PROTO_TCP, false),
         }
     }
 
@@ -195,19 +233,62 @@ impl Kind {
     fn reply_key(self, packet: &[u8]) -> Option<FlowKey> {
         match self {
             Kind::Icmpv4Echo => icmpv4_echo_key(packet, true),
+            Kind::Icmpv6Echo => icmpv6_echo_key(packet, true),
+            Kind::UdpEcho => ports_key(packet, PROTO_UDP, true).filter(is_echo),
+            Kind::UdpClosed => quoted_key(packet),
+            Kind::TcpReset => ports_key(packet, PROTO_TCP, true),
         }
     }
 
     /// Builds the reference reply to a request of this kind, or says why it is owed none.
-    pub fn reference(self, request: &[u8]) -> Result<Vec<u8>, wire::Error> {
+    pub fn reference(self, request: &[u8]) -> Result<Vec<u8>, Silence> {
         match self {
-            Kind::Icmpv4Echo => wire::echo_reply(request),
+            Kind::Icmpv4Echo => wire::echo_reply(request).map_err(Silence::Dropped),
+            _ => stack::owed(request)
+                .map(|reply| reply.bytes)
+                .map_err(Silence::Stack),
         }
     }
 
-    /// The fields of a reply that a stack may choose freely (RFC 791, 792, 1122).
+    /// The fields of a reply that a stack may choose freely (RFC 791, 792, 1122, 4443,
+    /// 6437, 9293); over IPv6 the IPv4-only ones do not arise, and the other way round.
     pub fn free_fields(self) -> &'static [FreeField] {
+        use FreeField::*;
         match self {
+            Kind::Icmpv6Echo => &[Ttl, TrafficClass, FlowLabel, TransportChecksum],
+            Kind::UdpEcho => &[
+                Ttl,
+                IpIdent,
+                DscpEcn,
+                DontFrag,
+                IpChecksum,
+                TrafficClass,
+                FlowLabel,
+                UdpNoChecksum,
+            ],
+            Kind::UdpClosed => &[
+                Ttl,
+                IpIdent,
+                DscpEcn,
+                DontFrag,
+                IpChecksum,
+                TrafficClass,
+                FlowLabel,
+                QuoteLength,
+                IcmpChecksum,
+                TransportChecksum,
+            ],
+            Kind::TcpReset => &[
+                Ttl,
+                IpIdent,
+                DscpEcn,
+                DontFrag,
+                IpChecksum,
+                TrafficClass,
+                FlowLabel,
+                Window,
+                TransportChecksum,
+            ],
             Kind::Icmpv4Echo => &[
                 FreeField::Ttl,
                 FreeField::IpIdent,
@@ -245,6 +326,121 @@ fn icmpv4_echo_key(packet: &[u8], is_reply: bool) -> Option<FlowKey> {
     })
 }
 
+/// The source, destination, protocol and transport message of a whole IP packet that is
+/// not a fragment; IPv6 extension headers are not walked.
+fn ip_parts(packet: &[u8]) -> Option<(IpAddr, IpAddr, u8, &[u8])> {
+    match Family::of(packet)? {
+        Family::Ipv4 => {
+            let ip = ipv4::Packet::new_checked(packet).ok()?;
+            if ip.is_fragment() {
+                return None;
+            }
+            let at = ip.header_len();
+            let (src, dst) = (ip.src_addr().into(), ip.dst_addr().into());
+            Some((src, dst, ip.protocol(), &packet[at..]))
+        }
+        Family::Ipv6 => {
+            let ip = ipv6::Packet::new_checked(packet).ok()?;
+            let (src, dst) = (ip.src_addr().into(), ip.dst_addr().into());
+            Some((src, dst, ip.next_header(), &packet[ipv6::HEADER_LEN..]))
+        }
+    }
+}
+
+/// A key seen from the request's side: a reply's addresses (and ports) are swapped back.
+fn key(protocol: Protocol, (src, dst): (IpAddr, IpAddr), flow: Flow, is_reply: bool) -> FlowKey {
+    let (host, peer, flow) = match (is_reply, flow) {
+        (false, flow) => (src, dst, flow),
+        (true, Flow::Ports { host, peer }) => (
+            dst,
+            src,
+            Flow::Ports {
+                host: peer,
+                peer: host,
+            },
+        ),
+        (true, flow) => (dst, src, flow),
+    };
+    FlowKey {
+        protocol,
+        host,
+        peer,
+        flow,
+    }
+}
+
+/// The key of an ICMPv6 echo request or reply.
+fn icmpv6_echo_key(packet: &[u8], is_reply: bool) -> Option<FlowKey> {
+    let (src, dst, protocol, message) = ip_parts(packet)?;
+    if !src.is_ipv6() || protocol != PROTO_ICMPV6 {
+        return None;
+    }
+    let icmp = icmpv6::Packet::new_checked(message).ok()?;
+    if !matches!(icmp.msg_type(), icmpv6::ECHO_REQUEST | icmpv6::ECHO_REPLY) {
+        return None;
+    }
+    let (ident, seq) = (icmp.echo_ident(), icmp.echo_seq_no());
+    let flow = Flow::Echo { ident, seq };
+    Some(key(Protocol::Icmpv6, (src, dst), flow, is_reply))
+}
+
+/// The key of a UDP datagram or TCP segment of either family, by its ports.
+fn ports_key(packet: &[u8], protocol: u8, is_reply: bool) -> Option<FlowKey> {
+    let (src, dst, got, message) = ip_parts(packet)?;
+    if got != protocol || message.len() < 4 {
+        return None;
+    }
+    let flow = Flow::Ports {
+        host: be16(&message[0..2]),
+        peer: be16(&message[2..4]),
+    };
+    let protocol = if protocol == PROTO_UDP {
+        Protocol::Udp
+    } else {
+        Protocol::Tcp
+    };
+    Some(key(protocol, (src, dst), flow, is_reply))
+}
+
+/// Whether a UDP key's agent port is the echo port.
+fn is_echo(key: &FlowKey) -> bool {
+    key.ports().is_some_and(|(_, peer)| peer == udp::ECHO_PORT)
+}
+
+/// The key of the UDP request an ICMP or ICMPv6 destination unreachable quotes: the
+/// quoted header's addresses and the quoted datagram's ports (a quote may be cut short).
+fn quoted_key(packet: &[u8]) -> Option<FlowKey> {
+    let (_, _, protocol, message) = ip_parts(packet)?;
+    let unreachable = match protocol {
+        PROTO_ICMP => icmpv4::DST_UNREACHABLE,
+        PROTO_ICMPV6 => icmpv6::DST_UNREACHABLE,
+        _ => return None,
+    };
+    if message.len() < icmpv4::HEADER_LEN || message[0] != unreachable {
+        return None;
+    }
+    let quote = &message[icmpv4::HEADER_LEN..];
+    let (src, dst, at, next) = match (protocol, quote.first()? >> 4) {
+        (PROTO_ICMP, 4) if quote.len() >= ipv4::MIN_HEADER_LEN => {
+            let ip = ipv4::Packet::new_unchecked(quote);
+            let (src, dst) = (ip.src_addr().into(), ip.dst_addr().into());
+            (src, dst, ip.header_len(), ip.protocol())
+        }
+        (PROTO_ICMPV6, 6) if quote.len() >= ipv6::HEADER_LEN => {
+            let ip = ipv6::Packet::new_unchecked(quote);
+            let (src, dst) = (ip.src_addr().into(), ip.dst_addr().into());
+            (src, dst, ipv6::HEADER_LEN, ip.next_header())
+        }
+        _ => return None,
+    };
+    let ports = quote.get(at..at + 4).filter(|_| next == PROTO_UDP)?;
+    let flow = Flow::Ports {
+        host: be16(&ports[0..2]),
+        peer: be16(&ports[2..4]),
+    };
+    Some(key(Protocol::Udp, (src, dst), flow, false))
+}
+
 /// What the agent owes for a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Owed {
@@ -261,6 +457,8 @@ pub enum Silence {
     Unknown,
     /// It looks like a known kind, but a host would drop it: this is what is wrong.
     Dropped(wire::Error),
+    /// The reference stack owes it nothing (a reset, a bad checksum, ...): this is why.
+    Stack(stack::Silence),
 }
 
 impl fmt::Display for Silence {
@@ -268,6 +466,7 @@ impl fmt::Display for Silence {
         match self {
             Silence::Unknown => f.write_str("not a request the bridge knows the answer to"),
             Silence::Dropped(why) => why.fmt(f),
+            Silence::Stack(why) => why.fmt(f),
         }
     }
 }
@@ -302,7 +501,7 @@ impl Request {
         };
         let owed = match kind.reference(packet) {
             Ok(reply) => Owed::Reply(reply),
-            Err(why) => Owed::Silence(Silence::Dropped(why)),
+            Err(why) => Owed::Silence(why),
         };
         Request {
             family,
@@ -333,7 +532,7 @@ pub struct Response {
 }
 
 impl Response {
-    /// Checks that `bytes` are one whole IPv4 packet and finds the flow key it answers.
+    /// Checks that `bytes` are one whole IPv4 or IPv6 packet and finds the flow key it answers.
     pub fn parse(bytes: Vec<u8>) -> Result<Response, wire::Error> {
         let (family, src, dst) = addresses(&bytes)?;
         let known = Kind::ALL
@@ -380,8 +579,18 @@ impl Response {
     }
 }
 
-/// Checks the IP header of a whole packet and returns its family and addresses.
+/// The destination address of a whole IP packet of either family; `None` for anything else.
+pub fn destination(packet: &[u8]) -> Option<IpAddr> {
+    addresses(packet).ok().map(|(_, _, dst)| dst)
+}
+
+/// Checks the IP header of a whole packet of either family and returns its family and addresses.
 fn addresses(bytes: &[u8]) -> Result<(Family, IpAddr, IpAddr), wire::Error> {
+    if Family::of(bytes) == Some(Family::Ipv6) {
+        let ip = ipv6::Packet::new_checked(bytes)?;
+        let (src, dst) = (ip.src_addr().into(), ip.dst_addr().into());
+        return Ok((Family::Ipv6, src, dst));
+    }
     let ip = ipv4::Packet::new_checked(bytes)?;
     let (src, dst) = (ip.src_addr().into(), ip.dst_addr().into());
     Ok((Family::Ipv4, src, dst))
@@ -446,7 +655,7 @@ mod test {
         assert_eq!(echo(&edited(|b| b[20] = 3)), None);
         assert_eq!(echo(&edited(|b| b[6] |= 0x20)), None);
         let response = |bytes: Vec<u8>| Response::parse(bytes).unwrap().key().copied();
-        assert_eq!(response(edited(|b| b[9] = 6)), None);
+        assert_eq!(response(edited(|b| b[9] = 47)), None);
     }
 
     #[test]
@@ -469,7 +678,7 @@ mod test {
             assert!(request.reference().is_none());
         }
         assert_eq!(Request::parse(&[0x60]).family, Some(Family::Ipv6));
-        assert!(!Family::Ipv6.is_served() && Family::Ipv4.is_served());
+        assert!(Family::Ipv6.is_served() && Family::Ipv4.is_served());
     }
 
     #[test]
@@ -501,5 +710,75 @@ mod test {
         assert_eq!(key.to_string(), "udp 192.0.2.1:40000 > 192.0.2.2:7");
         assert_eq!(key.ports(), Some((40000, 7)));
         assert_eq!(ShowKey(None).to_string(), "-");
+    }
+
+    #[test]
+    fn stack_kinds_share_keys_with_their_replies() {
+        let pairs: [(&[u8], &[u8], Kind, Protocol); 8] = [
+            (
+                &ICMPV6_REQUEST_56,
+                &ICMPV6_REPLY_56,
+                Kind::Icmpv6Echo,
+                Protocol::Icmpv6,
+            ),
+            (
+                &UDP4_ECHO_REQUEST,
+                &UDP4_ECHO_REPLY,
+                Kind::UdpEcho,
+                Protocol::Udp,
+            ),
+            (
+                &UDP6_ECHO_REQUEST,
+                &UDP6_ECHO_REPLY,
+                Kind::UdpEcho,
+                Protocol::Udp,
+            ),
+            (
+                &UDP4_CLOSED,
+                &UDP4_PORT_UNREACHABLE,
+                Kind::UdpClosed,
+                Protocol::Udp,
+            ),
+            (
+                &UDP6_CLOSED,
+                &UDP6_PORT_UNREACHABLE,
+                Kind::UdpClosed,
+                Protocol::Udp,
+            ),
+            (&TCP4_SYN, &TCP4_RST, Kind::TcpReset, Protocol::Tcp),
+            (&TCP6_SYN, &TCP6_RST, Kind::TcpReset, Protocol::Tcp),
+            (
+                &UDP6_CLOSED,
+                &UDP6_PORT_UNREACHABLE[..40 + 8 + 44],
+                Kind::UdpClosed,
+                Protocol::Udp,
+            ),
+        ];
+        for (request, reply, kind, protocol) in pairs {
+            let request = Request::parse(request);
+            assert_eq!(request.kind, Some(kind));
+            let key = request.key.unwrap();
+            assert_eq!(key.protocol, protocol);
+            let mut reply = reply.to_vec();
+            if reply.len() == 40 + 8 + 44 {
+                reply[4..6].copy_from_slice(&52u16.to_be_bytes());
+            }
+            let response = Response::parse(reply).unwrap();
+            assert_eq!(response.key(), Some(&key), "{kind:?}");
+            assert_eq!(response.family(), Family::of(response.bytes()).unwrap());
+        }
+        let tcp = Request::parse(&TCP4_SYN).key.unwrap();
+        assert_eq!(tcp.ports(), Some((0xcba0, 9)));
+        assert_eq!(tcp.to_string(), "tcp 192.0.2.1:52128 > 192.0.2.2:9");
+    }
+
+    #[test]
+    fn a_reset_is_owed_silence() {
+        let request = Request::parse(&TCP4_RST);
+        assert_eq!(request.kind, Some(Kind::TcpReset));
+        assert_eq!(
+            request.owed,
+            Owed::Silence(Silence::Stack(stack::Silence::Reset))
+        );
     }
 }

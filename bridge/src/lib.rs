@@ -1,6 +1,6 @@
 //! tunbridge: a Linux TUN device exposed through two named FIFOs.
 //!
-//! An agent that can only run shell commands reads one IPv4 packet as a hex line
+//! An agent that can only run shell commands reads one IP packet (IPv4 or IPv6) as a hex line
 //! (`READ`) and writes a reply packet back (`WRITE <hex>`). The daemon (`serve`)
 //! owns the device; the client (`read`, `write`) does one exchange; `report`
 //! summarises the records the daemon keeps; `timeline` draws where each ping's time went.
@@ -23,6 +23,7 @@ pub(crate) mod oracle;
 #[cfg(test)]
 mod oracle_check;
 pub mod pcap;
+pub mod peer;
 pub mod privilege;
 pub mod protocol;
 pub mod queue;

@@ -107,6 +107,9 @@ pub enum Outcome {
     Unmatched,
     /// The agent's reply was judged invalid and not written (strict mode).
     Refused,
+    /// A packet off the device not addressed to the agent: never handed over.
+    #[serde(rename = "not_for_agent")]
+    NotForAgent,
 }
 
 impl Outcome {
@@ -119,6 +122,7 @@ impl Outcome {
             Outcome::Unanswered => "unanswered",
             Outcome::Unmatched => "unmatched",
             Outcome::Refused => "refused",
+            Outcome::NotForAgent => "not_for_agent",
         }
     }
 }

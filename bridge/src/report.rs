@@ -81,7 +81,7 @@ pub fn load(path: impl AsRef<Path>) -> Result<Vec<Entry>, ReportError> {
 /// Counts and latency figures for one record file.
 #[derive(Serialize, Debug, Clone, Default, PartialEq)]
 pub struct Summary {
-    /// Requests seen on the device: every entry except `unmatched`.
+    /// Requests seen on the device: every entry except `unmatched` and `not_for_agent`.
     pub pings: usize,
     /// Requests the agent replied to: outcome `answered` or `refused`.
     pub answered: usize,
@@ -101,6 +101,8 @@ pub struct Summary {
     pub unanswered: usize,
     /// Agent WRITEs that matched no outstanding request.
     pub unmatched: usize,
+    /// Packets off the device not addressed to the agent, never handed over.
+    pub not_for_agent: usize,
     /// Smallest arrival-to-reply time, in milliseconds.
     pub rtt_ms_min: Option<f64>,
     /// Median arrival-to-reply time, in milliseconds.
@@ -143,6 +145,10 @@ impl Summary {
         match e.outcome {
             Outcome::Unmatched => {
                 self.unmatched += n;
+                return;
+            }
+            Outcome::NotForAgent => {
+                self.not_for_agent += n;
                 return;
             }
             Outcome::Answered | Outcome::Refused => self.answered += n,
@@ -274,6 +280,7 @@ fn rows(columns: &[(String, Summary)]) -> Vec<Vec<String>> {
     rows.push(count("overflow", &|s| s.overflow));
     rows.push(count("unanswered", &|s| s.unanswered));
     rows.push(count("unmatched", &|s| s.unmatched));
+    rows.push(count("not for agent", &|s| s.not_for_agent));
     rows.push(ms("rtt ms min", &|s| s.rtt_ms_min));
     rows.push(ms("rtt ms median", &|s| s.rtt_ms_median));
     rows.push(ms("rtt ms max", &|s| s.rtt_ms_max));

@@ -17,7 +17,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io::Write as _;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +37,7 @@ use crate::exchange::{Family, FlowKey, Response, ShowKey};
 use crate::fifo::{Answer, CommandReader, Fifo, FifoError, Incoming, Owner, PathState};
 use crate::inflight::{self, Awaiting, InFlight};
 use crate::journal::Journal;
+use crate::peer::{Ends, Ipv6Cidr};
 use crate::privilege::{self, PrivilegeError, User};
 use crate::protocol::{Command, ProtocolError, Reply};
 use crate::queue::{Queue, Queued};
@@ -66,6 +67,10 @@ pub struct Config {
     pub address: Ipv4Cidr,
     /// The agent's address, the one to ping.
     pub peer: Ipv4Addr,
+    /// The host side's IPv6 address and prefix; `None` switches IPv6 off.
+    pub address6: Option<Ipv6Cidr>,
+    /// The agent's IPv6 address, when IPv6 is on.
+    pub peer6: Option<Ipv6Addr>,
     /// Device MTU.
     pub mtu: u16,
     /// Command FIFO path.
@@ -94,6 +99,16 @@ pub struct Config {
     pub strict: bool,
     /// The CPU to pin the daemon to.
     pub cpu: Option<usize>,
+}
+
+impl Config {
+    /// The host side's and the agent's addresses, per family.
+    pub fn ends(&self) -> Ends {
+        Ends {
+            v4: (self.address.addr, self.peer),
+            v6: self.address6.zip(self.peer6).map(|(a, p)| (a.addr, p)),
+        }
+    }
 }
 
 /// Why the daemon stopped with an error.
@@ -160,7 +175,8 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), ServeError> {
     // A second bridge on these FIFOs refuses before it touches anything. The FIFOs are made
     // after the device: scripts take their existence as the sign that the device is up.
     Fifo::ensure_unclaimed(&config.cmd_fifo).map_err(ServeError::Fifo)?;
-    let device = Tun::open(&config.tun, config.address, config.mtu).map_err(ServeError::Device)?;
+    let device = Tun::open(&config.tun, config.address, config.address6, config.mtu)
+        .map_err(ServeError::Device)?;
     if let Some(cpu) = config.cpu {
         pin_to_cpu(cpu)?;
         info!(cpu, "pinned to CPU");
@@ -208,6 +224,7 @@ pub fn serve(
     info!(tun = device.name(), address = %config.address, peer = %config.peer, netns = ?config.netns,
           cmd = %config.cmd_fifo.display(), resp = %config.resp_fifo.display(),
           socket = %socket.display(), "bridge ready");
+    let ends = config.ends();
     let mut bridge = Bridge {
         queue: Queue::new(config.queue_size, config.max_age),
         inflight: InFlight::new(inflight::CAPACITY, ANSWER_LIMIT),
@@ -226,6 +243,8 @@ pub fn serve(
         drops: Drops::new(drops::INTERVAL),
         packet: vec![0u8; RECV_BUFFER],
         line: Vec::new(),
+        ends,
+        not_for_agent: 0,
     };
     let result = bridge.serve();
     bridge.finish();
@@ -325,6 +344,10 @@ struct Bridge {
     packet: Vec<u8>,
     /// The answer line being sent, reused from answer to answer.
     line: Vec<u8>,
+    /// The host side's and the agent's addresses.
+    ends: Ends,
+    /// Packets off the device that were not addressed to the agent.
+    not_for_agent: u64,
 }
 
 impl Bridge {
@@ -449,6 +472,12 @@ impl Bridge {
             );
             return;
         }
+        if !self.ends.is_for_agent(&item.packet) {
+            self.not_for_agent += 1;
+            debug!(len = item.packet.len(), "packet not for the agent");
+            self.journal.entry(&entry(&item, Outcome::NotForAgent));
+            return;
+        }
         let (key, len) = (item.parsed.key, item.packet.len());
         trace!(hex = %hex::encode(&item.packet), "request bytes");
         let stale = self.queue.expire(item.arrival);
@@ -484,7 +513,7 @@ impl Bridge {
             }
         }
         self.settle_written();
-        self.serve_waiters(None);
+        self.serve_waiters(self.fifo_asked());
     }
 
     /// Judges and records the reply written last, if that is not done yet.
@@ -722,6 +751,18 @@ impl Bridge {
                 Event::Gone { conn, unread } => self.client_gone(conn, unread),
             }
         }
+        // Packets for the READs that just came, then the greetings still unsent.
+        self.serve_waiters(self.fifo_asked());
+        self.channel.flush();
+    }
+
+    /// When the FIFO READ waiting for a packet asked, if one waits: channel READs that
+    /// asked later must leave it the next packet.
+    fn fifo_asked(&self) -> Option<Instant> {
+        match &self.turn {
+            Some(Turn::Packet { asked, .. }) => Some(*asked),
+            _ => None,
+        }
     }
 
     /// Acts on one command from a channel client and answers it, or lets its READ wait.
@@ -879,21 +920,7 @@ impl Bridge {
 
     /// Refuses packets that would let the agent speak as anyone but the peer, or to anyone but the host side.
     fn egress(&self, packet: &Response) -> Result<(), String> {
-        let (peer, host): (IpAddr, IpAddr) =
-            (self.config.peer.into(), self.config.address.addr.into());
-        if packet.src() != peer {
-            return Err(format!(
-                "source {} is not the agent's address {peer}",
-                packet.src()
-            ));
-        }
-        if packet.dst() != host {
-            return Err(format!(
-                "destination {} is not the host side {host}",
-                packet.dst()
-            ));
-        }
-        Ok(())
+        self.ends.egress(packet)
     }
 
     /// Judges a written reply, logs it and records it against its request.
@@ -1027,6 +1054,11 @@ impl Bridge {
 
     /// Ends the turn under way and records what is left at shutdown.
     fn finish(&mut self) {
+        let not_for_agent = self.not_for_agent;
+        info!(
+            not_for_agent,
+            "packets off the device not addressed to the agent"
+        );
         // Best effort: channel clients learn at once that no packet is coming.
         for w in std::mem::take(&mut self.waiting) {
             let _ = self.channel.answer(w.conn, b"TIMEOUT");

@@ -64,7 +64,7 @@ pub enum Verdict {
         want: IpAddr,
     },
     /// The IP payload is of another protocol.
-    Protocol { got: u8 },
+    Protocol { got: u8, want: u8 },
     /// A wrong ICMP type.
     IcmpType { got: u8, want: u8 },
     /// A wrong ICMP code.
@@ -89,6 +89,22 @@ pub enum Verdict {
     IpChecksum { got: u16, want: u16 },
     /// The ICMP checksum is wrong for the bytes sent.
     IcmpChecksum { got: u16, want: u16 },
+    /// Wrong ports: (source, destination).
+    Ports { got: (u16, u16), want: (u16, u16) },
+    /// A wrong TCP sequence number.
+    TcpSeq { got: u32, want: u32 },
+    /// A wrong TCP acknowledgment number.
+    TcpAck { got: u32, want: u32 },
+    /// Wrong TCP flags.
+    TcpFlags { got: u8, want: u8 },
+    /// An ICMP error's quote of the invoking packet differs.
+    Quote(Difference),
+    /// The ICMPv6 checksum is wrong for the bytes sent.
+    Icmpv6Checksum { got: u16, want: u16 },
+    /// The UDP checksum is wrong for the bytes sent.
+    UdpChecksum { got: u16, want: u16 },
+    /// The TCP checksum is wrong for the bytes sent.
+    TcpChecksum { got: u16, want: u16 },
     /// A difference from the reference that no named check covers.
     Reference(Difference),
     /// The reference reply itself is not a packet (a bug in the bridge).
@@ -122,6 +138,14 @@ impl Verdict {
             Verdict::Payload(_) => "payload",
             Verdict::IpChecksum { .. } => "ip_checksum",
             Verdict::IcmpChecksum { .. } => "icmp_checksum",
+            Verdict::Ports { .. } => "ports",
+            Verdict::TcpSeq { .. } => "tcp_seq",
+            Verdict::TcpAck { .. } => "tcp_ack",
+            Verdict::TcpFlags { .. } => "tcp_flags",
+            Verdict::Quote(_) => "quote",
+            Verdict::Icmpv6Checksum { .. } => "icmpv6_checksum",
+            Verdict::UdpChecksum { .. } => "udp_checksum",
+            Verdict::TcpChecksum { .. } => "tcp_checksum",
             Verdict::Reference(_) => "reference",
             Verdict::BadReference(_) => "bad_reference",
         }
@@ -142,7 +166,10 @@ impl fmt::Display for Verdict {
                 };
                 write!(f, "wrong {side} {got}, want {want}")
             }
-            Verdict::Protocol { got } => write!(f, "not an ICMP packet (protocol {got})"),
+            Verdict::Protocol { got, want: 1 } => {
+                write!(f, "not an ICMP packet (protocol {got})")
+            }
+            Verdict::Protocol { got, want } => write!(f, "wrong protocol {got}, want {want}"),
             Verdict::IcmpType { got, want } => write!(f, "wrong ICMP type {got}, want {want}"),
             Verdict::IcmpCode { got, want } => write!(f, "wrong ICMP code {got}, want {want}"),
             Verdict::IcmpId { got, want } => {
@@ -165,10 +192,36 @@ impl fmt::Display for Verdict {
             &Verdict::IcmpChecksum { got, want } => {
                 wire::Error::BadIcmpChecksum { got, want }.fmt(f)
             }
+            Verdict::Ports { got, want } => write!(
+                f,
+                "wrong ports {} > {}, want {} > {}",
+                got.0, got.1, want.0, want.1
+            ),
+            Verdict::TcpSeq { got, want } => write!(f, "wrong TCP sequence {got}, want {want}"),
+            Verdict::TcpAck { got, want } => {
+                write!(f, "wrong TCP acknowledgment {got}, want {want}")
+            }
+            Verdict::TcpFlags { got, want } => {
+                write!(f, "wrong TCP flags {got:#04x}, want {want:#04x}")
+            }
+            Verdict::Quote(d) => write!(f, "the quoted packet differs at {d}"),
+            &Verdict::Icmpv6Checksum { got, want } => checksum_text(f, "ICMPv6", got, want),
+            &Verdict::UdpChecksum { got, want } => checksum_text(f, "UDP", got, want),
+            &Verdict::TcpChecksum { got, want } => checksum_text(f, "TCP", got, want),
             Verdict::Reference(d) => write!(f, "differs from the reference reply at {d}"),
             Verdict::BadReference(e) => write!(f, "bad reference reply: {e}"),
         }
     }
+}
+
+/// Writes a wrong checksum the way `wire::Error::BadChecksum` does.
+fn checksum_text(
+    f: &mut fmt::Formatter<'_>,
+    header: &'static str,
+    got: u16,
+    want: u16,
+) -> fmt::Result {
+    fmt::Display::fmt(&wire::Error::BadChecksum { header, got, want }, f)
 }
 
 impl fmt::Display for Difference {
@@ -203,9 +256,12 @@ pub fn judge_packets(request: &[u8], reply: &[u8]) -> Verdict {
 /// Judges `reply` against a reference reply of this kind, built by [`Kind::reference`].
 pub fn judge_against(kind: Kind, reference: &[u8], reply: &[u8]) -> Verdict {
     let checked = match kind {
-        Kind::Icmpv4Echo => check(reference, reply),
+        Kind::Icmpv4Echo => {
+            check(reference, reply).and_then(|()| check_rest(kind, reply, reference))
+        }
+        _ => stack_check::check(reference, reply),
     };
-    match checked.and_then(|()| check_rest(kind, reply, reference)) {
+    match checked {
         Ok(()) => Verdict::Valid,
         Err(verdict) => verdict,
     }
@@ -227,6 +283,7 @@ fn check(reference: &[u8], reply: &[u8]) -> Checked {
     check_addresses(&got, &want)?;
     if got.protocol() != ipv4::PROTO_ICMP {
         return Err(Verdict::Protocol {
+            want: ipv4::PROTO_ICMP,
             got: got.protocol(),
         });
     }
@@ -348,8 +405,17 @@ fn copy_free(field: FreeField, reply: &mut [u8], reference: &[u8]) {
             let sum = icmpv4::Packet::new_unchecked(want.payload()).checksum();
             icmpv4::Packet::new_unchecked(got.payload_mut()).set_checksum(sum);
         }
+        // Fields of the other kinds, which `stack_check` judges.
+        FreeField::TrafficClass
+        | FreeField::FlowLabel
+        | FreeField::QuoteLength
+        | FreeField::Window
+        | FreeField::UdpNoChecksum
+        | FreeField::TransportChecksum => {}
     }
 }
+
+mod stack_check;
 
 /// Returns the first offset where two slices differ, with both bytes; `None` if they are equal
 /// up to the shorter length.
@@ -390,7 +456,7 @@ mod test {
     }
 
     /// The reference reply, checked by the etherparse oracle before any test uses it.
-    fn reference(request: &[u8]) -> Result<Vec<u8>, wire::Error> {
+    fn reference(request: &[u8]) -> Result<Vec<u8>, Silence> {
         let reply = Kind::Icmpv4Echo.reference(request)?;
         crate::oracle::assert_echo_reply(request, &reply);
         Ok(reply)
@@ -611,10 +677,10 @@ mod test {
     #[test]
     fn malformed_version() {
         let mut reply = REPLY_56.to_vec();
-        reply[0] = 0x65;
+        reply[0] = 0x75;
         assert_eq!(
             reason(&REQUEST_56, &reply),
-            "malformed: not IPv4: version 6"
+            "malformed: not IPv4: version 7"
         );
     }
 

@@ -282,3 +282,55 @@ fn lean_harness_runs_for_a_login_without_bare() {
         "{result}"
     );
 }
+
+/// `/ip-stack` through the real client: an IPv6 ping and a TCP connect from the kernel,
+/// each answered by the dry-run model the way prompts/ip-stack.md says
+/// (examples/dry_run_stack.py), judged valid by the bridge and accepted by the kernel.
+#[test]
+fn claude_code_answers_ipv6_and_tcp_through_ip_stack() {
+    let Some(root) =
+        common::repo_with_claude_code("claude_code_answers_ipv6_and_tcp_through_ip_stack")
+    else {
+        return;
+    };
+    let out = common::TempDir::new("harness-ipstack");
+    let args = [
+        "--agent",
+        "dry-run",
+        "--prompt",
+        "prompts/ip-stack.md",
+        "--count",
+        "2",
+        "--ping-wait",
+        "60",
+        "--traffic",
+        "ping6",
+        "--traffic",
+        "tcp-syn",
+    ];
+    experiment(root, &out, &args, &[]);
+    let ping6 = std::fs::read_to_string(out.join("ping-1.txt")).unwrap();
+    assert!(ping6.contains("1 received"), "ping -6:\n{ping6}");
+    let tcp = std::fs::read_to_string(out.join("ping-2.txt")).unwrap();
+    assert!(
+        tcp.starts_with("ok tcp-syn") && tcp.contains("ECONNREFUSED"),
+        "{tcp}"
+    );
+    let records: Vec<Value> = std::fs::read_to_string(out.join("records.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &Value| r["outcome"] == "answered")
+        .collect();
+    assert_eq!(records.len(), 2, "{records:?}");
+    for r in &records {
+        assert_eq!(r["class"], "valid", "{r}");
+    }
+    // The model answered through the stack procedure, once per round.
+    let requests = std::fs::read_to_string(out.join("model-requests.jsonl")).unwrap();
+    assert_eq!(
+        requests.matches("\"procedure\": \"stack\"").count(),
+        2,
+        "{requests}"
+    );
+}

@@ -163,7 +163,7 @@ fn bad_commands_get_one_err_line_and_nothing_is_written() {
         ("WRITE xyz1".into(), "ERR bad hex"),
         ("WRITE 450".into(), "ERR bad hex"),
         ("WRITE 4500000000".into(), "ERR packet too short"),
-        (format!("WRITE 6{}", &good[1..]), "ERR not IPv4: version 6"),
+        (format!("WRITE 7{}", &good[1..]), "ERR not IPv4: version 7"),
         (format!("WRITE 43{}", &good[2..]), "ERR bad IHL 3"),
         (format!("WRITE {good}00"), "ERR total length field says 84"),
         (

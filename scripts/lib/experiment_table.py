@@ -113,7 +113,7 @@ def ping_replies(path):
         text = open(path).read()
     except OSError:
         return replies
-    for m in re.finditer(r"bytes from \S+: icmp_seq=(\d+)([^\n]*)", text):
+    for m in re.finditer(r"(?:bytes|answer) from \S+: icmp_seq=(\d+)([^\n]*)", text):
         time = re.search(r"time=([0-9.]+) ms", m.group(2))
         replies.setdefault(int(m.group(1)), float(time.group(1)) if time else None)
     return replies
@@ -335,8 +335,11 @@ def main():
             replies = ping_replies(os.path.join(a.out, f"ping-{n}.txt"))
             p.received, p.rtt = 1 in replies, replies.get(1)
             pings.append(p)
+    # A UDP or TCP round (--traffic) is found by its source port, which is the run's ident.
+    by_port = {r["host_port"]: r for r in load_jsonl(os.path.join(a.out, "records.jsonl"))
+               if r["outcome"] != "unmatched" and r.get("host_port") is not None}
     for p in pings:
-        p.record = records.get(p.key)
+        p.record = records.get(p.key) or (None if continuous else by_port.get(p.key[1]))
 
     overhead = None
     if llm and continuous:

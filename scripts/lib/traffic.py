@@ -12,9 +12,11 @@ check times out.
 
 Without --to, IPv4 kinds go to 192.0.2.2 and IPv6 kinds (`ping6`, `udp-echo6`,
 `udp-closed6`, `tcp-syn6`) to 2001:db8::2, the bridge's default agent addresses.
-Prints one line, `ok <kind> <to> port <port>: <detail>; 1 received, time=<ms> ms` (the form
-experiment_table.py reads from ping's output) or `FAIL <kind> <to> port <port>: <reason>`,
-and exits 0 or 1. `ping` and `ping6` run ping itself (`-c 1 -W <wait>`). Python 3 standard
+Prints `ok <kind> <to> port <port>: <detail>` and then a reply line in ping's form
+(`... from <to>: icmp_seq=1 time=<ms> ms`, `1 received`, which experiment_table.py reads), or
+one line `FAIL <kind> <to> port <port>: <reason>`; exits 0 or 1. `ping` and `ping6` run
+ping itself (`-c 1 -W <wait>`). `--ident N` makes the round findable in the bridge's
+record: ping's identifier (`-e N`), or the UDP or TCP source port. Python 3 standard
 library only.
 """
 
@@ -37,10 +39,18 @@ def family(addr: str) -> int:
     return socket.AF_INET6 if ":" in addr else socket.AF_INET
 
 
-def udp_echo(to: str, port: int, size: int, timeout: float) -> str:
+def opened(to: str, kind: int, sport: int, timeout: float) -> socket.socket:
+    """A socket of `to`'s family, bound to source port `sport` (0: any), with a timeout."""
+    s = socket.socket(family(to), kind)
+    s.settimeout(timeout)
+    if sport:
+        s.bind(("", sport))
+    return s
+
+
+def udp_echo(to: str, port: int, size: int, timeout: float, sport: int) -> str:
     data = os.urandom(size)
-    with socket.socket(family(to), socket.SOCK_DGRAM) as s:
-        s.settimeout(timeout)
+    with opened(to, socket.SOCK_DGRAM, sport, timeout) as s:
         s.connect((to, port))
         s.send(data)
         try:
@@ -54,9 +64,8 @@ def udp_echo(to: str, port: int, size: int, timeout: float) -> str:
     return f"{size} bytes echoed"
 
 
-def udp_closed(to: str, port: int, size: int, timeout: float) -> str:
-    with socket.socket(family(to), socket.SOCK_DGRAM) as s:
-        s.settimeout(timeout)
+def udp_closed(to: str, port: int, size: int, timeout: float, sport: int) -> str:
+    with opened(to, socket.SOCK_DGRAM, sport, timeout) as s:
         s.connect((to, port))
         s.send(os.urandom(size))
         try:
@@ -68,9 +77,8 @@ def udp_closed(to: str, port: int, size: int, timeout: float) -> str:
     raise Fail(f"got {len(got)} bytes back from a closed port")
 
 
-def tcp_syn(to: str, port: int, size: int, timeout: float) -> str:
-    with socket.socket(family(to), socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
+def tcp_syn(to: str, port: int, size: int, timeout: float, sport: int) -> str:
+    with opened(to, socket.SOCK_STREAM, sport, timeout) as s:
         code = s.connect_ex((to, port))
     if code == errno.ECONNREFUSED:
         return "ECONNREFUSED (reset)"
@@ -94,23 +102,29 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=19, help="UDP data bytes (default 19)")
     ap.add_argument("--wait", type=float, default=60, help="seconds to wait for the answer")
     ap.add_argument("--ping-opts", default="", help="extra ping options for ping and ping6")
+    ap.add_argument("--ident", type=int, default=0,
+                    help="ping's identifier, or the UDP/TCP source port (default: the system's)")
     args = ap.parse_args()
     v6 = args.kind.endswith("6")
     to = args.to or AGENT[6 if v6 else 4]
     kind = args.kind[:-1] if v6 else args.kind
     if kind == "ping":
         wait = str(max(1, round(args.wait)))
-        argv = ["ping", *(["-6"] if v6 else []), "-n", "-c", "1", "-W", wait, *args.ping_opts.split(), to]
+        ident = ["-e", str(args.ident)] if args.ident else []
+        argv = ["ping", *(["-6"] if v6 else []), "-n", "-c", "1", "-W", wait, *ident,
+                *args.ping_opts.split(), to]
         os.execvp("ping", argv)
     port = args.port or DEFAULT_PORT[kind]
     start = time.monotonic()
     try:
-        detail = KINDS[kind](to, port, args.size, args.wait)
+        detail = KINDS[kind](to, port, args.size, args.wait, args.ident)
     except Fail as why:
         print(f"FAIL {args.kind} {to} port {port}: {why}", flush=True)
         return 1
     ms = (time.monotonic() - start) * 1000
-    print(f"ok {args.kind} {to} port {port}: {detail}; 1 received, time={ms:.3f} ms", flush=True)
+    print(f"ok {args.kind} {to} port {port}: {detail}", flush=True)
+    # The lines ping would print, for the results table (scripts/lib/experiment_table.py).
+    print(f"answer from {to}: icmp_seq=1 time={ms:.3f} ms\n1 received", flush=True)
     return 0
 
 
