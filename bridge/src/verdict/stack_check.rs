@@ -210,24 +210,9 @@ mod test {
     use crate::verdict::{judge_packets, Verdict};
     use crate::wire::fixtures::*;
 
-    /// Every request of the new kinds with the kernel's (or a Linux socket's) reply.
-    const PAIRS: [(&[u8], &[u8]); 11] = [
-        (&ICMPV6_REQUEST_56, &ICMPV6_REPLY_56),
-        (&ICMPV6_REQUEST_0, &ICMPV6_REPLY_0),
-        (&ICMPV6_REQUEST_57, &ICMPV6_REPLY_57),
-        (&UDP4_ECHO_REQUEST, &UDP4_ECHO_REPLY),
-        (&UDP4_ECHO_REQUEST_3, &UDP4_ECHO_REPLY_3),
-        (&UDP6_ECHO_REQUEST, &UDP6_ECHO_REPLY),
-        (&UDP6_ECHO_REQUEST_3, &UDP6_ECHO_REPLY_3),
-        (&UDP4_CLOSED, &UDP4_PORT_UNREACHABLE),
-        (&UDP6_CLOSED, &UDP6_PORT_UNREACHABLE),
-        (&TCP4_SYN, &TCP4_RST),
-        (&TCP6_SYN, &TCP6_RST),
-    ];
-
     #[test]
     fn kernel_replies_are_valid() {
-        for (request, reply) in PAIRS {
+        for (request, reply) in KERNEL_PAIRS {
             assert_eq!(judge_packets(request, reply), Verdict::Valid);
         }
     }
@@ -328,7 +313,7 @@ mod test {
     #[test]
     fn no_panic_on_any_truncation_or_byte_flip() {
         // Of the reply (judged) and of the request (parsed, owed a reply or silence).
-        for (request, reply) in PAIRS {
+        for (request, reply) in KERNEL_PAIRS {
             for len in 0..=reply.len() + 1 {
                 let mut bytes = reply.to_vec();
                 bytes.resize(len, 0);
