@@ -16,6 +16,11 @@ fn ip(ns: &Netns, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Asserts that `text` (a command's output) contains `needle`.
+fn assert_has(text: &str, needle: &str) {
+    assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+}
+
 /// The device's IPv6 settings that the daemon writes, as `key=value` lines.
 fn ipv6_sysctls(ns: &Netns) -> String {
     let keys = [
@@ -61,13 +66,13 @@ fn the_device_is_up_with_its_addresses_and_ipv6_kept_quiet() {
     let dir = TempDir::new("devcfg");
     let mut bridge = Bridge::start(&ns, &dir, &[]);
     let link = ip(&ns, &["-d", "link", "show", "tun0"]);
-    assert!(link.contains(",UP,LOWER_UP>"), "{link}");
-    assert!(link.contains(" mtu 1500 "), "{link}");
-    assert!(link.contains("tun type tun pi off vnet_hdr off"), "{link}");
-    assert!(link.contains("addrgenmode none"), "{link}");
+    assert_has(&link, ",UP,LOWER_UP>");
+    assert_has(&link, " mtu 1500 ");
+    assert_has(&link, "tun type tun pi off vnet_hdr off");
+    assert_has(&link, "addrgenmode none");
     let addr = ip(&ns, &["addr", "show", "dev", "tun0"]);
-    assert!(addr.contains("inet 192.0.2.1/24 scope global tun0"), "{addr}");
-    assert!(addr.contains("inet6 2001:db8::1/64 scope global nodad"), "{addr}");
+    assert_has(&addr, "inet 192.0.2.1/24 scope global tun0");
+    assert_has(&addr, "inet6 2001:db8::1/64 scope global nodad");
     assert!(!addr.contains("fe80"), "no link-local address: {addr}");
     assert_eq!(
         ipv6_sysctls(&ns),
@@ -87,10 +92,10 @@ fn no_ipv6_switches_it_off_and_the_mtu_is_set() {
     let dir = TempDir::new("devoff");
     let _bridge = Bridge::start(&ns, &dir, &["--no-ipv6", "--mtu", "1400"]);
     let link = ip(&ns, &["link", "show", "tun0"]);
-    assert!(link.contains(",UP,LOWER_UP>"), "{link}");
-    assert!(link.contains(" mtu 1400 "), "{link}");
+    assert_has(&link, ",UP,LOWER_UP>");
+    assert_has(&link, " mtu 1400 ");
     let addr = ip(&ns, &["addr", "show", "dev", "tun0"]);
-    assert!(addr.contains("inet 192.0.2.1/24 scope global tun0"), "{addr}");
+    assert_has(&addr, "inet 192.0.2.1/24 scope global tun0");
     assert!(!addr.contains("inet6"), "{addr}");
     assert!(ipv6_sysctls(&ns).starts_with("disable_ipv6=1\n"));
 }
