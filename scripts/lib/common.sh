@@ -25,7 +25,7 @@ tb_as_root() {
 # The commands the scripts use, and the Debian package that provides each.
 declare -A TB_APT_PACKAGE=(
     [ip]=iproute2 [ping]=iputils-ping [tcpdump]=tcpdump [python3]=python3
-    [npm]=npm [node]=nodejs [sudo]=sudo [rsvg-convert]=librsvg2-bin [gcc]=gcc
+    [npm]=npm [node]=nodejs [sudo]=sudo [rsvg-convert]=librsvg2-bin [gcc]=gcc [setpriv]=util-linux
 )
 
 # Installs the Debian packages for the commands given that are not on PATH, saying what
