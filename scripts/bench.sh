@@ -32,7 +32,6 @@ ROOT=$PWD
 
 ROUNDS=5 COUNT=200 INTERVAL=0.01 SIZE=56 WARMUP=10 OUT= SVG= CPU=
 VARIANTS="tunbridge tunbridge-fifo floor pyhelper inproc kernel"
-usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 while (($#)); do
     case $1 in
         --rounds) ROUNDS=$2; shift 2 ;;
@@ -43,8 +42,8 @@ while (($#)); do
         --cpu) CPU=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --svg) SVG=$2; shift 2 ;;
-        -h|--help) usage; exit 0 ;;
-        *) echo "bench.sh: unknown flag $1" >&2; usage >&2; exit 2 ;;
+        -h|--help) tb_usage; exit 0 ;;
+        *) echo "bench.sh: unknown flag $1" >&2; tb_usage >&2; exit 2 ;;
     esac
 done
 OUT=${OUT:-target/bench/$(date -u +%Y%m%dT%H%M%SZ)}

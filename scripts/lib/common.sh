@@ -12,6 +12,8 @@ TB_PIDS=() TB_NETNS=() TB_DIRS=()
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf '%s: %s\n' "$TB_SCRIPT" "$*" >&2; exit "${TB_DIE_STATUS:-1}"; }
+# Prints the script's usage: its opening comment, after the #! line, without the '# '.
+tb_usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 
 # --- root ----------------------------------------------------------------------------
 tb_is_root() { [[ $(id -u) -eq 0 ]]; }
