@@ -30,13 +30,10 @@ fn sh(script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[test]
-fn a_broken_stderr_pipe_does_not_stop_the_bridge() {
-    if !root_or_skip("a_broken_stderr_pipe_does_not_stop_the_bridge") {
-        return;
-    }
-    let ns = Netns::new("epipe");
-    let dir = TempDir::new("epipe");
+/// Starts the bridge in `ns` with debug logging (every packet logs at arrival and at
+/// hand-over) into a pipe, and reads its log up to `bridge ready`. Returns the bridge and
+/// the log's read end.
+fn serve_logging_to_a_pipe(ns: &Netns, dir: &TempDir) -> (Bridge, BufReader<std::fs::File>) {
     let (cmd, resp) = (dir.join("cmd"), dir.join("resp"));
     // Close-on-exec, so that no child (this bridge or another test's) holds the read end.
     let (log_read, log_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
@@ -46,7 +43,6 @@ fn a_broken_stderr_pipe_does_not_stop_the_bridge() {
         .arg(&cmd)
         .arg("--resp-fifo")
         .arg(&resp)
-        // Every packet logs on both paths (arrival and hand-over), so both meet the broken pipe.
         .env("RUST_LOG", "debug")
         .stderr(Stdio::from(log_write))
         .spawn()
@@ -57,9 +53,19 @@ fn a_broken_stderr_pipe_does_not_stop_the_bridge() {
         line.clear();
         assert!(log.read_line(&mut line).unwrap() > 0, "bridge exited early");
     }
+    (Bridge::from_child(child, cmd, resp), log)
+}
+
+#[test]
+fn a_broken_stderr_pipe_does_not_stop_the_bridge() {
+    if !root_or_skip("a_broken_stderr_pipe_does_not_stop_the_bridge") {
+        return;
+    }
+    let ns = Netns::new("epipe");
+    let dir = TempDir::new("epipe");
+    let (mut bridge, log) = serve_logging_to_a_pipe(&ns, &dir);
     // As `scripts/bridge.sh ... 2>&1 | head` after head has exited.
     drop(log);
-    let mut bridge = Bridge::from_child(child, cmd, resp);
     for _ in 0..2 {
         let ping = ns.spawn_ping(56, 1, 10);
         assert_eq!(answer_one(&bridge, |_| {}), "OK");
@@ -77,30 +83,13 @@ fn a_full_stderr_pipe_whose_reader_is_alive_does_not_stall_the_bridge() {
     }
     let ns = Netns::new("efull");
     let dir = TempDir::new("efull");
-    let (cmd, resp) = (dir.join("cmd"), dir.join("resp"));
-    let (log_read, log_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-    let child = Command::new(BIN)
-        .args(["serve", "--netns", &ns.name])
-        .arg("--cmd-fifo")
-        .arg(&cmd)
-        .arg("--resp-fifo")
-        .arg(&resp)
-        .env("RUST_LOG", "debug")
-        .stderr(Stdio::from(log_write))
-        .spawn()
-        .unwrap();
-    let mut log = BufReader::new(std::fs::File::from(log_read));
-    let mut line = String::new();
-    while !line.contains("bridge ready") {
-        line.clear();
-        assert!(log.read_line(&mut line).unwrap() > 0, "bridge exited early");
-    }
+    let (mut bridge, log) = serve_logging_to_a_pipe(&ns, &dir);
     // As `tunbridge serve 2>&1 | less` with less paused: the reader is there, not reading,
     // and the pipe is full (filled through the bridge's own stderr, so that no other
     // write end keeps the pipe open once the bridge is gone).
     let filler = std::fs::OpenOptions::new()
         .write(true)
-        .open(format!("/proc/{}/fd/2", child.id()))
+        .open(format!("/proc/{}/fd/2", bridge.child().id()))
         .unwrap();
     let mut page = [b'.'; 4096];
     page[4095] = b'\n';
@@ -112,7 +101,6 @@ fn a_full_stderr_pipe_whose_reader_is_alive_does_not_stall_the_bridge() {
         nix::unistd::write(&filler, &page).unwrap();
     }
     drop(filler);
-    let mut bridge = Bridge::from_child(child, cmd, resp);
     let count = 20;
     let ping = Command::new("ip")
         .args([
