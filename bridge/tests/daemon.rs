@@ -1,4 +1,4 @@
-//! The daemon against its surroundings: a broken stderr pipe, SIGHUP, a second bridge on
+//! The daemon against its surroundings: a broken or full stderr pipe, SIGHUP, a second bridge on
 //! the same FIFO paths, and over-long command lines from raw shell clients.
 //!
 //! Needs root: each test makes its own network namespace, starts the daemon inside it and
@@ -11,7 +11,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
+use std::os::fd::AsFd;
 
 /// Reads the record file as JSON values.
 fn records(path: &std::path::Path) -> Vec<serde_json::Value> {
@@ -28,13 +30,10 @@ fn sh(script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[test]
-fn a_broken_stderr_pipe_does_not_stop_the_bridge() {
-    if !root_or_skip("a_broken_stderr_pipe_does_not_stop_the_bridge") {
-        return;
-    }
-    let ns = Netns::new("epipe");
-    let dir = TempDir::new("epipe");
+/// Starts the bridge in `ns` with debug logging (every packet logs at arrival and at
+/// hand-over) into a pipe, and reads its log up to `bridge ready`. Returns the bridge and
+/// the log's read end.
+fn serve_logging_to_a_pipe(ns: &Netns, dir: &TempDir) -> (Bridge, BufReader<std::fs::File>) {
     let (cmd, resp) = (dir.join("cmd"), dir.join("resp"));
     // Close-on-exec, so that no child (this bridge or another test's) holds the read end.
     let (log_read, log_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
@@ -44,7 +43,6 @@ fn a_broken_stderr_pipe_does_not_stop_the_bridge() {
         .arg(&cmd)
         .arg("--resp-fifo")
         .arg(&resp)
-        // Every packet logs on both paths (arrival and hand-over), so both meet the broken pipe.
         .env("RUST_LOG", "debug")
         .stderr(Stdio::from(log_write))
         .spawn()
@@ -55,9 +53,19 @@ fn a_broken_stderr_pipe_does_not_stop_the_bridge() {
         line.clear();
         assert!(log.read_line(&mut line).unwrap() > 0, "bridge exited early");
     }
+    (Bridge::from_child(child, cmd, resp), log)
+}
+
+#[test]
+fn a_broken_stderr_pipe_does_not_stop_the_bridge() {
+    if !root_or_skip("a_broken_stderr_pipe_does_not_stop_the_bridge") {
+        return;
+    }
+    let ns = Netns::new("epipe");
+    let dir = TempDir::new("epipe");
+    let (mut bridge, log) = serve_logging_to_a_pipe(&ns, &dir);
     // As `scripts/bridge.sh ... 2>&1 | head` after head has exited.
     drop(log);
-    let mut bridge = Bridge::from_child(child, cmd, resp);
     for _ in 0..2 {
         let ping = ns.spawn_ping(56, 1, 10);
         assert_eq!(answer_one(&bridge, |_| {}), "OK");
@@ -66,6 +74,77 @@ fn a_broken_stderr_pipe_does_not_stop_the_bridge() {
     assert_eq!(bridge.exchange("WRITE zz").split(' ').next(), Some("ERR"));
     assert!(bridge.alive());
     assert_eq!(bridge.stop_with(Signal::SIGTERM).code(), Some(0));
+}
+
+#[test]
+fn a_full_stderr_pipe_whose_reader_is_alive_does_not_stall_the_bridge() {
+    if !root_or_skip("a_full_stderr_pipe_whose_reader_is_alive_does_not_stall_the_bridge") {
+        return;
+    }
+    let ns = Netns::new("efull");
+    let dir = TempDir::new("efull");
+    let (mut bridge, log) = serve_logging_to_a_pipe(&ns, &dir);
+    // As `tunbridge serve 2>&1 | less` with less paused: the reader is there, not reading,
+    // and the pipe is full (filled through the bridge's own stderr, so that no other
+    // write end keeps the pipe open once the bridge is gone).
+    let filler = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/{}/fd/2", bridge.child().id()))
+        .unwrap();
+    let mut page = [b'.'; 4096];
+    page[4095] = b'\n';
+    loop {
+        let mut fds = [PollFd::new(filler.as_fd(), PollFlags::POLLOUT)];
+        if poll(&mut fds, PollTimeout::ZERO).unwrap() == 0 {
+            break;
+        }
+        nix::unistd::write(&filler, &page).unwrap();
+    }
+    drop(filler);
+    let count = 20;
+    let ping = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            "ping",
+            "-n",
+            "-c",
+            &count.to_string(),
+        ])
+        .args(["-i", "0.01", "-W", "5", PEER])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..count {
+        assert_eq!(answer_one(&bridge, |_| {}), "OK");
+    }
+    assert_received(&ping.wait_with_output().unwrap(), count);
+    assert!(bridge.alive());
+    // Read again: the next line the bridge logs is preceded by one saying what it could
+    // not write.
+    let reader = std::thread::spawn(move || {
+        log.lines()
+            .map_while(Result::ok)
+            .filter(|l| !l.starts_with("...."))
+            .collect::<Vec<String>>()
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(bridge.exchange("WRITE zz").split(' ').next(), Some("ERR"));
+    assert_eq!(bridge.stop_with(Signal::SIGTERM).code(), Some(0));
+    let rest = reader.join().unwrap();
+    let dropped = rest
+        .iter()
+        .find_map(|l| l.strip_prefix("tunbridge: log lines dropped: "))
+        .unwrap_or_else(|| panic!("no word of the dropped lines in:\n{}", rest.join("\n")));
+    let n: u32 = dropped.split(' ').next().unwrap().parse().unwrap();
+    // Every request logs at least its arrival and its hand-over at debug.
+    assert!(n >= 2 * count, "only {n} dropped");
+    assert!(
+        rest.iter().any(|l| l.contains("stopping")),
+        "{}",
+        rest.join("\n")
+    );
 }
 
 #[test]
