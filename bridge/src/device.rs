@@ -49,36 +49,22 @@ pub trait Device: Send {
 }
 
 /// Why the device could not be set up or used.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     /// The network namespace does not exist or cannot be entered.
+    #[error(
+        "cannot enter network namespace {name:?}: {source} (create it with `ip netns add {name}`)"
+    )]
     EnterNetns { name: String, source: io::Error },
     /// The TUN device could not be created or configured.
+    #[error(
+        "cannot create TUN device {name}: {source} (run as root; check that /dev/net/tun exists)"
+    )]
     OpenTun { name: String, source: io::Error },
     /// IPv6 could not be set up on the device.
+    #[error("cannot set up IPv6 on {name}: {reason} (needs `ip` from iproute2; or use --no-ipv6)")]
     Ipv6 { name: String, reason: String },
 }
-
-impl fmt::Display for DeviceError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::EnterNetns { name, source } => write!(
-                f,
-                "cannot enter network namespace {name:?}: {source} (create it with `ip netns add {name}`)"
-            ),
-            Self::OpenTun { name, source } => write!(
-                f,
-                "cannot create TUN device {name}: {source} (run as root; check that /dev/net/tun exists)"
-            ),
-            Self::Ipv6 { name, reason } => write!(
-                f,
-                "cannot set up IPv6 on {name}: {reason} (needs `ip` from iproute2; or use --no-ipv6)"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for DeviceError {}
 
 /// An IPv4 address with its prefix length, as in `192.0.2.1/24`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,6 +279,25 @@ fn disable_ipv6(name: &str) {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn errors_read_as_one_line_and_keep_their_cause() {
+        use std::error::Error;
+        let busy = DeviceError::OpenTun {
+            name: "tun0".into(),
+            source: io::Error::from_raw_os_error(Errno::EBUSY as i32),
+        };
+        assert_eq!(
+            busy.to_string(),
+            "cannot create TUN device tun0: Device or resource busy (os error 16) \
+             (run as root; check that /dev/net/tun exists)"
+        );
+        let cause = busy.source().expect("the io::Error is the cause");
+        assert_eq!(cause.to_string(), "Device or resource busy (os error 16)");
+        let missing = enter_netns("no/such").unwrap_err();
+        assert!(missing.source().is_some());
+        assert!(!missing.to_string().contains('\n'));
+    }
 
     #[test]
     fn cidr_parses_and_masks() {
