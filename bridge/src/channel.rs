@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -451,6 +451,25 @@ impl Channel {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gone;
 
+/// A listening socket at `path` whose file is 0600 from the moment it exists, so nobody
+/// connects before it has its owner and mode. On Linux the file takes the mode of the
+/// socket itself (less the umask), so the socket is chmod-ed before bind(2). Not by
+/// setting the umask: that is the whole process's, and two threads setting and restoring
+/// it at once (tests run servers side by side) can leave it at 0177 for good.
+fn bind_private(path: &Path) -> io::Result<UnixListener> {
+    use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    nix::sys::stat::fchmod(&fd, Mode::S_IRUSR | Mode::S_IWUSR)?;
+    bind(fd.as_raw_fd(), &nix::sys::socket::UnixAddr::new(path)?)?;
+    listen(&fd, Backlog::MAXCONN)?;
+    Ok(UnixListener::from(fd))
+}
+
 fn epoll_err(e: nix::errno::Errno) -> ChannelError {
     ChannelError::Epoll(e.into())
 }
@@ -465,11 +484,7 @@ fn listen(path: &Path, owner: Owner) -> Result<(UnixListener, Placed), ChannelEr
         path: path.into(),
         source,
     };
-    // Made 0600 from the start, so nobody connects before it has its owner and mode.
-    let umask = nix::sys::stat::umask(Mode::from_bits_truncate(0o177));
-    let bound = UnixListener::bind(path);
-    nix::sys::stat::umask(umask);
-    let listener = bound.map_err(bind_err)?;
+    let listener = bind_private(path).map_err(bind_err)?;
     listener.set_nonblocking(true).map_err(bind_err)?;
     let meta = std::fs::symlink_metadata(path).map_err(bind_err)?;
     let placed = Placed::new(path, &meta);
@@ -499,6 +514,36 @@ mod test {
         let dir = TestDir::new(&format!("channel-{tag}"));
         let ch = Channel::open(&dir.join("cmd.sock"), me(), Duration::from_secs(30)).unwrap();
         (dir, ch)
+    }
+
+    /// The process's umask, read from /proc without setting it.
+    fn umask_now() -> String {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("Umask:"));
+        line.expect("a Umask line").to_string()
+    }
+
+    #[test]
+    fn channels_opened_side_by_side_leave_the_umask_alone() {
+        // Tests run servers side by side in one process: setting and restoring the
+        // process-wide umask around bind(2) from two threads at once could leave it at
+        // 0177, and every directory made after that unusable by a non-root user.
+        let before = umask_now();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    for i in 0..200 {
+                        let (_dir, ch) = channel(&format!("umask-{t}-{i}"));
+                        let mode = std::fs::metadata(ch.path()).unwrap().mode();
+                        assert_eq!(mode & 0o777, 0o600);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(umask_now(), before);
     }
 
     /// Services the channel until it has given `n` events or a second has passed.
