@@ -565,75 +565,17 @@ mod test {
     use super::*;
     use crate::wire::fixtures::*;
 
-    /// Every pair of a request and the kernel's (or a Linux socket's) reply to it.
-    fn kernel_pairs() -> Vec<(&'static [u8], &'static [u8], Kind, Family)> {
-        vec![
-            (&REQUEST_56, &REPLY_56, Kind::Icmpv4Echo, Family::Ipv4),
-            (&REQUEST_0, &REPLY_0, Kind::Icmpv4Echo, Family::Ipv4),
-            (&REQUEST_57, &REPLY_57, Kind::Icmpv4Echo, Family::Ipv4),
-            (
-                &ICMPV6_REQUEST_56,
-                &ICMPV6_REPLY_56,
-                Kind::Icmpv6Echo,
-                Family::Ipv6,
-            ),
-            (
-                &ICMPV6_REQUEST_0,
-                &ICMPV6_REPLY_0,
-                Kind::Icmpv6Echo,
-                Family::Ipv6,
-            ),
-            (
-                &ICMPV6_REQUEST_57,
-                &ICMPV6_REPLY_57,
-                Kind::Icmpv6Echo,
-                Family::Ipv6,
-            ),
-            (
-                &UDP4_ECHO_REQUEST,
-                &UDP4_ECHO_REPLY,
-                Kind::UdpEcho,
-                Family::Ipv4,
-            ),
-            (
-                &UDP4_ECHO_REQUEST_3,
-                &UDP4_ECHO_REPLY_3,
-                Kind::UdpEcho,
-                Family::Ipv4,
-            ),
-            (
-                &UDP6_ECHO_REQUEST,
-                &UDP6_ECHO_REPLY,
-                Kind::UdpEcho,
-                Family::Ipv6,
-            ),
-            (
-                &UDP6_ECHO_REQUEST_3,
-                &UDP6_ECHO_REPLY_3,
-                Kind::UdpEcho,
-                Family::Ipv6,
-            ),
-            (
-                &UDP4_CLOSED,
-                &UDP4_PORT_UNREACHABLE,
-                Kind::UdpClosed,
-                Family::Ipv4,
-            ),
-            (
-                &UDP6_CLOSED,
-                &UDP6_PORT_UNREACHABLE,
-                Kind::UdpClosed,
-                Family::Ipv6,
-            ),
-            (&TCP4_SYN, &TCP4_RST, Kind::TcpReset, Family::Ipv4),
-            (&TCP6_SYN, &TCP6_RST, Kind::TcpReset, Family::Ipv6),
-        ]
+    /// Every pair of a request and the kernel's (or a Linux socket's) reply to it, with
+    /// the request's kind and the family of both.
+    fn kernel_pairs() -> impl Iterator<Item = (&'static [u8], &'static [u8], Kind, Family)> {
+        let echo = ECHO_PAIRS.map(|(request, reply)| (request, reply, Kind::Icmpv4Echo));
+        let pairs = echo.into_iter().chain(KERNEL_PAIRS);
+        pairs.map(|(request, reply, kind)| (request, reply, kind, Family::of(request).unwrap()))
     }
 
     /// The request of every kernel pair, and two to closed ports too big to quote whole.
     fn requests() -> Vec<Vec<u8>> {
         let mut requests: Vec<Vec<u8>> = kernel_pairs()
-            .into_iter()
             .map(|(request, _, _, _)| request.to_vec())
             .collect();
         requests.push(big_closed(Family::Ipv4, 1000));
