@@ -7,7 +7,9 @@
 //! the integration tests and the benchmarks. It speaks the bridge's private channel, or
 //! the shared FIFOs when the bridge has none (the Python helper in the benchmarks).
 //!
-//! Usage: `cargo run --example native_agent -- [--count N] [--cmd-fifo P] [--resp-fifo P] [--corrupt icmp|ip|src]`
+//! Usage: `cargo run --example native_agent -- [--count N] [--cmd-fifo P] [--resp-fifo P] [--fifo] [--corrupt icmp|ip|src]`
+//! (`--fifo`: use the shared FIFOs even when the bridge has its channel, as the
+//! published helper's clients do; the benchmarks compare bridges on that protocol)
 //! (the FIFO paths also come from `TUNBRIDGE_CMD_FIFO` / `TUNBRIDGE_RESP_FIFO`, as for `tunbridge`).
 
 use std::path::PathBuf;
@@ -21,6 +23,7 @@ struct Options {
     client: Client,
     count: Option<u64>,
     corrupt: Option<String>,
+    fifo_only: bool,
 }
 
 fn options() -> Result<Options, String> {
@@ -31,7 +34,7 @@ fn options() -> Result<Options, String> {
         env_or("TUNBRIDGE_CMD_FIFO", "/tmp/tun_cmd"),
         env_or("TUNBRIDGE_RESP_FIFO", "/tmp/tun_resp"),
     );
-    let (mut count, mut corrupt) = (None, None);
+    let (mut count, mut corrupt, mut fifo_only) = (None, None, false);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -40,6 +43,7 @@ fn options() -> Result<Options, String> {
             "--resp-fifo" => client.resp_fifo = value()?.into(),
             "--count" => count = Some(value()?.parse().map_err(|_| "--count needs a number")?),
             "--corrupt" => corrupt = Some(value()?),
+            "--fifo" => fifo_only = true,
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -47,6 +51,7 @@ fn options() -> Result<Options, String> {
         client,
         count,
         corrupt,
+        fifo_only,
     })
 }
 
@@ -65,11 +70,12 @@ fn spoil(reply: &mut [u8], how: &str) {
 struct Link {
     client: Client,
     session: Option<Session>,
+    fifo_only: bool,
 }
 
 impl Link {
     fn exchange(&mut self, command: &str) -> Result<String, ClientError> {
-        if !self.client.has_channel() {
+        if self.fifo_only || !self.client.has_channel() {
             self.session = None;
             return self.client.exchange_fifo(command);
         }
@@ -97,6 +103,7 @@ fn main() -> ExitCode {
     let mut link = Link {
         client: opts.client.clone(),
         session: None,
+        fifo_only: opts.fifo_only,
     };
     let mut answered = 0u64;
     while !matches!(opts.count, Some(n) if answered >= n) {

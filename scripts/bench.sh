@@ -4,7 +4,10 @@
 #
 # Each round runs every variant once, in a rotated order, in a private network
 # namespace (nothing is configured in the machine's own namespace):
-#   tunbridge   tunbridge serve + the native agent (a persistent READ/WRITE process)
+#   tunbridge   tunbridge serve + the native agent (a persistent READ/WRITE process,
+#               one connection to the bridge's private channel, kept)
+#   tunbridge-fifo  tunbridge serve + the same agent on the shared FIFOs (--fifo), the
+#               published protocol, as the floor and the Python helper are driven
 #   floor       scripts/bench/floor.c, the least a bridge for the protocol can do (one
 #               thread, blocking FIFOs, no checks, no logging; built here with gcc)
 #               + the same native agent
@@ -28,8 +31,7 @@ ROOT=$PWD
 . scripts/lib/common.sh
 
 ROUNDS=5 COUNT=200 INTERVAL=0.01 SIZE=56 WARMUP=10 OUT= SVG= CPU=
-VARIANTS="tunbridge floor pyhelper inproc kernel"
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
+VARIANTS="tunbridge tunbridge-fifo floor pyhelper inproc kernel"
 while (($#)); do
     case $1 in
         --rounds) ROUNDS=$2; shift 2 ;;
@@ -40,8 +42,8 @@ while (($#)); do
         --cpu) CPU=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --svg) SVG=$2; shift 2 ;;
-        -h|--help) usage; exit 0 ;;
-        *) echo "bench.sh: unknown flag $1" >&2; usage >&2; exit 2 ;;
+        -h|--help) tb_usage; exit 0 ;;
+        *) echo "bench.sh: unknown flag $1" >&2; tb_usage >&2; exit 2 ;;
     esac
 done
 OUT=${OUT:-target/bench/$(date -u +%Y%m%dT%H%M%SZ)}
@@ -50,11 +52,17 @@ SVG=${SVG:-$OUT/rtt.svg}
 tb_is_root || TB_DIE_STATUS=2 die "needs root for the network namespace and the TUN devices (run with sudo)"
 tb_install_commands ip ping python3 gcc
 
-say "building (cargo build --release: tunbridge, native_agent, inproc_responder)"
-cargo build --release -q -p tunbridge --bin tunbridge --example native_agent --example inproc_responder
-BIN=$ROOT/target/release/tunbridge
-AGENT=$ROOT/target/release/examples/native_agent
-INPROC=$ROOT/target/release/examples/inproc_responder
+# TUNBRIDGE (the daemon) and TUNBRIDGE_EXAMPLES (the folder holding native_agent and
+# inproc_responder) take binaries built elsewhere, as the tests do; otherwise they are built.
+if [[ -n ${TUNBRIDGE:-} && -n ${TUNBRIDGE_EXAMPLES:-} ]]; then
+    BIN=$TUNBRIDGE EXAMPLES=$TUNBRIDGE_EXAMPLES
+else
+    say "building (cargo build --release: tunbridge, native_agent, inproc_responder)"
+    cargo build --release -q -p tunbridge --bin tunbridge --example native_agent --example inproc_responder
+    BIN=$ROOT/target/release/tunbridge EXAMPLES=$ROOT/target/release/examples
+fi
+AGENT=$EXAMPLES/native_agent
+INPROC=$EXAMPLES/inproc_responder
 HELPER=$ROOT/scripts/bench/py_fifo_helper.py
 
 NETNS=tbbench-$$
@@ -98,27 +106,28 @@ measure() {
     tail -2 "$file" | head -1 | sed 's/^/      /'
 }
 
-# Starts the native agent on the FIFOs in WORK.
+# Starts the native agent on the FIFOs in WORK (extra flags: --fifo).
 start_agent() {
-    "$AGENT" --cmd-fifo "$WORK/cmd" --resp-fifo "$WORK/resp" >/dev/null 2>"$WORK/agent.err" &
+    "$AGENT" --cmd-fifo "$WORK/cmd" --resp-fifo "$WORK/resp" "$@" >/dev/null 2>"$WORK/agent.err" &
     tb_track_pid $!
 }
 
-# Runs tunbridge as variant NAME with any extra serve flags.
+# Runs tunbridge as variant NAME, its agent with AGENT_FLAGS, with any extra serve flags.
 serve_tunbridge() {
-    local r=$1 name=$2
-    shift 2
+    local r=$1 name=$2 agent_flags=$3
+    shift 3
     "$BIN" serve --netns "$NETNS" --tun tbench --address 192.0.2.1/24 --peer 192.0.2.2 \
         --keep-root --cmd-fifo "$WORK/cmd" --resp-fifo "$WORK/resp" \
         --record "$OUT/$name-r$r.jsonl" "$@" 2>"$WORK/bridge.log" &
     tb_track_pid $!
     wait_for "$WORK/bridge.log" "bridge ready"
-    start_agent
+    start_agent $agent_flags
     measure 192.0.2.2 "$OUT/$name-r$r.ping"
 }
 
-run_tunbridge() { serve_tunbridge "$1" tunbridge; }
-run_tunbridge-cpu() { serve_tunbridge "$1" tunbridge-cpu --cpu "$CPU"; }
+run_tunbridge() { serve_tunbridge "$1" tunbridge ""; }
+run_tunbridge-fifo() { serve_tunbridge "$1" tunbridge-fifo --fifo; }
+run_tunbridge-cpu() { serve_tunbridge "$1" tunbridge-cpu "" --cpu "$CPU"; }
 
 run_floor() {
     local r=$1

@@ -16,18 +16,18 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
+. scripts/lib/common.sh
 
 WITH_BRIDGE="" OUT=""
 while [[ $# -gt 0 ]]; do
     case $1 in
         --with-bridge) WITH_BRIDGE=1; shift ;;
         --out) OUT=${2:?--out needs a directory}; shift 2 ;;
-        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) tb_usage; exit 0 ;;
         *) echo "dry-run.sh: unknown argument: $1 (try --help)" >&2; exit 2 ;;
     esac
 done
 
-. scripts/lib/common.sh
 tb_traps
 tb_on_exit() { ((${#TB_NETNS[@]})) && say "deleting network namespace $NETNS"; }
 

@@ -51,7 +51,6 @@ ARGS=("$@")
 AGENT=claude COUNT=3 MODEL="" PROMPT="prompts/ping-respond.md" OUT="" PING_WAIT=180
 MODE=oneshot INTERVAL=1 SESSION_PACKETS=20 THINKING="" LEAN=0 PING_OPTS=()
 SUITE=0 SUITE_NAMES=() FLAW="" SCENARIO="" PROMPT_GIVEN=0 TRAFFIC=()
-usage() { sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; }
 bad() { TB_DIE_STATUS=2 die "$*"; }
 while (($#)); do
     case $1 in
@@ -72,7 +71,7 @@ while (($#)); do
         --compare) shift; exec python3 scripts/lib/suite.py compare "$@" ;;
         --flaw) FLAW=${2:?--flaw needs a value}; shift 2 ;;
         --scenario) SCENARIO=${2:?--scenario needs a value}; shift 2 ;;   # one scenario (used by --suite)
-        -h|--help) usage; exit 0 ;;
+        -h|--help) tb_usage; exit 0 ;;
         *) bad "unknown flag $1 (see --help)" ;;
     esac
 done

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests, and the integration tests that need root
 # (each makes its own network namespace; nothing touches the host's networking).
-# Installs what the tests need first: iproute2, iputils-ping, tcpdump, Node.js and
+# Installs what the tests need first: iproute2, iputils-ping, tcpdump, gcc, Node.js and
 # the pinned Claude Code client for the harness tests (scripts/lib/common.sh).
+# As root it then runs the tests that need no root (the unit tests, the server and
+# corpus tests on the in-memory device, the properties) once more as the user nobody,
+# so a test that quietly needs root fails here instead of skipping on a laptop.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 . scripts/lib/common.sh
 
-tb_install_commands ip ping tcpdump python3 npm node
+tb_install_commands ip ping tcpdump python3 npm node gcc setpriv
 tb_install_client
 
 if ! tb_is_root; then
@@ -20,3 +23,37 @@ cargo build --release --all-targets
 
 say "running the tests"
 cargo test --release --workspace --all-targets -- --test-threads="${TEST_THREADS:-4}"
+
+# The built test binaries named (lib for the unit tests, else an integration test), run as
+# nobody from a private copy (the checkout may sit in a folder nobody cannot enter). Each
+# must pass and run at least one test.
+unprivileged() {
+    local dir name exe out found=0 flags=()
+    for name in "$@"; do
+        if [[ $name == lib ]]; then flags+=(--lib); else flags+=(--test "$name"); fi
+    done
+    dir=$(mktemp -d)
+    tb_track_dir "$dir"
+    chmod 755 "$dir"
+    while read -r name exe; do
+        found=$((found + 1))
+        cp "$exe" "$dir/$name"
+        out=$(cd "$dir" && setpriv --reuid=nobody --regid=nogroup --clear-groups \
+            env -i PATH=/usr/bin:/bin HOME=/tmp CI=true "./$name" --test-threads=2 2>&1) ||
+            { echo "$out" >&2; die "the $name tests failed as an unprivileged user"; }
+        grep -E '^test result: ok\. [1-9][0-9]* passed' <<<"$out" | sed "s/^/    nobody, $name: /" ||
+            { echo "$out" >&2; die "the $name tests ran nothing as an unprivileged user"; }
+    done < <(cargo test --release --no-run --message-format=json "${flags[@]}" 2>/dev/null |
+        python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        print(m["target"]["name"], m["executable"])')
+    ((found == $#)) || die "found $found test binaries for the $# named: $*"
+}
+
+if tb_is_root; then
+    tb_traps
+    say "running the tests that need no root again, as nobody"
+    unprivileged lib server corpus properties
+fi

@@ -12,6 +12,8 @@ TB_PIDS=() TB_NETNS=() TB_DIRS=()
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf '%s: %s\n' "$TB_SCRIPT" "$*" >&2; exit "${TB_DIE_STATUS:-1}"; }
+# Prints the script's usage: its opening comment, after the #! line, without the '# '.
+tb_usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 
 # --- root ----------------------------------------------------------------------------
 tb_is_root() { [[ $(id -u) -eq 0 ]]; }
@@ -25,7 +27,7 @@ tb_as_root() {
 # The commands the scripts use, and the Debian package that provides each.
 declare -A TB_APT_PACKAGE=(
     [ip]=iproute2 [ping]=iputils-ping [tcpdump]=tcpdump [python3]=python3
-    [npm]=npm [node]=nodejs [sudo]=sudo [rsvg-convert]=librsvg2-bin [gcc]=gcc
+    [npm]=npm [node]=nodejs [sudo]=sudo [rsvg-convert]=librsvg2-bin [gcc]=gcc [setpriv]=util-linux
 )
 
 # Installs the Debian packages for the commands given that are not on PATH, saying what
