@@ -322,7 +322,7 @@ impl Bridge {
             })
             .map_err(|e| e.to_string())
         });
-        let bridge = Bridge {
+        let mut bridge = Bridge {
             run: Run::Thread {
                 stop,
                 thread: Some(thread),
@@ -331,7 +331,18 @@ impl Bridge {
             resp,
             log,
         };
-        bridge.wait_log("bridge ready", Duration::from_secs(10));
+        // A server that fails to start says why, rather than leaving the wait to time out.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while bridge.count_log("bridge ready") == 0 {
+            if !bridge.alive() {
+                panic!("the server ended before it was ready: {:?}", bridge.join());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server was not ready in 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         (bridge, network)
     }
 
