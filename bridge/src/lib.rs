@@ -16,6 +16,7 @@ pub mod fifo;
 pub mod inflight;
 pub mod journal;
 pub mod lines;
+pub mod logsink;
 /// The etherparse oracle the tests check reference replies with.
 #[cfg(test)]
 #[path = "../tests/common/oracle.rs"]

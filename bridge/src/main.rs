@@ -8,6 +8,7 @@ use std::sync::Arc;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use tunbridge::cli::{Cli, Cmd};
+use tunbridge::logsink::LogSink;
 use tunbridge::{report, server, timeline};
 
 fn main() -> ExitCode {
@@ -39,10 +40,10 @@ fn serve(args: &tunbridge::cli::ServeArgs) -> ExitCode {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        // Never blocks the one thread: a line stderr does not take at once is dropped and
+        // counted (stderr a full pipe whose reader is not reading, or one whose reader left).
+        .with_writer(LogSink::stderr())
         .with_ansi(std::io::stderr().is_terminal())
-        // A log line that cannot be written (stderr a pipe whose reader left) is lost, and
-        // only that: the default reports the failure with `eprintln!`, which panics on it.
         .log_internal_errors(false)
         .init();
     let config = match args.config() {

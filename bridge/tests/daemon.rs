@@ -1,4 +1,4 @@
-//! The daemon against its surroundings: a broken stderr pipe, SIGHUP, a second bridge on
+//! The daemon against its surroundings: a broken or full stderr pipe, SIGHUP, a second bridge on
 //! the same FIFO paths, and over-long command lines from raw shell clients.
 //!
 //! Needs root: each test makes its own network namespace, starts the daemon inside it and
@@ -11,7 +11,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
+use std::os::fd::AsFd;
 
 /// Runs a shell script and returns its standard output.
 fn sh(script: &str) -> String {
@@ -54,6 +56,95 @@ fn a_broken_stderr_pipe_does_not_stop_the_bridge() {
     assert_eq!(bridge.exchange("WRITE zz").split(' ').next(), Some("ERR"));
     assert!(bridge.alive());
     assert_eq!(bridge.stop_with(Signal::SIGTERM).code(), Some(0));
+}
+
+#[test]
+fn a_full_stderr_pipe_whose_reader_is_alive_does_not_stall_the_bridge() {
+    if !root_or_skip("a_full_stderr_pipe_whose_reader_is_alive_does_not_stall_the_bridge") {
+        return;
+    }
+    let ns = Netns::new("efull");
+    let dir = TempDir::new("efull");
+    let (cmd, resp) = (dir.join("cmd"), dir.join("resp"));
+    let (log_read, log_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let child = Command::new(BIN)
+        .args(["serve", "--netns", &ns.name])
+        .arg("--cmd-fifo")
+        .arg(&cmd)
+        .arg("--resp-fifo")
+        .arg(&resp)
+        .env("RUST_LOG", "debug")
+        .stderr(Stdio::from(log_write))
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(std::fs::File::from(log_read));
+    let mut line = String::new();
+    while !line.contains("bridge ready") {
+        line.clear();
+        assert!(log.read_line(&mut line).unwrap() > 0, "bridge exited early");
+    }
+    // As `tunbridge serve 2>&1 | less` with less paused: the reader is there, not reading,
+    // and the pipe is full (filled through the bridge's own stderr, so that no other
+    // write end keeps the pipe open once the bridge is gone).
+    let filler = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/{}/fd/2", child.id()))
+        .unwrap();
+    let mut page = [b'.'; 4096];
+    page[4095] = b'\n';
+    loop {
+        let mut fds = [PollFd::new(filler.as_fd(), PollFlags::POLLOUT)];
+        if poll(&mut fds, PollTimeout::ZERO).unwrap() == 0 {
+            break;
+        }
+        nix::unistd::write(&filler, &page).unwrap();
+    }
+    drop(filler);
+    let mut bridge = Bridge::from_child(child, cmd, resp);
+    let count = 20;
+    let ping = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            "ping",
+            "-n",
+            "-c",
+            &count.to_string(),
+        ])
+        .args(["-i", "0.01", "-W", "5", PEER])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..count {
+        assert_eq!(answer_one(&bridge, |_| {}), "OK");
+    }
+    assert_received(&ping.wait_with_output().unwrap(), count);
+    assert!(bridge.alive());
+    // Read again: the next line the bridge logs is preceded by one saying what it could
+    // not write.
+    let reader = std::thread::spawn(move || {
+        log.lines()
+            .map_while(Result::ok)
+            .filter(|l| !l.starts_with("...."))
+            .collect::<Vec<String>>()
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(bridge.exchange("WRITE zz").split(' ').next(), Some("ERR"));
+    assert_eq!(bridge.stop_with(Signal::SIGTERM).code(), Some(0));
+    let rest = reader.join().unwrap();
+    let dropped = rest
+        .iter()
+        .find_map(|l| l.strip_prefix("tunbridge: log lines dropped: "))
+        .unwrap_or_else(|| panic!("no word of the dropped lines in:\n{}", rest.join("\n")));
+    let n: u32 = dropped.split(' ').next().unwrap().parse().unwrap();
+    // Every request logs at least its arrival and its hand-over at debug.
+    assert!(n >= 2 * count, "only {n} dropped");
+    assert!(
+        rest.iter().any(|l| l.contains("stopping")),
+        "{}",
+        rest.join("\n")
+    );
 }
 
 #[test]
