@@ -21,12 +21,10 @@ fn sh(script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[test]
-fn a_broken_stderr_pipe_does_not_stop_the_bridge() {
-    let Some((ns, dir)) = root_netns("a_broken_stderr_pipe_does_not_stop_the_bridge", "epipe")
-    else {
-        return;
-    };
+/// Starts the daemon in `ns`, its FIFOs in `dir`, logging at debug into a pipe (every
+/// packet logs on both paths, arrival and hand-over); returns it once it is ready, with
+/// the pipe's read end.
+fn start_with_stderr_pipe(ns: &Netns, dir: &TempDir) -> (Bridge, BufReader<std::fs::File>) {
     let (cmd, resp) = (dir.join("cmd"), dir.join("resp"));
     // Close-on-exec, so that no child (this bridge or another test's) holds the read end.
     let (log_read, log_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
@@ -36,7 +34,6 @@ fn a_broken_stderr_pipe_does_not_stop_the_bridge() {
         .arg(&cmd)
         .arg("--resp-fifo")
         .arg(&resp)
-        // Every packet logs on both paths (arrival and hand-over), so both meet the broken pipe.
         .env("RUST_LOG", "debug")
         .stderr(Stdio::from(log_write))
         .spawn()
@@ -47,9 +44,18 @@ fn a_broken_stderr_pipe_does_not_stop_the_bridge() {
         line.clear();
         assert!(log.read_line(&mut line).unwrap() > 0, "bridge exited early");
     }
+    (Bridge::from_child(child, cmd, resp), log)
+}
+
+#[test]
+fn a_broken_stderr_pipe_does_not_stop_the_bridge() {
+    let Some((ns, dir)) = root_netns("a_broken_stderr_pipe_does_not_stop_the_bridge", "epipe")
+    else {
+        return;
+    };
+    let (mut bridge, log) = start_with_stderr_pipe(&ns, &dir);
     // As `scripts/bridge.sh ... 2>&1 | head` after head has exited.
     drop(log);
-    let mut bridge = Bridge::from_child(child, cmd, resp);
     for _ in 0..2 {
         ping_answered(&ns, &bridge);
     }
@@ -60,35 +66,17 @@ fn a_broken_stderr_pipe_does_not_stop_the_bridge() {
 
 #[test]
 fn a_full_stderr_pipe_whose_reader_is_alive_does_not_stall_the_bridge() {
-    if !root_or_skip("a_full_stderr_pipe_whose_reader_is_alive_does_not_stall_the_bridge") {
+    let name = "a_full_stderr_pipe_whose_reader_is_alive_does_not_stall_the_bridge";
+    let Some((ns, dir)) = root_netns(name, "efull") else {
         return;
-    }
-    let ns = Netns::new("efull");
-    let dir = TempDir::new("efull");
-    let (cmd, resp) = (dir.join("cmd"), dir.join("resp"));
-    let (log_read, log_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-    let child = Command::new(BIN)
-        .args(["serve", "--netns", &ns.name])
-        .arg("--cmd-fifo")
-        .arg(&cmd)
-        .arg("--resp-fifo")
-        .arg(&resp)
-        .env("RUST_LOG", "debug")
-        .stderr(Stdio::from(log_write))
-        .spawn()
-        .unwrap();
-    let mut log = BufReader::new(std::fs::File::from(log_read));
-    let mut line = String::new();
-    while !line.contains("bridge ready") {
-        line.clear();
-        assert!(log.read_line(&mut line).unwrap() > 0, "bridge exited early");
-    }
+    };
+    let (mut bridge, log) = start_with_stderr_pipe(&ns, &dir);
     // As `tunbridge serve 2>&1 | less` with less paused: the reader is there, not reading,
     // and the pipe is full (filled through the bridge's own stderr, so that no other
     // write end keeps the pipe open once the bridge is gone).
     let filler = std::fs::OpenOptions::new()
         .write(true)
-        .open(format!("/proc/{}/fd/2", child.id()))
+        .open(format!("/proc/{}/fd/2", bridge.child().id()))
         .unwrap();
     let mut page = [b'.'; 4096];
     page[4095] = b'\n';
@@ -100,7 +88,6 @@ fn a_full_stderr_pipe_whose_reader_is_alive_does_not_stall_the_bridge() {
         nix::unistd::write(&filler, &page).unwrap();
     }
     drop(filler);
-    let mut bridge = Bridge::from_child(child, cmd, resp);
     let count = 20;
     let ping = Command::new("ip")
         .args([
