@@ -21,10 +21,10 @@ fn sh(script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Starts the daemon in `ns`, its FIFOs in `dir`, logging at debug into a pipe (every
-/// packet logs on both paths, arrival and hand-over); returns it once it is ready, with
-/// the pipe's read end.
-fn start_with_stderr_pipe(ns: &Netns, dir: &TempDir) -> (Bridge, BufReader<std::fs::File>) {
+/// Starts the bridge in `ns` with debug logging (every packet logs at arrival and at
+/// hand-over) into a pipe, and reads its log up to `bridge ready`. Returns the bridge and
+/// the log's read end.
+fn serve_logging_to_a_pipe(ns: &Netns, dir: &TempDir) -> (Bridge, BufReader<std::fs::File>) {
     let (cmd, resp) = (dir.join("cmd"), dir.join("resp"));
     // Close-on-exec, so that no child (this bridge or another test's) holds the read end.
     let (log_read, log_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
@@ -53,7 +53,7 @@ fn a_broken_stderr_pipe_does_not_stop_the_bridge() {
     else {
         return;
     };
-    let (mut bridge, log) = start_with_stderr_pipe(&ns, &dir);
+    let (mut bridge, log) = serve_logging_to_a_pipe(&ns, &dir);
     // As `scripts/bridge.sh ... 2>&1 | head` after head has exited.
     drop(log);
     for _ in 0..2 {
@@ -70,7 +70,7 @@ fn a_full_stderr_pipe_whose_reader_is_alive_does_not_stall_the_bridge() {
     let Some((ns, dir)) = root_netns(name, "efull") else {
         return;
     };
-    let (mut bridge, log) = start_with_stderr_pipe(&ns, &dir);
+    let (mut bridge, log) = serve_logging_to_a_pipe(&ns, &dir);
     // As `tunbridge serve 2>&1 | less` with less paused: the reader is there, not reading,
     // and the pipe is full (filled through the bridge's own stderr, so that no other
     // write end keeps the pipe open once the bridge is gone).
