@@ -181,11 +181,24 @@ fn run(cmd: &str, args: &[&str]) {
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
+    /// `tbt-<tag>-<pid>`, new and empty. One of that name that cannot be removed was left
+    /// by another process that had this pid (perhaps as another user, so the directory may
+    /// not even be ours to use): then `tbt-<tag>-<pid>-<n>`, the first that is free.
     pub fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("tbt-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
+        let base = std::env::temp_dir().join(format!("tbt-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        for n in 0.. {
+            let dir = match n {
+                0 => base.clone(),
+                n => PathBuf::from(format!("{}-{n}", base.display())),
+            };
+            match std::fs::create_dir(&dir) {
+                Ok(()) => return TempDir(dir),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => panic!("{}: {e}", dir.display()),
+            }
+        }
+        unreachable!("no free directory name")
     }
 
     pub fn join(&self, name: &str) -> PathBuf {
