@@ -12,12 +12,11 @@
 use std::fmt;
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use nix::errno::Errno;
-use tun::AbstractDevice;
 
 use crate::peer::Ipv6Cidr;
 
@@ -55,7 +54,7 @@ pub enum DeviceError {
     /// The network namespace does not exist or cannot be entered.
     EnterNetns { name: String, source: io::Error },
     /// The TUN device could not be created or configured.
-    OpenTun { name: String, source: tun::Error },
+    OpenTun { name: String, source: io::Error },
     /// IPv6 could not be set up on the device.
     Ipv6 { name: String, reason: String },
 }
@@ -150,7 +149,7 @@ pub fn enter_netns(name: &str) -> Result<(), DeviceError> {
 
 /// The open TUN device.
 pub struct Tun {
-    inner: tun::Device,
+    inner: tun_rs::SyncDevice,
     name: String,
     mtu: usize,
 }
@@ -168,14 +167,16 @@ impl Tun {
             name: name.into(),
             source,
         };
-        let mut config = tun::Configuration::default();
-        config
-            .tun_name(name)
-            .address(address.addr)
-            .netmask(address.netmask())
-            .mtu(mtu);
-        let mut inner = tun::create(&config).map_err(err)?;
-        let name = inner.tun_name().unwrap_or_else(|_| name.to_string());
+        // Left down until IPv6 is quieted: the kernel makes a link-local address and
+        // solicits routers the moment the device comes up.
+        let inner = tun_rs::DeviceBuilder::new()
+            .name(name)
+            .ipv4(address.addr, address.prefix, None)
+            .mtu(mtu)
+            .enable(false)
+            .build_sync()
+            .map_err(err)?;
+        let name = inner.name().unwrap_or_else(|_| name.to_string());
         match address6 {
             Some(_) => quiet_ipv6(&name)?,
             None => disable_ipv6(&name),
@@ -184,7 +185,7 @@ impl Tun {
         if let Some(address6) = address6 {
             add_ipv6_address(&name, address6)?;
         }
-        inner.set_nonblock().map_err(|e| err(tun::Error::Io(e)))?;
+        inner.set_nonblocking(true).map_err(err)?;
         Ok(Tun {
             inner,
             name,
@@ -202,11 +203,8 @@ impl Device for Tun {
         self.mtu
     }
 
-    #[allow(unsafe_code)]
     fn fd(&self) -> BorrowedFd<'_> {
-        // SAFETY: the descriptor belongs to `self.inner`, which lives as long as the
-        // borrow returned here; the `tun` crate offers `AsRawFd` only, not `AsFd`.
-        unsafe { BorrowedFd::borrow_raw(self.inner.as_raw_fd()) }
+        self.inner.as_fd()
     }
 
     fn recv(&self, buf: &mut [u8]) -> io::Result<Recv> {

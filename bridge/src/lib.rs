@@ -4,8 +4,7 @@
 //! (`READ`) and writes a reply packet back (`WRITE <hex>`). The daemon (`serve`)
 //! owns the device; the client (`read`, `write`) does one exchange; `report`
 //! summarises the records the daemon keeps; `timeline` draws where each ping's time went.
-// One audited exception: borrowing the TUN descriptor, which the `tun` crate offers only raw.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 pub mod channel;
 pub mod cli;
 pub mod client;

@@ -1,0 +1,101 @@
+//! The TUN device as the daemon leaves it: name, addresses, MTU, up, no packet-info
+//! header, IPv6 quiet (no link-local address, no DAD, no router solicitations) or off,
+//! and a descriptor that is non-blocking and closed on exec.
+//!
+//! Needs root: each test makes its own network namespace, starts the daemon inside it
+//! and only looks at the device there (see `common`).
+
+mod common;
+
+use common::*;
+
+/// The output of `ip -n NS ARGS...`, which must succeed.
+fn ip(ns: &Netns, args: &[&str]) -> String {
+    let out = ns.exec(&[&["ip"], args].concat());
+    assert!(out.status.success(), "ip {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts that `text` (a command's output) contains `needle`.
+fn assert_has(text: &str, needle: &str) {
+    assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+}
+
+/// The device's IPv6 settings that the daemon writes, as `key=value` lines.
+fn ipv6_sysctls(ns: &Netns) -> String {
+    let keys = [
+        "disable_ipv6",
+        "accept_dad",
+        "dad_transmits",
+        "router_solicitations",
+        "accept_ra",
+        "addr_gen_mode",
+    ];
+    keys.iter()
+        .map(|key| {
+            let path = format!("/proc/sys/net/ipv6/conf/tun0/{key}");
+            let out = ns.exec(&["cat", &path]);
+            format!("{key}={}", String::from_utf8_lossy(&out.stdout).trim())
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The open-file flags (octal, from `/proc/PID/fdinfo`) of the daemon's TUN descriptor.
+fn tun_fd_flags(pid: u32) -> u32 {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap();
+    let fd = fds
+        .map(|e| e.unwrap().path())
+        .find(|p| std::fs::read_link(p).is_ok_and(|t| t.as_os_str() == "/dev/net/tun"))
+        .expect("the daemon holds /dev/net/tun open");
+    let name = fd.file_name().unwrap().to_str().unwrap();
+    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{name}")).unwrap();
+    let flags = info
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .expect("flags line");
+    u32::from_str_radix(flags.trim(), 8).unwrap()
+}
+
+#[test]
+fn the_device_is_up_with_its_addresses_and_ipv6_kept_quiet() {
+    if !root_or_skip("the_device_is_up_with_its_addresses_and_ipv6_kept_quiet") {
+        return;
+    }
+    let ns = Netns::new("devcfg");
+    let dir = TempDir::new("devcfg");
+    let mut bridge = Bridge::start(&ns, &dir, &[]);
+    let link = ip(&ns, &["-d", "link", "show", "tun0"]);
+    assert_has(&link, ",UP,LOWER_UP>");
+    assert_has(&link, " mtu 1500 ");
+    assert_has(&link, "tun type tun pi off vnet_hdr off");
+    assert_has(&link, "addrgenmode none");
+    let addr = ip(&ns, &["addr", "show", "dev", "tun0"]);
+    assert_has(&addr, "inet 192.0.2.1/24 scope global tun0");
+    assert_has(&addr, "inet6 2001:db8::1/64 scope global nodad");
+    assert!(!addr.contains("fe80"), "no link-local address: {addr}");
+    assert_eq!(
+        ipv6_sysctls(&ns),
+        "disable_ipv6=0\naccept_dad=0\ndad_transmits=0\nrouter_solicitations=0\naccept_ra=0\naddr_gen_mode=1"
+    );
+    let flags = tun_fd_flags(bridge.child().id());
+    assert_eq!(flags & 0o4000, 0o4000, "O_NONBLOCK in {flags:o}");
+    assert_eq!(flags & 0o2000000, 0o2000000, "O_CLOEXEC in {flags:o}");
+}
+
+#[test]
+fn no_ipv6_switches_it_off_and_the_mtu_is_set() {
+    if !root_or_skip("no_ipv6_switches_it_off_and_the_mtu_is_set") {
+        return;
+    }
+    let ns = Netns::new("devoff");
+    let dir = TempDir::new("devoff");
+    let _bridge = Bridge::start(&ns, &dir, &["--no-ipv6", "--mtu", "1400"]);
+    let link = ip(&ns, &["link", "show", "tun0"]);
+    assert_has(&link, ",UP,LOWER_UP>");
+    assert_has(&link, " mtu 1400 ");
+    let addr = ip(&ns, &["addr", "show", "dev", "tun0"]);
+    assert_has(&addr, "inet 192.0.2.1/24 scope global tun0");
+    assert!(!addr.contains("inet6"), "{addr}");
+    assert!(ipv6_sysctls(&ns).starts_with("disable_ipv6=1\n"));
+}
