@@ -157,7 +157,7 @@ impl fmt::Display for Verdict {
         match self {
             Verdict::Valid => f.write_str("valid"),
             Verdict::NoMatchingRequest => f.write_str("no matching request"),
-            Verdict::NoReplyOwed(why) => write!(f, "the request has no echo reply: {why}"),
+            Verdict::NoReplyOwed(why) => write!(f, "the request is owed no reply: {why}"),
             Verdict::Malformed(e) => write!(f, "malformed: {e}"),
             Verdict::Address { side, got, want } => {
                 let side = match side {
@@ -736,7 +736,7 @@ mod test {
     fn request_without_reply() {
         assert_eq!(
             reason(&REPLY_56, &REQUEST_56),
-            "the request has no echo reply: not an echo request: ICMP type 0 code 0, want type 8 code 0"
+            "the request is owed no reply: not an echo request: ICMP type 0 code 0, want type 8 code 0"
         );
     }
 

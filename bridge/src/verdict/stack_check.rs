@@ -307,7 +307,12 @@ mod test {
             judge_packets(&UDP6_ECHO_REQUEST, &UDP4_ECHO_REPLY).class(),
             "malformed"
         );
-        assert_eq!(judge_packets(&TCP4_RST, &TCP4_SYN).class(), "no_reply_owed");
+        let silence = judge_packets(&TCP4_RST, &TCP4_SYN);
+        assert_eq!(silence.class(), "no_reply_owed");
+        assert_eq!(
+            silence.to_string(),
+            "the request is owed no reply: a TCP reset is never answered"
+        );
     }
 
     #[test]
