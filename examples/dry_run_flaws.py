@@ -15,6 +15,8 @@ model's own reply builders stay as they are:
 Python 3 standard library only.
 """
 
+from dry_run_stack import checksum, incremental
+
 FLAWS = {
     "checksum": "every reply's ICMP/UDP/TCP checksum is off by one",
     "data": "one data byte of every reply with data is changed (checksum patched to match)",
@@ -24,19 +26,6 @@ FLAWS = {
 ICMP, TCP, UDP, ICMPV6 = 1, 6, 17, 58
 # Offset of the checksum within each transport header.
 CHECKSUM_AT = {ICMP: 2, TCP: 16, UDP: 6, ICMPV6: 2}
-
-
-def fold(total: int) -> int:
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total
-
-
-def checksum(data: bytes) -> int:
-    """RFC 1071 Internet checksum."""
-    if len(data) % 2:
-        data += b"\x00"
-    return 0xFFFF - fold(sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2)))
 
 
 def layout(packet: bytes):
@@ -82,7 +71,7 @@ def changed_data(reply: bytes) -> bytes:
     new = int.from_bytes(out[word:word + 2].ljust(2, b"\x00"), "big")
     at = start + CHECKSUM_AT[proto]
     hc = int.from_bytes(out[at:at + 2], "big")
-    out[at:at + 2] = (0xFFFF - fold((0xFFFF - hc) + (0xFFFF - old) + new)).to_bytes(2, "big")
+    out[at:at + 2] = incremental(hc, old, new).to_bytes(2, "big")
     return bytes(out)
 
 

@@ -48,16 +48,8 @@ SERVE_COUNT = re.compile(r"Packets to serve: *(\d*)")
 
 # ---------------------------------------------------------------- wire (RFC 791/792/1071)
 
-def checksum(data: bytes) -> int:
-    """RFC 1071 Internet checksum: one's-complement of the one's-complement sum."""
-    if len(data) % 2:
-        data += b"\x00"
-    total = 0
-    for i in range(0, len(data), 2):
-        total += (data[i] << 8) | data[i + 1]
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return 0xFFFF - total
+# RFC 1071 and RFC 1624: the same sums as the reference stack's.
+checksum, incremental = dry_run_stack.checksum, dry_run_stack.incremental
 
 
 class NotAnswerable(Exception):
@@ -107,18 +99,6 @@ def echo_reply(packet: bytes) -> tuple[bytes, dict]:
     reply[2:4] = b"\x00\x00"
     reply[2:4] = checksum(bytes(reply)).to_bytes(2, "big")
     return bytes(ip) + bytes(reply), reply_summary(packet, bytes(ip) + bytes(reply))
-
-
-def fold(total: int) -> int:
-    """End-around carry: add what stands above the low 16 bits until nothing does."""
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total
-
-
-def incremental(hc: int, old: int, new: int) -> int:
-    """RFC 1624 eqn. 3: the checksum after one 16-bit word changes from `old` to `new`."""
-    return 0xFFFF - fold((0xFFFF - hc) + (0xFFFF - old) + new)
 
 
 def echo_reply_fast(packet: bytes) -> tuple[bytes, dict]:

@@ -62,6 +62,11 @@ def ones_add(a: int, b: int) -> int:
     return fold(a + b)
 
 
+def incremental(hc: int, old: int, new: int) -> int:
+    """RFC 1624 eqn. 3: the checksum after one 16-bit word changes from `old` to `new`."""
+    return 0xFFFF - fold((0xFFFF - hc) + (0xFFFF - old) + new)
+
+
 def be16(b: bytes, at: int) -> int:
     return int.from_bytes(b[at:at + 2], "big")
 
@@ -148,15 +153,28 @@ def answer(packet: bytes):
         return None, f"Read a {len(packet)}-byte packet owed silence: {why}. Nothing was written."
 
 
-def icmp_echo(ip: Ip):
-    """A. The ICMPv4 echo reply."""
+def echo_request(ip: Ip, label: str, request_type: int, pseudo: int = 0) -> bytes:
+    """The ICMP or ICMPv6 (`label`) message of `ip`, checked to be an echo request of
+    `request_type` code 0 whose checksum verifies (with `pseudo`, the pseudo-header's sum)."""
     m = ip.msg
     if len(m) < 8:
-        raise Silence(f"ICMP message too short ({len(m)} bytes)")
-    if not verifies(m):
-        raise Silence("ICMP checksum does not verify")
-    if m[0] != 8 or m[1] != 0:
-        raise Silence(f"ICMP type {m[0]} code {m[1]} is not an echo request")
+        raise Silence(f"{label} message too short ({len(m)} bytes)")
+    if not verifies(m, pseudo):
+        raise Silence(f"{label} checksum does not verify")
+    if m[0] != request_type or m[1] != 0:
+        raise Silence(f"{label} type {m[0]} code {m[1]} is not an echo request")
+    return m
+
+
+def echo_text(ip: Ip, m: bytes) -> str:
+    """What the report says of an echo request: addresses, identifier, sequence, data."""
+    return (f"echo request {name(ip.src)} -> {name(ip.dst)}, id 0x{be16(m, 4):04x}, "
+            f"seq {be16(m, 6)}, {len(m) - 8} data bytes")
+
+
+def icmp_echo(ip: Ip):
+    """A. The ICMPv4 echo reply."""
+    m = echo_request(ip, "ICMP", 8)
     h = len(ip.packet) - len(m)
     out = bytearray(ip.packet)
     out[12:16], out[16:20] = ip.dst, ip.src
@@ -166,27 +184,19 @@ def icmp_echo(ip: Ip):
     out[h] = 0
     ic = ones_add(be16(m, 2), 0x0800)
     out[h + 2:h + 4] = (0 if ic == 0xFFFF else ic).to_bytes(2, "big")
-    return bytes(out), (f"A. ICMP echo request {name(ip.src)} -> {name(ip.dst)}, id 0x{be16(m, 4):04x}, "
-                        f"seq {be16(m, 6)}, {len(m) - 8} data bytes; ICMP checksum "
+    return bytes(out), (f"A. ICMP {echo_text(ip, m)}; ICMP checksum "
                         f"0x{be16(m, 2):04x} -> 0x{be16(out, h + 2):04x}.")
 
 
 def icmpv6_echo(ip: Ip):
     """B. The ICMPv6 echo reply."""
-    m = ip.msg
-    if len(m) < 8:
-        raise Silence(f"ICMPv6 message too short ({len(m)} bytes)")
-    if not verifies(m, ip.pseudo(58, len(m))):
-        raise Silence("ICMPv6 checksum does not verify")
-    if m[0] != 128 or m[1] != 0:
-        raise Silence(f"ICMPv6 type {m[0]} code {m[1]} is not an echo request")
+    m = echo_request(ip, "ICMPv6", 128, ip.pseudo(58, len(ip.msg)))
     msg = bytearray(m)
     msg[0] = 129
     old = be16(m, 2)
     msg[2:4] = ones_add(old, 0xFFFF - 0x0100).to_bytes(2, "big")
     return ip.reply(58, bytes(msg)), (
-        f"B. ICMPv6 echo request {name(ip.src)} -> {name(ip.dst)}, id 0x{be16(m, 4):04x}, "
-        f"seq {be16(m, 6)}, {len(m) - 8} data bytes; checksum 0x{old:04x} -> 0x{be16(msg, 2):04x}.")
+        f"B. ICMPv6 {echo_text(ip, m)}; checksum 0x{old:04x} -> 0x{be16(msg, 2):04x}.")
 
 
 def udp(ip: Ip):

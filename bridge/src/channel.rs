@@ -572,6 +572,18 @@ mod test {
         text
     }
 
+    /// Writes `bytes` from the client; returns the connection of the one command they give.
+    fn send(ch: &mut Channel, client: &mut BufReader<UnixStream>, bytes: &[u8]) -> ConnId {
+        client.get_mut().write_all(bytes).unwrap();
+        let got = events(ch, 1);
+        command(&got[0]).0
+    }
+
+    /// Checks that the next event is the end of `conn`.
+    fn assert_gone(ch: &mut Channel, conn: ConnId, unread: bool) {
+        assert_eq!(events(ch, 1), [Event::Gone { conn, unread }]);
+    }
+
     fn command(event: &Event) -> (ConnId, &[u8]) {
         match event {
             Event::Command {
@@ -651,18 +663,9 @@ mod test {
     fn a_client_that_goes_away_while_waiting_is_seen_at_once() {
         let (_dir, mut ch) = channel("gone");
         let mut client = connect(&mut ch);
-        client.get_mut().write_all(b"READ\n").unwrap();
-        let got = events(&mut ch, 1);
-        let (conn, _) = command(&got[0]);
+        let conn = send(&mut ch, &mut client, b"READ\n");
         drop(client);
-        let got = events(&mut ch, 1);
-        assert_eq!(
-            got,
-            [Event::Gone {
-                conn,
-                unread: false
-            }]
-        );
+        assert_gone(&mut ch, conn, false);
         assert_eq!(ch.answer(conn, b"4500"), Err(Gone), "nothing sent to it");
         assert_eq!(ch.clients(), 0);
     }
@@ -671,27 +674,17 @@ mod test {
     fn a_client_gone_with_its_answer_unread_is_reported() {
         let (_dir, mut ch) = channel("unread");
         let mut client = connect(&mut ch);
-        client.get_mut().write_all(b"READ\n").unwrap();
-        let got = events(&mut ch, 1);
-        let (conn, _) = command(&got[0]);
+        let conn = send(&mut ch, &mut client, b"READ\n");
         ch.answer(conn, b"4500").unwrap();
         drop(client);
-        assert_eq!(events(&mut ch, 1), [Event::Gone { conn, unread: true }]);
+        assert_gone(&mut ch, conn, true);
         // One that read its answer and closed left nothing behind.
         let mut client = connect(&mut ch);
-        client.get_mut().write_all(b"READ\n").unwrap();
-        let got = events(&mut ch, 1);
-        let (conn, _) = command(&got[0]);
+        let conn = send(&mut ch, &mut client, b"READ\n");
         ch.answer(conn, b"4500").unwrap();
         assert_eq!(line(&mut client), "4500\n");
         drop(client);
-        assert_eq!(
-            events(&mut ch, 1),
-            [Event::Gone {
-                conn,
-                unread: false
-            }]
-        );
+        assert_gone(&mut ch, conn, false);
     }
 
     #[test]
@@ -738,13 +731,7 @@ mod test {
         ch.answer(conn, b"TIMEOUT").unwrap();
         assert_eq!(line(&mut client), "TIMEOUT\n");
         // Said all it will and has its answer: closed from this side.
-        assert_eq!(
-            events(&mut ch, 1),
-            [Event::Gone {
-                conn,
-                unread: false
-            }]
-        );
+        assert_gone(&mut ch, conn, false);
     }
 
     #[test]

@@ -97,15 +97,7 @@ impl FromStr for Ipv4Cidr {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let (addr, prefix) = s.split_once('/').unwrap_or((s, "32"));
-        let addr = addr
-            .parse()
-            .map_err(|_| format!("{addr:?} is not an IPv4 address"))?;
-        let prefix = prefix
-            .parse::<u8>()
-            .ok()
-            .filter(|p| *p <= 32)
-            .ok_or_else(|| format!("{prefix:?} is not a prefix length 0..32"))?;
+        let (addr, prefix) = crate::peer::parse_cidr(s, "IPv4", 32)?;
         Ok(Ipv4Cidr { addr, prefix })
     }
 }

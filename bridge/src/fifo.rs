@@ -672,17 +672,22 @@ mod test {
         assert_eq!(got[1], Incoming::Line(b"READ".to_vec()));
     }
 
+    /// Opens the FIFO at `path` for reading without waiting for a writer.
+    fn nonblocking_reader(path: &Path) -> std::fs::File {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_flags::O_NONBLOCK)
+            .open(path)
+            .unwrap()
+    }
+
     #[test]
     fn answer_needs_a_reader() {
         let dir = temp_dir("answer");
         let path = dir.join("resp");
         let _fifo = Fifo::create(&path, me()).unwrap();
         assert!(Answer::open(&path).unwrap().is_none());
-        let reader = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc_flags::O_NONBLOCK)
-            .open(&path)
-            .unwrap();
+        let reader = nonblocking_reader(&path);
         let answer = Answer::open(&path).unwrap().unwrap();
         assert!(!answer.reader_gone());
         assert_eq!(answer.write_some(b"OK\n").unwrap(), 3);
@@ -701,11 +706,7 @@ mod test {
         let dir = temp_dir("some");
         let path = dir.join("resp");
         let _fifo = Fifo::create(&path, me()).unwrap();
-        let reader = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc_flags::O_NONBLOCK)
-            .open(&path)
-            .unwrap();
+        let reader = nonblocking_reader(&path);
         let answer = Answer::open(&path).unwrap().unwrap();
         let big = vec![b'a'; 1 << 20];
         let first = answer.write_some(&big).unwrap();

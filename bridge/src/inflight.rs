@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::exchange::FlowKey;
-use crate::queue::Queued;
+use crate::queue::{push_evicting, Queued};
 use crate::verdict::Verdict;
 
 /// The most requests awaiting a reply at once; past it the oldest is given up on.
@@ -54,13 +54,7 @@ impl InFlight {
 
     /// Adds a handed-over request; returns the oldest if it had to go.
     pub fn insert(&mut self, awaiting: Awaiting) -> Option<Awaiting> {
-        let evicted = if self.items.len() >= self.capacity {
-            self.items.pop_front()
-        } else {
-            None
-        };
-        self.items.push_back(awaiting);
-        evicted
+        push_evicting(&mut self.items, self.capacity, awaiting)
     }
 
     /// The position of the newest request a reply with this key answers.

@@ -8,12 +8,8 @@ use crate::wire::fixtures::*;
 
 /// Requests captured from the kernel, with the kernel's own replies.
 fn pairs() -> impl Iterator<Item = (&'static [u8], &'static [u8])> {
-    let echo: [(&'static [u8], &'static [u8]); 3] = [
-        (&REQUEST_56, &REPLY_56),
-        (&REQUEST_0, &REPLY_0),
-        (&REQUEST_57, &REPLY_57),
-    ];
-    echo.into_iter().chain(KERNEL_PAIRS)
+    let stack = KERNEL_PAIRS.map(|(request, reply, _)| (request, reply));
+    ECHO_PAIRS.into_iter().chain(stack)
 }
 
 #[test]

@@ -34,6 +34,18 @@ impl Queued {
     }
 }
 
+/// Appends `item` to a FIFO of at most `capacity` items; returns the oldest if it had
+/// to go to make room. The queue and the in-flight table both keep the newest.
+pub(crate) fn push_evicting<T>(items: &mut VecDeque<T>, capacity: usize, item: T) -> Option<T> {
+    let evicted = if items.len() >= capacity {
+        items.pop_front()
+    } else {
+        None
+    };
+    items.push_back(item);
+    evicted
+}
+
 /// A bounded FIFO of packets with a maximum age.
 #[derive(Debug)]
 pub struct Queue {
@@ -54,13 +66,7 @@ impl Queue {
 
     /// Adds a packet at the tail; returns the oldest packet if it had to go to make room.
     pub fn push(&mut self, item: Queued) -> Option<Queued> {
-        let evicted = if self.items.len() >= self.capacity {
-            self.items.pop_front()
-        } else {
-            None
-        };
-        self.items.push_back(item);
-        evicted
+        push_evicting(&mut self.items, self.capacity, item)
     }
 
     /// Puts a packet back at the head, as when its READ answer found no reader;

@@ -264,13 +264,7 @@ fn owed_v4(request: &[u8]) -> Result<Reply, Silence> {
     if ip.is_fragment() {
         return Err(Silence::Fragment);
     }
-    if !ip.verify_checksum() {
-        let (got, want) = (ip.checksum(), ip.compute_checksum());
-        return Err(Silence::BadChecksum(wire::Error::BadIpChecksum {
-            got,
-            want,
-        }));
-    }
+    ip.check_checksum().map_err(Silence::BadChecksum)?;
     let src = ip.src_addr();
     if src.is_unspecified() || src.is_multicast() || src == Ipv4Addr::BROADCAST {
         return Err(Silence::BadSource);
@@ -332,13 +326,8 @@ fn icmp_echo(request: &[u8]) -> Result<Reply, Silence> {
 /// The ICMPv6 echo reply: type 129, the rest of the message as it came.
 fn icmpv6_echo(req: &Request, (src, dst): (Ipv6Addr, Ipv6Addr)) -> Result<Reply, Silence> {
     let icmp = icmpv6::Packet::new_checked(req.payload).map_err(Silence::Malformed)?;
-    if !icmp.verify_checksum(src, dst) {
-        return Err(bad_checksum(
-            "ICMPv6",
-            icmp.checksum(),
-            icmp.compute_checksum(src, dst),
-        ));
-    }
+    icmp.check_checksum(src, dst)
+        .map_err(Silence::BadChecksum)?;
     if icmp.msg_type() != icmpv6::ECHO_REQUEST || icmp.code() != 0 {
         let (msg_type, code) = (icmp.msg_type(), icmp.code());
         return Err(Silence::OtherIcmp {
@@ -358,13 +347,9 @@ fn icmpv6_echo(req: &Request, (src, dst): (Ipv6Addr, Ipv6Addr)) -> Result<Reply,
 /// UDP: an echo from port 7, port unreachable from any other.
 fn udp_reply(req: &Request) -> Result<Reply, Silence> {
     let dgram = udp::Packet::new_checked(req.payload).map_err(Silence::Malformed)?;
-    if !dgram.verify_checksum(&req.pseudo) {
-        return Err(bad_checksum(
-            "UDP",
-            dgram.checksum(),
-            dgram.compute_checksum(&req.pseudo),
-        ));
-    }
+    dgram
+        .check_checksum(&req.pseudo)
+        .map_err(Silence::BadChecksum)?;
     if dgram.dst_port() != udp::ECHO_PORT {
         return Ok(port_unreachable(req));
     }
@@ -418,13 +403,8 @@ fn fill_icmp_checksum(pseudo: &PseudoHeader, protocol: u8, message: &mut [u8]) {
 /// `<SEQ=SEG.ACK><CTL=RST>`; to one without, `<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>`.
 fn tcp_reset(req: &Request) -> Result<Reply, Silence> {
     let seg = tcp::Packet::new_checked(req.payload).map_err(Silence::Malformed)?;
-    if !seg.verify_checksum(&req.pseudo) {
-        return Err(bad_checksum(
-            "TCP",
-            seg.checksum(),
-            seg.compute_checksum(&req.pseudo),
-        ));
-    }
+    seg.check_checksum(&req.pseudo)
+        .map_err(Silence::BadChecksum)?;
     if seg.has(tcp::FLAG_RST) {
         return Err(Silence::Reset);
     }
@@ -572,10 +552,6 @@ fn adopt_transport(
     }
 }
 
-fn bad_checksum(header: &'static str, got: u16, want: u16) -> Silence {
-    Silence::BadChecksum(wire::Error::BadChecksum { header, got, want })
-}
-
 fn reply(kind: Kind, family: Family, bytes: Vec<u8>) -> Reply {
     Reply {
         kind,
@@ -589,69 +565,22 @@ mod test {
     use super::*;
     use crate::wire::fixtures::*;
 
-    /// Every pair of a request and the kernel's (or a Linux socket's) reply to it.
-    fn kernel_pairs() -> Vec<(&'static [u8], &'static [u8], Kind, Family)> {
-        vec![
-            (&REQUEST_56, &REPLY_56, Kind::Icmpv4Echo, Family::Ipv4),
-            (&REQUEST_0, &REPLY_0, Kind::Icmpv4Echo, Family::Ipv4),
-            (&REQUEST_57, &REPLY_57, Kind::Icmpv4Echo, Family::Ipv4),
-            (
-                &ICMPV6_REQUEST_56,
-                &ICMPV6_REPLY_56,
-                Kind::Icmpv6Echo,
-                Family::Ipv6,
-            ),
-            (
-                &ICMPV6_REQUEST_0,
-                &ICMPV6_REPLY_0,
-                Kind::Icmpv6Echo,
-                Family::Ipv6,
-            ),
-            (
-                &ICMPV6_REQUEST_57,
-                &ICMPV6_REPLY_57,
-                Kind::Icmpv6Echo,
-                Family::Ipv6,
-            ),
-            (
-                &UDP4_ECHO_REQUEST,
-                &UDP4_ECHO_REPLY,
-                Kind::UdpEcho,
-                Family::Ipv4,
-            ),
-            (
-                &UDP4_ECHO_REQUEST_3,
-                &UDP4_ECHO_REPLY_3,
-                Kind::UdpEcho,
-                Family::Ipv4,
-            ),
-            (
-                &UDP6_ECHO_REQUEST,
-                &UDP6_ECHO_REPLY,
-                Kind::UdpEcho,
-                Family::Ipv6,
-            ),
-            (
-                &UDP6_ECHO_REQUEST_3,
-                &UDP6_ECHO_REPLY_3,
-                Kind::UdpEcho,
-                Family::Ipv6,
-            ),
-            (
-                &UDP4_CLOSED,
-                &UDP4_PORT_UNREACHABLE,
-                Kind::UdpClosed,
-                Family::Ipv4,
-            ),
-            (
-                &UDP6_CLOSED,
-                &UDP6_PORT_UNREACHABLE,
-                Kind::UdpClosed,
-                Family::Ipv6,
-            ),
-            (&TCP4_SYN, &TCP4_RST, Kind::TcpReset, Family::Ipv4),
-            (&TCP6_SYN, &TCP6_RST, Kind::TcpReset, Family::Ipv6),
-        ]
+    /// Every pair of a request and the kernel's (or a Linux socket's) reply to it, with
+    /// the request's kind and the family of both.
+    fn kernel_pairs() -> impl Iterator<Item = (&'static [u8], &'static [u8], Kind, Family)> {
+        let echo = ECHO_PAIRS.map(|(request, reply)| (request, reply, Kind::Icmpv4Echo));
+        let pairs = echo.into_iter().chain(KERNEL_PAIRS);
+        pairs.map(|(request, reply, kind)| (request, reply, kind, Family::of(request).unwrap()))
+    }
+
+    /// The request of every kernel pair, and two to closed ports too big to quote whole.
+    fn requests() -> Vec<Vec<u8>> {
+        let mut requests: Vec<Vec<u8>> = kernel_pairs()
+            .map(|(request, _, _, _)| request.to_vec())
+            .collect();
+        requests.push(big_closed(Family::Ipv4, 1000));
+        requests.push(big_closed(Family::Ipv6, 1300));
+        requests
     }
 
     #[test]
@@ -898,13 +827,7 @@ mod test {
         // examples/dry_run_stack.py builds replies the way prompts/ip-stack.md says,
         // shortcuts included; with no choices of its own it must build the reference.
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/dry_run_stack.py");
-        let mut requests: Vec<Vec<u8>> = kernel_pairs()
-            .into_iter()
-            .map(|(request, _, _, _)| request.to_vec())
-            .collect();
-        requests.push(big_closed(Family::Ipv4, 1000));
-        requests.push(big_closed(Family::Ipv6, 1300));
-        for request in requests {
+        for request in requests() {
             let out = std::process::Command::new("python3")
                 .arg(script)
                 .arg(hex::encode(&request))
@@ -985,13 +908,7 @@ mod test {
 
     #[test]
     fn etherparse_agrees() {
-        let mut requests: Vec<Vec<u8>> = kernel_pairs()
-            .into_iter()
-            .map(|(request, _, _, _)| request.to_vec())
-            .collect();
-        requests.push(big_closed(Family::Ipv4, 1000));
-        requests.push(big_closed(Family::Ipv6, 1300));
-        for request in requests {
+        for request in requests() {
             etherparse_checks(&owed(&request).unwrap().bytes);
         }
     }

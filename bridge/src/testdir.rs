@@ -7,14 +7,24 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 #[derive(Debug)]
 pub struct TestDir(PathBuf);
 
+/// The `n` of the next directory.
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
 impl TestDir {
+    /// A new, empty directory. A name another process left behind (one that had this pid
+    /// before, perhaps as another user, so the directory may not even be ours to use) is
+    /// passed over for the next.
     pub fn new(tag: &str) -> TestDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("tunbridge-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TestDir(dir)
+        loop {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let name = format!("tunbridge-{tag}-{}-{n}", std::process::id());
+            let dir = std::env::temp_dir().join(name);
+            match std::fs::create_dir(&dir) {
+                Ok(()) => return TestDir(dir),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => panic!("{}: {e}", dir.display()),
+            }
+        }
     }
 
     pub fn join(&self, name: &str) -> PathBuf {
@@ -31,5 +41,30 @@ impl AsRef<Path> for TestDir {
 impl Drop for TestDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn names_left_behind_are_passed_over_and_kept() {
+        let pid = std::process::id();
+        let from = NEXT.load(Ordering::Relaxed);
+        let left: Vec<PathBuf> = (from..from + 64)
+            .map(|n| std::env::temp_dir().join(format!("tunbridge-left-{pid}-{n}")))
+            .collect();
+        for dir in &left {
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::write(dir.join("theirs"), b"keep").unwrap();
+        }
+        let ours = TestDir::new("left");
+        assert!(!left.contains(&ours.0), "{}", ours.0.display());
+        assert_eq!(ours.0.read_dir().unwrap().count(), 0, "new and empty");
+        for dir in &left {
+            assert_eq!(std::fs::read(dir.join("theirs")).unwrap(), b"keep");
+            std::fs::remove_dir_all(dir).unwrap();
+        }
     }
 }

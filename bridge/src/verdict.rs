@@ -157,7 +157,7 @@ impl fmt::Display for Verdict {
         match self {
             Verdict::Valid => f.write_str("valid"),
             Verdict::NoMatchingRequest => f.write_str("no matching request"),
-            Verdict::NoReplyOwed(why) => write!(f, "the request has no echo reply: {why}"),
+            Verdict::NoReplyOwed(why) => write!(f, "the request is owed no reply: {why}"),
             Verdict::Malformed(e) => write!(f, "malformed: {e}"),
             Verdict::Address { side, got, want } => {
                 let side = match side {
@@ -362,19 +362,13 @@ fn check_data(got: &[u8], want: &[u8]) -> Checked {
 
 /// Checks the IPv4 header checksum, then the ICMP checksum, over the bytes sent.
 fn check_checksums(got: &ipv4::Packet<&[u8]>, icmp: &icmpv4::Packet<&[u8]>) -> Checked {
-    if !got.verify_checksum() {
-        return Err(Verdict::IpChecksum {
-            got: got.checksum(),
-            want: got.compute_checksum(),
-        });
-    }
-    if !icmp.verify_checksum() {
-        return Err(Verdict::IcmpChecksum {
-            got: icmp.checksum(),
-            want: icmp.compute_checksum(),
-        });
-    }
-    Ok(())
+    let verdict = |error| match error {
+        wire::Error::BadIpChecksum { got, want } => Verdict::IpChecksum { got, want },
+        wire::Error::BadIcmpChecksum { got, want } => Verdict::IcmpChecksum { got, want },
+        other => Verdict::Malformed(other),
+    };
+    got.check_checksum().map_err(verdict)?;
+    icmp.check_checksum().map_err(verdict)
 }
 
 /// Compares the reply with the reference once the kind's free fields are copied over: a
@@ -382,7 +376,7 @@ fn check_checksums(got: &ipv4::Packet<&[u8]>, icmp: &icmpv4::Packet<&[u8]>) -> C
 /// reply is known to have the reference's structure.
 fn check_rest(kind: Kind, reply: &[u8], reference: &[u8]) -> Checked {
     let mut bytes = reply.to_vec();
-    for &field in kind.free_fields() {
+    for field in kind.free_fields() {
         copy_free(field, &mut bytes, reference);
     }
     first_difference(&bytes, reference).map_or(Ok(()), |d| Err(Verdict::Reference(d)))
@@ -470,15 +464,7 @@ mod test {
 
     #[test]
     fn kernel_replies_are_valid() {
-        let pairs: [(&[u8], &[u8]); 6] = [
-            (&REQUEST_56, &REPLY_56),
-            (&REQUEST_0, &REPLY_0),
-            (&REQUEST_1, &REPLY_1),
-            (&REQUEST_57, &REPLY_57),
-            (&REQUEST_9, &REPLY_9),
-            (&LO_REQUEST_TOS, &LO_REPLY_TOS),
-        ];
-        for (request, reply) in pairs {
+        for (request, reply) in ECHO_PAIRS {
             assert_eq!(judge(request, reply), Verdict::Valid);
         }
     }
@@ -750,7 +736,7 @@ mod test {
     fn request_without_reply() {
         assert_eq!(
             reason(&REPLY_56, &REQUEST_56),
-            "the request has no echo reply: not an echo request: ICMP type 0 code 0, want type 8 code 0"
+            "the request is owed no reply: not an echo request: ICMP type 0 code 0, want type 8 code 0"
         );
     }
 

@@ -13,12 +13,9 @@ use nix::sys::signal::Signal;
 
 #[test]
 fn answers_pings_of_every_size() {
-    if !root_or_skip("answers_pings_of_every_size") {
+    let Some((ns, _dir, bridge)) = root_bridge("answers_pings_of_every_size", "sizes", &[]) else {
         return;
-    }
-    let ns = Netns::new("sizes");
-    let dir = TempDir::new("sizes");
-    let bridge = Bridge::start(&ns, &dir, &[]);
+    };
     for size in [0usize, 1, 56, 57, 1400] {
         let ping = ns.spawn_ping(size, 1, 10);
         assert_eq!(answer_one(&bridge, |_| {}), "OK", "size {size}");
@@ -41,40 +38,32 @@ fn sigterm_and_sigint_clean_up() {
         let meta = std::fs::symlink_metadata(&bridge.cmd).unwrap();
         assert!(meta.file_type().is_fifo());
         assert_eq!(meta.mode() & 0o777, 0o600);
-        let status = bridge.stop_with(signal);
-        assert_eq!(status.code(), Some(0), "{signal}");
-        assert!(
-            !bridge.cmd.exists() && !bridge.resp.exists(),
-            "FIFOs left after {signal}"
-        );
-        assert!(!ns.has_link("tun0"), "device left after {signal}");
+        assert_stops_cleanly(&mut bridge, &ns, signal);
     }
 }
 
 #[test]
 fn restart_after_kill_9_on_the_same_paths() {
-    if !root_or_skip("restart_after_kill_9_on_the_same_paths") {
+    let Some((ns, dir, mut first)) =
+        root_bridge("restart_after_kill_9_on_the_same_paths", "kill9", &[])
+    else {
         return;
-    }
-    let ns = Netns::new("kill9");
-    let dir = TempDir::new("kill9");
-    let mut first = Bridge::start(&ns, &dir, &[]);
+    };
     first.stop_with(Signal::SIGKILL);
     assert!(first.cmd.exists(), "kill -9 leaves the FIFOs behind");
     let second = Bridge::start(&ns, &dir, &[]);
-    let ping = ns.spawn_ping(56, 1, 10);
-    assert_eq!(answer_one(&second, |_| {}), "OK");
-    assert_received(&ping.wait_with_output().unwrap(), 1);
+    ping_answered(&ns, &second);
 }
 
 #[test]
 fn ipv6_never_reaches_the_agent() {
-    if !root_or_skip("ipv6_never_reaches_the_agent") {
+    let Some((ns, _dir, bridge)) = root_bridge(
+        "ipv6_never_reaches_the_agent",
+        "v6",
+        &["--read-timeout", "2"],
+    ) else {
         return;
-    }
-    let ns = Netns::new("v6");
-    let dir = TempDir::new("v6");
-    let bridge = Bridge::start(&ns, &dir, &["--read-timeout", "2"]);
+    };
     // Router solicitations would come within the first seconds after link up.
     assert_eq!(bridge.exchange("READ"), "TIMEOUT");
     let ping = ns.spawn_ping(56, 1, 10);
@@ -85,12 +74,13 @@ fn ipv6_never_reaches_the_agent() {
 
 #[test]
 fn cpu_pins_the_daemon_and_a_bad_cpu_is_refused() {
-    if !root_or_skip("cpu_pins_the_daemon_and_a_bad_cpu_is_refused") {
+    let Some((ns, dir, mut bridge)) = root_bridge(
+        "cpu_pins_the_daemon_and_a_bad_cpu_is_refused",
+        "cpu",
+        &["--cpu", "0"],
+    ) else {
         return;
-    }
-    let ns = Netns::new("cpu");
-    let dir = TempDir::new("cpu");
-    let mut bridge = Bridge::start(&ns, &dir, &["--cpu", "0"]);
+    };
     bridge.wait_log("pinned to CPU", std::time::Duration::from_secs(1));
     let status = std::fs::read_to_string(format!("/proc/{}/status", bridge.child().id())).unwrap();
     let allowed = status
@@ -98,9 +88,7 @@ fn cpu_pins_the_daemon_and_a_bad_cpu_is_refused() {
         .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
         .unwrap();
     assert_eq!(allowed.trim(), "0");
-    let ping = ns.spawn_ping(56, 1, 10);
-    assert_eq!(answer_one(&bridge, |_| {}), "OK");
-    assert_received(&ping.wait_with_output().unwrap(), 1);
+    ping_answered(&ns, &bridge);
     drop(bridge);
     let out = std::process::Command::new(BIN)
         .args([

@@ -15,15 +15,6 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use std::os::fd::AsFd;
 
-/// Reads the record file as JSON values.
-fn records(path: &std::path::Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// Runs a shell script and returns its standard output.
 fn sh(script: &str) -> String {
     let out = Command::new("sh").args(["-c", script]).output().unwrap();
@@ -58,18 +49,15 @@ fn serve_logging_to_a_pipe(ns: &Netns, dir: &TempDir) -> (Bridge, BufReader<std:
 
 #[test]
 fn a_broken_stderr_pipe_does_not_stop_the_bridge() {
-    if !root_or_skip("a_broken_stderr_pipe_does_not_stop_the_bridge") {
+    let Some((ns, dir)) = root_netns("a_broken_stderr_pipe_does_not_stop_the_bridge", "epipe")
+    else {
         return;
-    }
-    let ns = Netns::new("epipe");
-    let dir = TempDir::new("epipe");
+    };
     let (mut bridge, log) = serve_logging_to_a_pipe(&ns, &dir);
     // As `scripts/bridge.sh ... 2>&1 | head` after head has exited.
     drop(log);
     for _ in 0..2 {
-        let ping = ns.spawn_ping(56, 1, 10);
-        assert_eq!(answer_one(&bridge, |_| {}), "OK");
-        assert_received(&ping.wait_with_output().unwrap(), 1);
+        ping_answered(&ns, &bridge);
     }
     assert_eq!(bridge.exchange("WRITE zz").split(' ').next(), Some("ERR"));
     assert!(bridge.alive());
@@ -78,11 +66,10 @@ fn a_broken_stderr_pipe_does_not_stop_the_bridge() {
 
 #[test]
 fn a_full_stderr_pipe_whose_reader_is_alive_does_not_stall_the_bridge() {
-    if !root_or_skip("a_full_stderr_pipe_whose_reader_is_alive_does_not_stall_the_bridge") {
+    let name = "a_full_stderr_pipe_whose_reader_is_alive_does_not_stall_the_bridge";
+    let Some((ns, dir)) = root_netns(name, "efull") else {
         return;
-    }
-    let ns = Netns::new("efull");
-    let dir = TempDir::new("efull");
+    };
     let (mut bridge, log) = serve_logging_to_a_pipe(&ns, &dir);
     // As `tunbridge serve 2>&1 | less` with less paused: the reader is there, not reading,
     // and the pipe is full (filled through the bridge's own stderr, so that no other
@@ -149,23 +136,18 @@ fn a_full_stderr_pipe_whose_reader_is_alive_does_not_stall_the_bridge() {
 
 #[test]
 fn sighup_cleans_up_like_sigterm() {
-    if !root_or_skip("sighup_cleans_up_like_sigterm") {
+    let Some((ns, dir, mut bridge)) =
+        recorded_root_bridge("sighup_cleans_up_like_sigterm", "hup", &[])
+    else {
         return;
-    }
-    let ns = Netns::new("hup");
-    let dir = TempDir::new("hup");
-    let record = dir.join("record.jsonl");
-    let mut bridge = Bridge::start(&ns, &dir, &["--record", record.to_str().unwrap()]);
+    };
     let ping = ns.spawn_ping(56, 1, 10);
     let line = bridge.exchange("READ");
     assert_ne!(line, "TIMEOUT");
     // The request is in flight (read, not answered) when the terminal closes.
-    let status = bridge.stop_with(Signal::SIGHUP);
+    assert_stops_cleanly(&mut bridge, &ns, Signal::SIGHUP);
     drop(ping);
-    assert_eq!(status.code(), Some(0), "{status:?}");
-    assert!(!bridge.cmd.exists() && !bridge.resp.exists(), "FIFOs left");
-    assert!(!ns.has_link("tun0"), "device left");
-    let rows = records(&record);
+    let rows = records(&dir.record());
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["outcome"], "unanswered", "{rows:?}");
     assert_eq!(rows[0]["note"], "bridge stopped", "{rows:?}");
@@ -204,9 +186,7 @@ fn a_second_bridge_on_the_same_fifos_refuses_and_the_first_keeps_serving() {
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     std::thread::sleep(Duration::from_millis(700));
     assert!(first.alive(), "the first bridge stopped");
-    let ping = ns.spawn_ping(56, 1, 10);
-    assert_eq!(answer_one(&first, |_| {}), "OK");
-    assert_received(&ping.wait_with_output().unwrap(), 1);
+    ping_answered(&ns, &first);
     // The published raw form still reaches the first bridge.
     let raw = format!(
         "echo WRITE zz > {} && timeout 5 cat {}",
@@ -218,12 +198,13 @@ fn a_second_bridge_on_the_same_fifos_refuses_and_the_first_keeps_serving() {
 
 #[test]
 fn an_over_long_line_from_a_raw_client_gets_its_err() {
-    if !root_or_skip("an_over_long_line_from_a_raw_client_gets_its_err") {
+    let Some((ns, dir, bridge)) = root_bridge(
+        "an_over_long_line_from_a_raw_client_gets_its_err",
+        "long",
+        &[],
+    ) else {
         return;
-    }
-    let ns = Netns::new("long");
-    let dir = TempDir::new("long");
-    let bridge = Bridge::start(&ns, &dir, &[]);
+    };
     let data = dir.join("long.txt");
     let mut line = b"WRITE ".to_vec();
     line.resize(450 * 1024, b'a');
@@ -245,19 +226,18 @@ fn an_over_long_line_from_a_raw_client_gets_its_err() {
         "{answer:?}"
     );
     // And the next raw client is served as usual.
-    let ping = ns.spawn_ping(56, 1, 10);
-    assert_eq!(answer_one(&bridge, |_| {}), "OK");
-    assert_received(&ping.wait_with_output().unwrap(), 1);
+    ping_answered(&ns, &bridge);
 }
 
 #[test]
 fn an_unfinished_over_long_line_does_not_swallow_the_next_read() {
-    if !root_or_skip("an_unfinished_over_long_line_does_not_swallow_the_next_read") {
+    let Some((ns, dir, bridge)) = root_bridge(
+        "an_unfinished_over_long_line_does_not_swallow_the_next_read",
+        "longopen",
+        &[],
+    ) else {
         return;
-    }
-    let ns = Netns::new("longopen");
-    let dir = TempDir::new("longopen");
-    let bridge = Bridge::start(&ns, &dir, &[]);
+    };
     let data = dir.join("long.txt");
     std::fs::write(&data, vec![b'a'; 300 * 1024]).unwrap();
     // Over the limit, no newline, and the write end held open.

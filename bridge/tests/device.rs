@@ -59,12 +59,13 @@ fn tun_fd_flags(pid: u32) -> u32 {
 
 #[test]
 fn the_device_is_up_with_its_addresses_and_ipv6_kept_quiet() {
-    if !root_or_skip("the_device_is_up_with_its_addresses_and_ipv6_kept_quiet") {
+    let Some((ns, _dir, mut bridge)) = root_bridge(
+        "the_device_is_up_with_its_addresses_and_ipv6_kept_quiet",
+        "devcfg",
+        &[],
+    ) else {
         return;
-    }
-    let ns = Netns::new("devcfg");
-    let dir = TempDir::new("devcfg");
-    let mut bridge = Bridge::start(&ns, &dir, &[]);
+    };
     let link = ip(&ns, &["-d", "link", "show", "tun0"]);
     assert_has(&link, ",UP,LOWER_UP>");
     assert_has(&link, " mtu 1500 ");
@@ -85,12 +86,13 @@ fn the_device_is_up_with_its_addresses_and_ipv6_kept_quiet() {
 
 #[test]
 fn no_ipv6_switches_it_off_and_the_mtu_is_set() {
-    if !root_or_skip("no_ipv6_switches_it_off_and_the_mtu_is_set") {
+    let Some((ns, _dir, _bridge)) = root_bridge(
+        "no_ipv6_switches_it_off_and_the_mtu_is_set",
+        "devoff",
+        &["--no-ipv6", "--mtu", "1400"],
+    ) else {
         return;
-    }
-    let ns = Netns::new("devoff");
-    let dir = TempDir::new("devoff");
-    let _bridge = Bridge::start(&ns, &dir, &["--no-ipv6", "--mtu", "1400"]);
+    };
     let link = ip(&ns, &["link", "show", "tun0"]);
     assert_has(&link, ",UP,LOWER_UP>");
     assert_has(&link, " mtu 1400 ");

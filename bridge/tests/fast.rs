@@ -9,8 +9,6 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use serde_json::Value;
-
 /// Folds the carries of a one's-complement sum into 16 bits (end-around carry).
 fn fold(mut sum: u32) -> u16 {
     while sum > 0xffff {
@@ -144,11 +142,7 @@ fn fast_procedure_replies_are_valid_for_every_size_ttl_and_carry_case() {
         total += case.count as usize;
     }
     bridge.stop_with(nix::sys::signal::Signal::SIGTERM);
-    let records: Vec<Value> = std::fs::read_to_string(&record)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let records = common::records(&record);
     assert_eq!(records.len(), total, "{records:#?}");
     for r in &records {
         assert_eq!(r["verdict"], "valid", "{r}");

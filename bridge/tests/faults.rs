@@ -30,12 +30,13 @@ fn wait_exit(bridge: &mut Bridge, limit: Duration) -> std::process::ExitStatus {
 
 #[test]
 fn a_deleted_tun_device_stops_the_daemon_with_a_clear_error() {
-    if !root_or_skip("a_deleted_tun_device_stops_the_daemon_with_a_clear_error") {
+    let Some((ns, _dir, mut bridge)) = root_bridge(
+        "a_deleted_tun_device_stops_the_daemon_with_a_clear_error",
+        "linkdel",
+        &[],
+    ) else {
         return;
-    }
-    let ns = Netns::new("linkdel");
-    let dir = TempDir::new("linkdel");
-    let mut bridge = Bridge::start(&ns, &dir, &[]);
+    };
     assert!(ns.has_link("tun0"));
     let out = ns.exec(&["ip", "link", "del", "tun0"]);
     assert!(out.status.success(), "{out:?}");

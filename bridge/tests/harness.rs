@@ -56,11 +56,7 @@ fn claude_code_answers_a_real_ping_through_the_prompt() {
         };
         assert!(ping.contains("1 received"), "ping {i}:\n{ping}\n{}", why());
     }
-    let records: Vec<Value> = std::fs::read_to_string(out.join("records.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let records = common::records(&out.join("records.jsonl"));
     assert_eq!(records.len(), 2, "{records:?}");
     for r in &records {
         assert_eq!(r["outcome"], "answered");
@@ -140,11 +136,7 @@ fn one_session_serves_ten_pings_at_one_second_intervals() {
         "the final report is not one line per packet: {result}"
     );
 
-    let records: Vec<Value> = std::fs::read_to_string(out.join("records.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let records = common::records(&out.join("records.jsonl"));
     assert_eq!(records.len(), 10, "{records:?}");
     // The session read all ten packets, and its first READ waited before the first ping
     // was sent; so no ping waited for the client's start-up. (Whether each later READ was
@@ -316,12 +308,8 @@ fn claude_code_answers_ipv6_and_tcp_through_ip_stack() {
         tcp.starts_with("ok tcp-syn") && tcp.contains("ECONNREFUSED"),
         "{tcp}"
     );
-    let records: Vec<Value> = std::fs::read_to_string(out.join("records.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|r: &Value| r["outcome"] == "answered")
-        .collect();
+    let mut records = common::records(&out.join("records.jsonl"));
+    records.retain(|r| r["outcome"] == "answered");
     assert_eq!(records.len(), 2, "{records:?}");
     for r in &records {
         assert_eq!(r["class"], "valid", "{r}");

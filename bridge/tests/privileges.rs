@@ -66,11 +66,12 @@ fn snapshot(path: &Path) -> (String, u64, u32, u32, Vec<u8>) {
 
 #[test]
 fn refuses_paths_that_are_not_its_own_fifos_and_leaves_them_alone() {
-    if !root_or_skip("refuses_paths_that_are_not_its_own_fifos_and_leaves_them_alone") {
+    let Some((ns, dir)) = root_netns(
+        "refuses_paths_that_are_not_its_own_fifos_and_leaves_them_alone",
+        "refuse",
+    ) else {
         return;
-    }
-    let ns = Netns::new("refuse");
-    let dir = TempDir::new("refuse");
+    };
     let precious = dir.join("precious");
     std::fs::write(&precious, b"keep me\n").unwrap();
     let setups: Vec<(&str, &str, Setup<'_>)> = vec![
@@ -197,17 +198,9 @@ fn drops_root_after_setup_and_keeps_answering() {
         assert_eq!(meta.mode() & 0o7777, 0o600, "{}", path.display());
     }
     for _ in 0..3 {
-        let ping = ns.spawn_ping(56, 1, 10);
-        assert_eq!(answer_one(&bridge, |_| {}), "OK");
-        assert_received(&ping.wait_with_output().unwrap(), 1);
+        ping_answered(&ns, &bridge);
     }
-    let status = bridge.stop_with(nix::sys::signal::Signal::SIGTERM);
-    assert_eq!(status.code(), Some(0));
-    assert!(
-        !bridge.cmd.exists() && !bridge.resp.exists(),
-        "FIFOs left behind"
-    );
-    assert!(!ns.has_link("tun0"), "device left behind");
+    assert_stops_cleanly(&mut bridge, &ns, nix::sys::signal::Signal::SIGTERM);
 }
 
 #[test]
@@ -232,9 +225,7 @@ fn a_group_gets_mode_0660() {
         assert_eq!((meta.uid(), meta.gid()), (NOBODY, users.as_raw()));
         assert_eq!(meta.mode() & 0o7777, 0o660, "{}", path.display());
     }
-    let ping = ns.spawn_ping(56, 1, 10);
-    assert_eq!(answer_one(&bridge, |_| {}), "OK");
-    assert_received(&ping.wait_with_output().unwrap(), 1);
+    ping_answered(&ns, &bridge);
 }
 
 #[test]
@@ -255,9 +246,7 @@ fn a_stale_fifo_of_the_user_is_replaced() {
     let old = std::fs::symlink_metadata(dir.join("cmd")).unwrap().ino();
     let bridge = Bridge::start(&ns, &dir, &["--user", "nobody"]);
     assert_ne!(std::fs::symlink_metadata(&bridge.cmd).unwrap().ino(), old);
-    let ping = ns.spawn_ping(56, 1, 10);
-    assert_eq!(answer_one(&bridge, |_| {}), "OK");
-    assert_received(&ping.wait_with_output().unwrap(), 1);
+    ping_answered(&ns, &bridge);
 }
 
 #[test]
@@ -270,9 +259,7 @@ fn in_a_directory_the_user_cannot_write_leftovers_are_reported_and_replaced() {
     let dir = TempDir::new("ro");
     std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut first = Bridge::start(&ns, &dir, &["--user", "nobody"]);
-    let ping = ns.spawn_ping(56, 1, 10);
-    assert_eq!(answer_one(&first, |_| {}), "OK");
-    assert_received(&ping.wait_with_output().unwrap(), 1);
+    ping_answered(&ns, &first);
     assert_eq!(
         first.stop_with(nix::sys::signal::Signal::SIGTERM).code(),
         Some(0)
@@ -286,9 +273,7 @@ fn in_a_directory_the_user_cannot_write_leftovers_are_reported_and_replaced() {
     assert!(first.cmd.exists() && first.resp.exists() && socket.exists());
     // The next start as the same user takes them over.
     let second = Bridge::start(&ns, &dir, &["--user", "nobody"]);
-    let ping = ns.spawn_ping(56, 1, 10);
-    assert_eq!(answer_one(&second, |_| {}), "OK");
-    assert_received(&ping.wait_with_output().unwrap(), 1);
+    ping_answered(&ns, &second);
 }
 
 /// Runs `tunbridge serve` with these extra flags, expecting it to give up within 10 s;
@@ -316,11 +301,12 @@ fn serve_briefly(ns: &Netns, dir: &TempDir, extra: &[&std::ffi::OsStr]) -> Outpu
 
 #[test]
 fn record_and_capture_paths_that_are_symlinks_are_not_followed() {
-    if !root_or_skip("record_and_capture_paths_that_are_symlinks_are_not_followed") {
+    let Some((ns, dir)) = root_netns(
+        "record_and_capture_paths_that_are_symlinks_are_not_followed",
+        "journal",
+    ) else {
         return;
-    }
-    let ns = Netns::new("journal");
-    let dir = TempDir::new("journal");
+    };
     let precious = dir.join("precious");
     for flag in ["--pcap", "--record"] {
         std::fs::write(&precious, b"keep me\n").unwrap();

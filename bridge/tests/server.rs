@@ -10,20 +10,10 @@
 mod common;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::Value;
-use tunbridge::exchange::Request;
-use tunbridge::wire;
-
-/// The ICMP sequence number of a READ answer.
-fn seq_of(line: &str) -> u16 {
-    let packet = hex::decode(line).unwrap_or_else(|_| panic!("not a packet: {line:?}"));
-    let key = Request::parse(&packet).key.and_then(|k| k.echo());
-    key.expect("an echo request").1
-}
 
 /// Sends a WRITE of `packet`; returns the answer.
 fn write_packet(bridge: &Bridge, packet: &[u8]) -> String {
@@ -39,46 +29,6 @@ fn reply_to(bridge: &Bridge, line: &str) -> String {
 fn assert_nothing_written(bridge: &Bridge, net: &Network) {
     assert_eq!(bridge.count_log("reply written"), 0);
     assert_eq!(net.recv(Duration::from_millis(50)).unwrap(), None);
-}
-
-/// Waits until `n` log lines contain `text`.
-fn wait_count(bridge: &Bridge, text: &str, n: usize, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while bridge.count_log(text) < n {
-        assert!(
-            Instant::now() < deadline,
-            "fewer than {n} log lines with {text:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Reads the record file as JSON values.
-fn record(path: &std::path::Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
-}
-
-/// Starts `tunbridge <args>` on the bridge's FIFOs.
-fn spawn_cli(bridge: &Bridge, args: &[&str]) -> Child {
-    Command::new(BIN)
-        .args(args)
-        .arg("--cmd-fifo")
-        .arg(&bridge.cmd)
-        .arg("--resp-fifo")
-        .arg(&bridge.resp)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn stdout_line(out: Output) -> String {
-    assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(text.lines().count(), 1, "{text:?}");
-    text.trim_end().to_string()
 }
 
 #[test]
@@ -238,7 +188,7 @@ fn clients_that_go_away_lose_nothing_and_get_nothing_stale() {
     let dir = TempDir::new("m-away");
     let (bridge, net) = Bridge::memory(&dir, &["--reply-grace", "300"]);
     let requests = [ping_memory(&net, 1, 56), ping_memory(&net, 2, 56)];
-    wait_count(&bridge, "request queued", 2, Duration::from_secs(5));
+    bridge.wait_count("request queued", 2, Duration::from_secs(5));
     // A READ, then a bad WRITE, each from a client that never opens the answer FIFO.
     write_raw(&bridge.cmd, b"READ\n");
     write_raw(&bridge.cmd, b"WRITE zz\n");
@@ -309,7 +259,7 @@ fn deleted_fifos_are_recreated() {
     let (bridge, net) = Bridge::memory(&dir, &[]);
     std::fs::remove_file(&bridge.cmd).unwrap();
     std::fs::remove_file(&bridge.resp).unwrap();
-    wait_count(&bridge, "FIFO was deleted", 2, Duration::from_secs(5));
+    bridge.wait_count("FIFO was deleted", 2, Duration::from_secs(5));
     for path in [&bridge.cmd, &bridge.resp] {
         let meta = std::fs::symlink_metadata(path).unwrap();
         assert!(meta.file_type().is_fifo(), "{}", path.display());
@@ -354,8 +304,8 @@ fn concurrent_clients_each_get_their_own_packet_and_answer() {
     let dir = TempDir::new("m-concurrent");
     let (bridge, net) = Bridge::memory(&dir, &[]);
     let requests: Vec<Vec<u8>> = (1..=N).map(|seq| ping_memory(&net, seq, 56)).collect();
-    wait_count(&bridge, "request queued", N.into(), Duration::from_secs(5));
-    let reads: Vec<Child> = (0..N).map(|_| spawn_cli(&bridge, &["read"])).collect();
+    bridge.wait_count("request queued", N.into(), Duration::from_secs(5));
+    let reads: Vec<Child> = (0..N).map(|_| bridge.spawn_cli(&["read"])).collect();
     let lines: Vec<String> = reads
         .into_iter()
         .map(|c| stdout_line(c.wait_with_output().unwrap()))
@@ -371,7 +321,7 @@ fn concurrent_clients_each_get_their_own_packet_and_answer() {
         .iter()
         .map(|l| {
             let reply = reference_reply(&hex::decode(l).unwrap());
-            spawn_cli(&bridge, &["write", &hex::encode(reply)])
+            bridge.spawn_cli(&["write", &hex::encode(reply)])
         })
         .collect();
     for w in writes {
@@ -453,7 +403,7 @@ fn strict_mode_refuses_invalid_replies() {
     assert_eq!(write_packet(&bridge, &good), "OK");
     assert_replied(&net, &request);
     bridge.wait_log("reply written", Duration::from_secs(5));
-    assert_eq!(record(&rec)[0]["verdict"], "valid");
+    assert_eq!(records(&rec)[0]["verdict"], "valid");
     // A reply to nothing is refused in strict mode.
     let answer = write_packet(&bridge, &good);
     assert_eq!(answer, "ERR no matching request");
@@ -472,7 +422,7 @@ fn default_mode_writes_first_and_judges_after() {
     assert_eq!(answer_one(&bridge, |_| {}), "OK");
     assert_replied(&net, &request);
     bridge.stop().unwrap();
-    let lines = record(&rec);
+    let lines = records(&rec);
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(lines[0]["verdict"]
         .as_str()
@@ -520,13 +470,6 @@ fn spoofed_or_foreign_packets_are_refused_in_every_mode() {
     }
 }
 
-/// Fixes up the IPv4 header checksum after a change.
-fn fix_ip(reply: &mut [u8]) {
-    reply[10..12].fill(0);
-    let c = wire::checksum::checksum(&reply[..20]);
-    reply[10..12].copy_from_slice(&c.to_be_bytes());
-}
-
 #[test]
 fn dropped_and_unanswered_requests_get_a_line() {
     let dir = TempDir::new("m-drops");
@@ -552,7 +495,7 @@ fn dropped_and_unanswered_requests_get_a_line() {
     ping_memory(&net, 4, 56);
     assert_eq!(seq_of(&bridge.exchange("READ")), 4);
     bridge.stop().unwrap();
-    let lines: Vec<(String, Option<u64>, Option<u64>)> = record(&rec)
+    let lines: Vec<(String, Option<u64>, Option<u64>)> = records(&rec)
         .iter()
         .map(|l| {
             let outcome = l["outcome"].as_str().unwrap().to_string();
@@ -582,13 +525,13 @@ fn a_flood_of_drops_is_summarised_and_every_request_read_keeps_its_line() {
     for seq in 1..=3000 {
         ping_memory(&net, seq, 56);
     }
-    wait_count(&bridge, "request queued", 3000, Duration::from_secs(20));
+    bridge.wait_count("request queued", 3000, Duration::from_secs(20));
     // The agent reads and answers two of the four left; two stay queued until the stop.
     for _ in 0..2 {
         assert_eq!(answer_one(&bridge, |_| {}), "OK");
     }
     bridge.stop().unwrap();
-    let lines = record(&rec);
+    let lines = records(&rec);
     let count = |outcome: &str| -> u64 {
         lines
             .iter()

@@ -12,7 +12,6 @@ mod common;
 use std::process::{Child, Command, Output, Stdio};
 
 use common::*;
-use serde_json::Value;
 use tunbridge::stack;
 
 /// The agent's IPv6 address inside the test namespace.
@@ -47,24 +46,11 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The record's lines.
-fn records(dir: &TempDir) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("record.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn ping6_of_every_size() {
-    if !root_or_skip("ping6_of_every_size") {
+    let Some((ns, dir, bridge)) = recorded_root_bridge("ping6_of_every_size", "ping6", &[]) else {
         return;
-    }
-    let ns = Netns::new("ping6");
-    let dir = TempDir::new("ping6");
-    let record = dir.join("record.jsonl").display().to_string();
-    let bridge = Bridge::start(&ns, &dir, &["--record", &record]);
+    };
     for size in ["0", "56", "57", "1232"] {
         let ping = Command::new("ip")
             .args([
@@ -78,7 +64,7 @@ fn ping6_of_every_size() {
         let out = ping.wait_with_output().unwrap();
         assert_received(&out, 1);
     }
-    let lines = records(&dir);
+    let lines = records(&dir.record());
     let judged: Vec<_> = lines
         .iter()
         .filter(|r| r["outcome"] == "answered")
@@ -92,13 +78,10 @@ fn ping6_of_every_size() {
 
 #[test]
 fn udp_and_tcp_on_both_families() {
-    if !root_or_skip("udp_and_tcp_on_both_families") {
+    let Some((ns, dir, bridge)) = recorded_root_bridge("udp_and_tcp_on_both_families", "l4", &[])
+    else {
         return;
-    }
-    let ns = Netns::new("l4");
-    let dir = TempDir::new("l4");
-    let record = dir.join("record.jsonl").display().to_string();
-    let bridge = Bridge::start(&ns, &dir, &["--record", &record]);
+    };
     let kinds = [
         "udp-echo",
         "udp-echo6",
@@ -118,7 +101,7 @@ fn udp_and_tcp_on_both_families() {
         );
     }
     // The TCP connects were refused at once: the first SYN's reset, no retransmission.
-    let lines = records(&dir);
+    let lines = records(&dir.record());
     let answered: Vec<_> = lines
         .iter()
         .filter(|r| r["outcome"] == "answered")
@@ -132,13 +115,13 @@ fn udp_and_tcp_on_both_families() {
 
 #[test]
 fn the_kernel_drops_a_wrong_checksum_and_the_verdict_names_it() {
-    if !root_or_skip("the_kernel_drops_a_wrong_checksum_and_the_verdict_names_it") {
+    let Some((ns, dir, bridge)) = recorded_root_bridge(
+        "the_kernel_drops_a_wrong_checksum_and_the_verdict_names_it",
+        "badsum",
+        &["--read-timeout", "3"],
+    ) else {
         return;
-    }
-    let ns = Netns::new("badsum");
-    let dir = TempDir::new("badsum");
-    let record = dir.join("record.jsonl").display().to_string();
-    let bridge = Bridge::start(&ns, &dir, &["--record", &record, "--read-timeout", "3"]);
+    };
     // UDP checksum at 40 + 6 over IPv6, ICMPv6 at 40 + 2, TCP at 20 + 16 over IPv4.
     for (kind, at, class) in [
         ("udp-echo6", 47, "udp_checksum"),
@@ -153,7 +136,7 @@ fn the_kernel_drops_a_wrong_checksum_and_the_verdict_names_it() {
             !out.status.success() && text.starts_with("FAIL"),
             "{kind}: {text}"
         );
-        let lines = records(&dir);
+        let lines = records(&dir.record());
         let last = lines
             .iter()
             .rev()
@@ -167,13 +150,13 @@ fn the_kernel_drops_a_wrong_checksum_and_the_verdict_names_it() {
 
 #[test]
 fn only_packets_for_the_agent_reach_a_read() {
-    if !root_or_skip("only_packets_for_the_agent_reach_a_read") {
+    let Some((ns, dir, bridge)) = recorded_root_bridge(
+        "only_packets_for_the_agent_reach_a_read",
+        "only",
+        &["--read-timeout", "2"],
+    ) else {
         return;
-    }
-    let ns = Netns::new("only");
-    let dir = TempDir::new("only");
-    let record = dir.join("record.jsonl").display().to_string();
-    let bridge = Bridge::start(&ns, &dir, &["--read-timeout", "2", "--record", &record]);
+    };
     // Router solicitations or MLD reports would come within the first seconds after link
     // up; a ping to another address of the prefix goes out on the device too.
     let other = Command::new("ip")
@@ -185,7 +168,7 @@ fn only_packets_for_the_agent_reach_a_read() {
         .unwrap();
     assert!(!other.status.success());
     assert_eq!(bridge.exchange("READ"), "TIMEOUT");
-    let lines = records(&dir);
+    let lines = records(&dir.record());
     assert!(
         lines.iter().any(|r| r["outcome"] == "not_for_agent"),
         "{lines:#?}"
@@ -198,12 +181,13 @@ fn only_packets_for_the_agent_reach_a_read() {
 
 #[test]
 fn no_ipv6_keeps_ipv6_off() {
-    if !root_or_skip("no_ipv6_keeps_ipv6_off") {
+    let Some((ns, _dir, bridge)) = root_bridge(
+        "no_ipv6_keeps_ipv6_off",
+        "noip6",
+        &["--read-timeout", "2", "--no-ipv6"],
+    ) else {
         return;
-    }
-    let ns = Netns::new("noip6");
-    let dir = TempDir::new("noip6");
-    let bridge = Bridge::start(&ns, &dir, &["--read-timeout", "2", "--no-ipv6"]);
+    };
     let ping6 = ns.exec(&["ping", "-6", "-n", "-c", "1", "-W", "1", PEER6]);
     assert!(!ping6.status.success());
     assert_eq!(bridge.exchange("READ"), "TIMEOUT");

@@ -14,47 +14,23 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-/// Reads the record file as JSON values.
-fn record(path: &std::path::Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
-}
-
 /// Waits until the record has `n` lines.
 fn record_lines(path: &std::path::Path, n: usize) -> Vec<Value> {
     for _ in 0..100 {
-        let lines = record(path);
+        let lines = records(path);
         if lines.len() >= n {
             return lines;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("record has fewer than {n} lines: {:?}", record(path));
-}
-
-/// Fixes up the ICMP checksum after a change, so only the intended field is wrong.
-fn fix_icmp(reply: &mut [u8]) {
-    reply[22..24].fill(0);
-    let c = tunbridge::wire::checksum::checksum(&reply[20..]);
-    reply[22..24].copy_from_slice(&c.to_be_bytes());
-}
-
-/// Fixes up the IPv4 header checksum after a change.
-fn fix_ip(reply: &mut [u8]) {
-    reply[10..12].fill(0);
-    let c = tunbridge::wire::checksum::checksum(&reply[..20]);
-    reply[10..12].copy_from_slice(&c.to_be_bytes());
+    panic!("record has fewer than {n} lines: {:?}", records(path));
 }
 
 #[test]
 fn default_mode_writes_and_judges_every_reply() {
-    if !root_or_skip("default_mode_writes_and_judges_every_reply") {
+    let Some((ns, dir)) = root_netns("default_mode_writes_and_judges_every_reply", "judge") else {
         return;
-    }
-    let ns = Netns::new("judge");
-    let dir = TempDir::new("judge");
+    };
     let rec = dir.join("rec.jsonl");
     let pcap = dir.join("cap.pcap");
     let bridge = Bridge::start(
@@ -69,9 +45,7 @@ fn default_mode_writes_and_judges_every_reply() {
     );
 
     // 1: a correct reply; ping sees it.
-    let ping = ns.spawn_ping(56, 1, 10);
-    assert_eq!(answer_one(&bridge, |_| {}), "OK");
-    assert_received(&ping.wait_with_output().unwrap(), 1);
+    ping_answered(&ns, &bridge);
     // 2: a wrong ICMP checksum is written and judged. Linux delivers TUN-injected
     // ICMP without checking its checksum, so ping may even count it: only the verdict tells.
     let ping = ns.spawn_ping(56, 1, 2);

@@ -10,6 +10,8 @@
 # medians. Raw ping output and records stay in DIR (default target/bench/ab-<UTC time>).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+ROOT=$PWD
+. scripts/lib/common.sh
 
 ROUNDS=8 COUNT=200 OUT=
 while (($#)); do
@@ -17,15 +19,14 @@ while (($#)); do
         --rounds) ROUNDS=$2; shift 2 ;;
         --count) COUNT=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) tb_usage; exit 0 ;;
         *) break ;;
     esac
 done
-(($#)) || { echo "ab.sh: name at least one variant" >&2; exit 2; }
-[[ $(id -u) -eq 0 ]] || { echo "ab.sh: needs root (namespace, TUN)" >&2; exit 2; }
+(($#)) || TB_DIE_STATUS=2 die "name at least one variant"
+tb_is_root || TB_DIE_STATUS=2 die "needs root (namespace, TUN)"
 VARIANTS=("$@")
 OUT=${OUT:-target/bench/ab-$(date -u +%Y%m%dT%H%M%SZ)}
-say() { printf '==> %s\n' "$*"; }
 
 say "building the native agent"
 cargo build --release -q -p tunbridge --example native_agent
@@ -33,21 +34,12 @@ AGENT=$PWD/target/release/examples/native_agent
 HELPER=$PWD/scripts/bench/py_fifo_helper.py
 NETNS=tbab-$$
 WORK=$(mktemp -d /tmp/tbab.XXXXXX)
+tb_track_dir "$WORK"
 mkdir -p "$OUT"
-pids=()
-stop_all() {
-    local pid
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    pids=()
-}
-cleanup() { stop_all; ip netns del "$NETNS" 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+tb_traps
 
 say "creating network namespace $NETNS"
-ip netns add "$NETNS"
-ip -n "$NETNS" link set lo up
+tb_netns_create "$NETNS"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$OUT/load.txt"
 
 # Starts variant $1 on the FIFOs in WORK, its record (if any) in $2.
@@ -62,10 +54,10 @@ start() {
             2>"$WORK/log" &
         text="bridge ready"
     fi
-    pids+=($!)
-    for _ in $(seq 100); do grep -q "$text" "$WORK/log" && break; sleep 0.05; done
+    tb_track_pid $!
+    tb_wait_for_line "$WORK/log" "$text" 10 $! || exit 1
     "$AGENT" --cmd-fifo "$WORK/cmd" --resp-fifo "$WORK/resp" >/dev/null 2>&1 &
-    pids+=($!)
+    tb_track_pid $!
 }
 
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -77,7 +69,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         ip netns exec "$NETNS" ping -n -q -c 10 -i 0.01 -W 1 192.0.2.2 >/dev/null || true
         ip netns exec "$NETNS" ping -n -c "$COUNT" -i 0.01 -W 1 -s 56 192.0.2.2 \
             >"$OUT/$name-r$r.ping" || true
-        stop_all
+        tb_stop_pids
     done
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/load.txt"

@@ -212,7 +212,7 @@ mod test {
 
     #[test]
     fn kernel_replies_are_valid() {
-        for (request, reply) in KERNEL_PAIRS {
+        for (request, reply, _) in KERNEL_PAIRS {
             assert_eq!(judge_packets(request, reply), Verdict::Valid);
         }
     }
@@ -307,13 +307,18 @@ mod test {
             judge_packets(&UDP6_ECHO_REQUEST, &UDP4_ECHO_REPLY).class(),
             "malformed"
         );
-        assert_eq!(judge_packets(&TCP4_RST, &TCP4_SYN).class(), "no_reply_owed");
+        let silence = judge_packets(&TCP4_RST, &TCP4_SYN);
+        assert_eq!(silence.class(), "no_reply_owed");
+        assert_eq!(
+            silence.to_string(),
+            "the request is owed no reply: a TCP reset is never answered"
+        );
     }
 
     #[test]
     fn no_panic_on_any_truncation_or_byte_flip() {
         // Of the reply (judged) and of the request (parsed, owed a reply or silence).
-        for (request, reply) in KERNEL_PAIRS {
+        for (request, reply, _) in KERNEL_PAIRS {
             for len in 0..=reply.len() + 1 {
                 let mut bytes = reply.to_vec();
                 bytes.resize(len, 0);

@@ -36,6 +36,16 @@ pub fn checksum(data: &[u8]) -> u16 {
     !fold(sum(data))
 }
 
+/// Returns the sum of `data` with the two bytes of its checksum `field` taken as zero.
+pub fn sum_without(data: &[u8], field: std::ops::Range<usize>) -> u32 {
+    sum(&data[..field.start]) + sum(&data[field.end..])
+}
+
+/// Returns whether `data`, its checksum in place, sums to 0xffff (RFC 1071 §1 (3)).
+pub fn verifies(data: &[u8]) -> bool {
+    fold(sum(data)) == 0xffff
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
@@ -96,6 +106,14 @@ mod test {
         // A header with its checksum field in place sums to 0xffff (RFC 1071 §1 (3)).
         assert_eq!(fold(sum(&REQUEST_56[..20])), 0xffff);
         assert_eq!(checksum(&REQUEST_56[..20]), 0);
+    }
+
+    #[test]
+    fn sum_without_leaves_the_field_out() {
+        let header = &REQUEST_56[..20];
+        assert!(verifies(header));
+        assert_eq!(!fold(sum_without(header, 10..12)), 0x20f9);
+        assert!(!verifies(&REQUEST_56[..19]));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! ICMP messages (RFC 792), as far as echo and echo reply need: an 8-byte header,
-//! then data.
+//! ICMP messages (RFC 792), as far as echo, echo reply and destination unreachable
+//! need: the 8-byte header the view in `icmp` reads, then data.
 //!
 //! Every ICMP message starts with type, code and checksum; for echo and echo reply
 //! the next four bytes are the identifier and sequence number (RFC 792, "Echo or
@@ -7,8 +7,11 @@
 //! padded with zero.
 
 use super::checksum;
-use super::ip::packet_view;
+use super::icmp::{self, field};
+use super::ip::check_sum;
 use super::Error;
+
+pub use super::icmp::HEADER_LEN;
 
 /// The message type of an echo reply (RFC 792).
 pub const ECHO_REPLY: u8 = 0;
@@ -18,115 +21,43 @@ pub const ECHO_REQUEST: u8 = 8;
 pub const DST_UNREACHABLE: u8 = 3;
 /// The destination-unreachable code for an unreachable port (RFC 792).
 pub const CODE_PORT_UNREACHABLE: u8 = 3;
-/// The length of the header: type, code, checksum, and four bytes that depend on the type.
-pub const HEADER_LEN: usize = 8;
 
-mod field {
-    pub type Field = std::ops::Range<usize>;
+/// ICMP for IPv4: the checksum covers the message alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum V4 {}
 
-    pub const TYPE: usize = 0;
-    pub const CODE: usize = 1;
-    pub const CHECKSUM: Field = 2..4;
-    pub const ECHO_IDENT: Field = 4..6;
-    pub const ECHO_SEQNO: Field = 6..8;
-    pub const DATA: std::ops::RangeFrom<usize> = 8..;
+impl icmp::Version for V4 {
+    fn too_short(got: usize) -> Error {
+        Error::IcmpTooShort {
+            got,
+            want: HEADER_LEN,
+        }
+    }
 }
 
-/// Reads a big-endian u16 from a two-byte field.
-fn be16(bytes: &[u8]) -> u16 {
-    u16::from_be_bytes([bytes[0], bytes[1]])
-}
-
-packet_view!("A read/write view of an ICMP message.");
+/// A read/write view of an ICMP message.
+pub type Packet<T> = icmp::Packet<T, V4>;
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Checks that the buffer holds at least the 8-byte header.
-    pub fn check_len(&self) -> Result<(), Error> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(Error::IcmpTooShort {
-                got: len,
-                want: HEADER_LEN,
-            });
-        }
-        Ok(())
-    }
-
-    /// Returns the message type (0 echo reply, 8 echo request).
-    pub fn msg_type(&self) -> u8 {
-        self.buffer.as_ref()[field::TYPE]
-    }
-
-    /// Returns the message code (0 for echo and echo reply).
-    pub fn code(&self) -> u8 {
-        self.buffer.as_ref()[field::CODE]
-    }
-
-    /// Returns the checksum field.
-    pub fn checksum(&self) -> u16 {
-        be16(&self.buffer.as_ref()[field::CHECKSUM])
-    }
-
-    /// Returns the identifier of an echo or echo reply.
-    pub fn echo_ident(&self) -> u16 {
-        be16(&self.buffer.as_ref()[field::ECHO_IDENT])
-    }
-
-    /// Returns the sequence number of an echo or echo reply.
-    pub fn echo_seq_no(&self) -> u16 {
-        be16(&self.buffer.as_ref()[field::ECHO_SEQNO])
-    }
-
-    /// Returns the data: every byte after the 8-byte header.
-    pub fn data(&self) -> &[u8] {
-        &self.buffer.as_ref()[field::DATA]
-    }
-
     /// Returns whether the checksum over the whole message is correct (RFC 792, RFC 1071 §1 (3)).
     pub fn verify_checksum(&self) -> bool {
-        checksum::fold(checksum::sum(self.buffer.as_ref())) == 0xffff
+        checksum::verifies(self.buffer.as_ref())
+    }
+
+    /// Fails with `Error::BadIcmpChecksum` unless the checksum verifies.
+    pub fn check_checksum(&self) -> Result<(), Error> {
+        let bad = |got, want| Error::BadIcmpChecksum { got, want };
+        let want = || self.compute_checksum();
+        check_sum(self.verify_checksum(), self.checksum(), want, bad)
     }
 
     /// Returns the checksum the message should carry: over the message, this field as zero.
     pub fn compute_checksum(&self) -> u16 {
-        let data = self.buffer.as_ref();
-        let before = checksum::sum(&data[..field::CHECKSUM.start]);
-        let after = checksum::sum(&data[field::CHECKSUM.end..]);
-        !checksum::fold(before + after)
+        !checksum::fold(checksum::sum_without(self.buffer.as_ref(), field::CHECKSUM))
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Sets the message type.
-    pub fn set_msg_type(&mut self, value: u8) {
-        self.buffer.as_mut()[field::TYPE] = value;
-    }
-
-    /// Sets the message code.
-    pub fn set_code(&mut self, value: u8) {
-        self.buffer.as_mut()[field::CODE] = value;
-    }
-
-    /// Sets the checksum field.
-    pub fn set_checksum(&mut self, value: u16) {
-        self.buffer.as_mut()[field::CHECKSUM].copy_from_slice(&value.to_be_bytes());
-    }
-
-    /// Sets the identifier of an echo or echo reply.
-    pub fn set_echo_ident(&mut self, value: u16) {
-        self.buffer.as_mut()[field::ECHO_IDENT].copy_from_slice(&value.to_be_bytes());
-    }
-
-    /// Sets the sequence number of an echo or echo reply.
-    pub fn set_echo_seq_no(&mut self, value: u16) {
-        self.buffer.as_mut()[field::ECHO_SEQNO].copy_from_slice(&value.to_be_bytes());
-    }
-
-    /// Returns the data for writing: every byte after the 8-byte header.
-    pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buffer.as_mut()[field::DATA]
-    }
-
     /// Computes the checksum and writes it into the checksum field.
     pub fn fill_checksum(&mut self) {
         let value = self.compute_checksum();

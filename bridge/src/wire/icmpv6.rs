@@ -1,16 +1,17 @@
-//! ICMPv6 messages (RFC 4443 §2.1): a checked view over the bytes after the IPv6 header.
+//! ICMPv6 messages (RFC 4443 §2.1): the 8-byte header the view in `icmp` reads, then
+//! data.
 //!
 //! Unlike ICMP for IPv4, the checksum covers the IPv6 pseudo-header (RFC 4443 §2.3,
 //! RFC 8200 §8.1), so computing or verifying it takes the packet's addresses.
 
 use std::net::Ipv6Addr;
 
-use super::ip::packet_view;
-use super::ip::{be16, put16, PseudoHeader, PROTO_ICMPV6};
+use super::icmp::{self, field};
+use super::ip::{bad_checksum, check_sum, PseudoHeader, PROTO_ICMPV6};
 use super::Error;
 
-/// The length of the ICMPv6 header: type, code, checksum and the four-byte body word.
-pub const HEADER_LEN: usize = 8;
+pub use super::icmp::HEADER_LEN;
+
 /// Destination unreachable (RFC 4443 §3.1).
 pub const DST_UNREACHABLE: u8 = 1;
 /// The destination-unreachable code for an unreachable port (RFC 4443 §3.1).
@@ -20,77 +21,47 @@ pub const ECHO_REQUEST: u8 = 128;
 /// Echo reply (RFC 4443 §4.2).
 pub const ECHO_REPLY: u8 = 129;
 
-mod field {
-    pub type Field = std::ops::Range<usize>;
+/// The body word of an error message (RFC 4443 §2.1), where echo has identifier and sequence.
+const UNUSED: std::ops::Range<usize> = 4..8;
 
-    pub const TYPE: usize = 0;
-    pub const CODE: usize = 1;
-    pub const CHECKSUM: Field = 2..4;
-    pub const ECHO_IDENT: Field = 4..6;
-    pub const ECHO_SEQNO: Field = 6..8;
-    pub const UNUSED: Field = 4..8;
-    pub const DATA: std::ops::RangeFrom<usize> = 8..;
+/// ICMPv6: the checksum covers the IPv6 pseudo-header too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum V6 {}
+
+impl icmp::Version for V6 {
+    fn too_short(got: usize) -> Error {
+        Error::HeaderTooShort {
+            header: "ICMPv6",
+            got,
+            want: HEADER_LEN,
+        }
+    }
 }
 
-packet_view!("A read/write view of an ICMPv6 message.");
+/// A read/write view of an ICMPv6 message.
+pub type Packet<T> = icmp::Packet<T, V6>;
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Checks that the buffer holds at least the 8-byte header.
-    pub fn check_len(&self) -> Result<(), Error> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(Error::HeaderTooShort {
-                header: "ICMPv6",
-                got: len,
-                want: HEADER_LEN,
-            });
-        }
-        Ok(())
-    }
-
-    /// Returns the message type (1 destination unreachable, 128 echo request, 129 echo reply).
-    pub fn msg_type(&self) -> u8 {
-        self.buffer.as_ref()[field::TYPE]
-    }
-
-    /// Returns the message code.
-    pub fn code(&self) -> u8 {
-        self.buffer.as_ref()[field::CODE]
-    }
-
     /// Returns whether this is an error message: types 0..127 (RFC 4443 §2.1).
     pub fn is_error(&self) -> bool {
         self.msg_type() < 128
     }
 
-    /// Returns the checksum field.
-    pub fn checksum(&self) -> u16 {
-        be16(&self.buffer.as_ref()[field::CHECKSUM])
-    }
-
-    /// Returns the identifier of an echo request or reply.
-    pub fn echo_ident(&self) -> u16 {
-        be16(&self.buffer.as_ref()[field::ECHO_IDENT])
-    }
-
-    /// Returns the sequence number of an echo request or reply.
-    pub fn echo_seq_no(&self) -> u16 {
-        be16(&self.buffer.as_ref()[field::ECHO_SEQNO])
-    }
-
     /// Returns the body word of an error message (unused for destination unreachable: zero).
     pub fn unused(&self) -> &[u8] {
-        &self.buffer.as_ref()[field::UNUSED]
-    }
-
-    /// Returns the data: the echo data, or the invoking packet an error message quotes.
-    pub fn data(&self) -> &[u8] {
-        &self.buffer.as_ref()[field::DATA]
+        &self.buffer.as_ref()[UNUSED]
     }
 
     /// Returns whether the checksum verifies with the pseudo-header of `src` and `dst`.
     pub fn verify_checksum(&self, src: Ipv6Addr, dst: Ipv6Addr) -> bool {
         PseudoHeader::V6 { src, dst }.verifies(PROTO_ICMPV6, self.buffer.as_ref())
+    }
+
+    /// Fails with `Error::BadChecksum` unless the checksum from `src` to `dst` verifies.
+    pub fn check_checksum(&self, src: Ipv6Addr, dst: Ipv6Addr) -> Result<(), Error> {
+        let want = || self.compute_checksum(src, dst);
+        let bad = bad_checksum("ICMPv6");
+        check_sum(self.verify_checksum(src, dst), self.checksum(), want, bad)
     }
 
     /// Returns the checksum the message should carry from `src` to `dst`.
@@ -100,36 +71,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Sets the message type.
-    pub fn set_msg_type(&mut self, value: u8) {
-        self.buffer.as_mut()[field::TYPE] = value;
-    }
-
-    /// Sets the message code.
-    pub fn set_code(&mut self, value: u8) {
-        self.buffer.as_mut()[field::CODE] = value;
-    }
-
-    /// Sets the checksum field.
-    pub fn set_checksum(&mut self, value: u16) {
-        put16(&mut self.buffer.as_mut()[field::CHECKSUM], value);
-    }
-
-    /// Sets the identifier of an echo request or reply.
-    pub fn set_echo_ident(&mut self, value: u16) {
-        put16(&mut self.buffer.as_mut()[field::ECHO_IDENT], value);
-    }
-
-    /// Sets the sequence number of an echo request or reply.
-    pub fn set_echo_seq_no(&mut self, value: u16) {
-        put16(&mut self.buffer.as_mut()[field::ECHO_SEQNO], value);
-    }
-
-    /// Returns the data for writing.
-    pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buffer.as_mut()[field::DATA]
-    }
-
     /// Computes the checksum from `src` to `dst` and writes it into the checksum field.
     pub fn fill_checksum(&mut self, src: Ipv6Addr, dst: Ipv6Addr) {
         let value = self.compute_checksum(src, dst);
@@ -144,6 +85,7 @@ mod test {
         ICMPV6_REPLY_56, ICMPV6_REQUEST_0, ICMPV6_REQUEST_56, ICMPV6_REQUEST_57,
         ICMPV6_ROUTER_SOLICIT, UDP6_CLOSED, UDP6_PORT_UNREACHABLE,
     };
+    use crate::wire::ip::be16;
     use crate::wire::ipv6;
 
     fn addrs(packet: &[u8]) -> (Ipv6Addr, Ipv6Addr) {

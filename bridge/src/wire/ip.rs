@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 
 use super::checksum;
+use super::Error;
 
 /// The protocol number (IPv4) or next header (IPv6) of ICMP for IPv4 (RFC 790).
 pub const PROTO_ICMP: u8 = 1;
@@ -70,6 +71,26 @@ pub(crate) fn be32(bytes: &[u8]) -> u32 {
     u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
 }
 
+/// Passes when a checksum `verifies`; otherwise fails with `bad(got, want)`, the field
+/// as it is and as it should be.
+pub(crate) fn check_sum(
+    verifies: bool,
+    got: u16,
+    want: impl FnOnce() -> u16,
+    bad: impl FnOnce(u16, u16) -> Error,
+) -> Result<(), Error> {
+    if verifies {
+        Ok(())
+    } else {
+        Err(bad(got, want()))
+    }
+}
+
+/// The error for a wrong checksum of the named header (UDP, TCP, ICMPv6), for [`check_sum`].
+pub(crate) fn bad_checksum(header: &'static str) -> impl FnOnce(u16, u16) -> Error {
+    move |got, want| Error::BadChecksum { header, got, want }
+}
+
 /// The addresses a transport checksum covers, in the family of the packet that carries it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PseudoHeader {
@@ -107,7 +128,7 @@ impl PseudoHeader {
     /// Returns the checksum `message` should carry in `field` under this pseudo-header:
     /// the complement of the folded sum, the field taken as zero.
     pub fn checksum(&self, protocol: u8, message: &[u8], field: Range<usize>) -> u16 {
-        let sum = checksum::sum(&message[..field.start]) + checksum::sum(&message[field.end..]);
+        let sum = checksum::sum_without(message, field);
         !checksum::fold(self.sum(protocol, message.len()) + sum)
     }
 

@@ -8,7 +8,7 @@
 use std::net::Ipv4Addr;
 
 use super::checksum;
-use super::ip::packet_view;
+use super::ip::{be16, check_sum, packet_view, put16};
 use super::Error;
 
 /// The IP protocol number of ICMP (RFC 790).
@@ -35,11 +35,6 @@ mod field {
     pub const CHECKSUM: Field = 10..12;
     pub const SRC_ADDR: Field = 12..16;
     pub const DST_ADDR: Field = 16..20;
-}
-
-/// Reads a big-endian u16 from a two-byte field.
-fn be16(bytes: &[u8]) -> u16 {
-    u16::from_be_bytes([bytes[0], bytes[1]])
 }
 
 /// Reads an address from a four-byte field.
@@ -187,15 +182,19 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// Returns whether the header checksum is correct (RFC 791 §3.1, RFC 1071 §1 (3)).
     pub fn verify_checksum(&self) -> bool {
-        checksum::fold(checksum::sum(self.header())) == 0xffff
+        checksum::verifies(self.header())
+    }
+
+    /// Fails with `Error::BadIpChecksum` unless the header checksum verifies.
+    pub fn check_checksum(&self) -> Result<(), Error> {
+        let bad = |got, want| Error::BadIpChecksum { got, want };
+        let want = || self.compute_checksum();
+        check_sum(self.verify_checksum(), self.checksum(), want, bad)
     }
 
     /// Returns the header checksum the packet should carry: over the header, this field as zero.
     pub fn compute_checksum(&self) -> u16 {
-        let header = self.header();
-        let before = checksum::sum(&header[..field::CHECKSUM.start]);
-        let after = checksum::sum(&header[field::CHECKSUM.end..]);
-        !checksum::fold(before + after)
+        !checksum::fold(checksum::sum_without(self.header(), field::CHECKSUM))
     }
 }
 
@@ -207,7 +206,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 
     /// Sets the total length field.
     pub fn set_total_len(&mut self, value: u16) {
-        self.buffer.as_mut()[field::LENGTH].copy_from_slice(&value.to_be_bytes());
+        put16(&mut self.buffer.as_mut()[field::LENGTH], value);
     }
 
     /// Sets the type-of-service byte (DSCP and ECN).
@@ -217,12 +216,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 
     /// Sets the identification field.
     pub fn set_ident(&mut self, value: u16) {
-        self.buffer.as_mut()[field::IDENT].copy_from_slice(&value.to_be_bytes());
+        put16(&mut self.buffer.as_mut()[field::IDENT], value);
     }
 
     /// Sets the flags and fragment offset word.
     pub fn set_flags_frag(&mut self, value: u16) {
-        self.buffer.as_mut()[field::FLG_OFF].copy_from_slice(&value.to_be_bytes());
+        put16(&mut self.buffer.as_mut()[field::FLG_OFF], value);
     }
 
     /// Sets the time-to-live field.
@@ -237,7 +236,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 
     /// Sets the header checksum field.
     pub fn set_checksum(&mut self, value: u16) {
-        self.buffer.as_mut()[field::CHECKSUM].copy_from_slice(&value.to_be_bytes());
+        put16(&mut self.buffer.as_mut()[field::CHECKSUM], value);
     }
 
     /// Sets the source address.

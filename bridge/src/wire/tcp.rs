@@ -5,7 +5,7 @@
 //! (RFC 9293 §3.10.7.1). The checksum covers the pseudo-header of either family.
 
 use super::ip::packet_view;
-use super::ip::{be16, be32, put16, put32, PseudoHeader, PROTO_TCP};
+use super::ip::{bad_checksum, be16, be32, check_sum, put16, put32, PseudoHeader, PROTO_TCP};
 use super::Error;
 
 /// The length of a header without options.
@@ -136,6 +136,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Returns whether the checksum verifies under `pseudo`.
     pub fn verify_checksum(&self, pseudo: &PseudoHeader) -> bool {
         pseudo.verifies(PROTO_TCP, self.buffer.as_ref())
+    }
+
+    /// Fails with `Error::BadChecksum` unless the checksum verifies under `pseudo`.
+    pub fn check_checksum(&self, pseudo: &PseudoHeader) -> Result<(), Error> {
+        let bad = bad_checksum("TCP");
+        let want = || self.compute_checksum(pseudo);
+        check_sum(self.verify_checksum(pseudo), self.checksum(), want, bad)
     }
 
     /// Returns the checksum the segment should carry under `pseudo`.

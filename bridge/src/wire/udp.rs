@@ -6,7 +6,7 @@
 //! 0xffff in both.
 
 use super::ip::packet_view;
-use super::ip::{be16, put16, PseudoHeader, PROTO_UDP};
+use super::ip::{bad_checksum, be16, check_sum, put16, PseudoHeader, PROTO_UDP};
 use super::Error;
 
 /// The length of the UDP header.
@@ -81,6 +81,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return matches!(pseudo, PseudoHeader::V4 { .. });
         }
         pseudo.verifies(PROTO_UDP, self.buffer.as_ref())
+    }
+
+    /// Fails with `Error::BadChecksum` unless the checksum verifies under `pseudo`.
+    pub fn check_checksum(&self, pseudo: &PseudoHeader) -> Result<(), Error> {
+        let bad = bad_checksum("UDP");
+        let want = || self.compute_checksum(pseudo);
+        check_sum(self.verify_checksum(pseudo), self.checksum(), want, bad)
     }
 
     /// Returns the checksum the datagram should carry under `pseudo` (0xffff for a zero result).

@@ -21,6 +21,7 @@ use clap::Parser;
 use tunbridge::cli::{Cli, Cmd};
 use tunbridge::client::Client;
 pub use tunbridge::device::memory::Network;
+use tunbridge::exchange::Request;
 use tunbridge::wire::{self, checksum};
 
 pub mod oracle;
@@ -41,6 +42,48 @@ pub fn root_or_skip(name: &str) -> bool {
     );
     eprintln!("skipped {name}: needs root for network namespaces and TUN");
     false
+}
+
+/// For a test `name` that needs root: a namespace and a directory tagged `tag`; `None`
+/// when the test is skipped ([`root_or_skip`]).
+pub fn root_netns(name: &str, tag: &str) -> Option<(Netns, TempDir)> {
+    if !root_or_skip(name) {
+        return None;
+    }
+    Some((Netns::new(tag), TempDir::new(tag)))
+}
+
+/// For a test `name` that needs root: a namespace and a directory tagged `tag`, and the
+/// daemon started in them with `extra` flags; `None` when the test is skipped
+/// ([`root_or_skip`]). Keep all three until the end of the test, in this order, so that
+/// the bridge stops before its directory and namespace go.
+pub fn root_bridge(name: &str, tag: &str, extra: &[&str]) -> Option<(Netns, TempDir, Bridge)> {
+    root_bridge_with(name, tag, extra, false)
+}
+
+/// [`root_bridge`] with `--record` to the test directory's [`TempDir::record`].
+pub fn recorded_root_bridge(
+    name: &str,
+    tag: &str,
+    extra: &[&str],
+) -> Option<(Netns, TempDir, Bridge)> {
+    root_bridge_with(name, tag, extra, true)
+}
+
+fn root_bridge_with(
+    name: &str,
+    tag: &str,
+    extra: &[&str],
+    record: bool,
+) -> Option<(Netns, TempDir, Bridge)> {
+    let (ns, dir) = root_netns(name, tag)?;
+    let path = dir.record().display().to_string();
+    let mut args = extra.to_vec();
+    if record {
+        args.extend(["--record", &path]);
+    }
+    let bridge = Bridge::start(&ns, &dir, &args);
+    Some((ns, dir, bridge))
 }
 
 /// The repository root when a test of the Claude Code harness can run: root, and the
@@ -138,15 +181,33 @@ fn run(cmd: &str, args: &[&str]) {
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
+    /// `tbt-<tag>-<pid>`, new and empty. One of that name that cannot be removed was left
+    /// by another process that had this pid (perhaps as another user, so the directory may
+    /// not even be ours to use): then `tbt-<tag>-<pid>-<n>`, the first that is free.
     pub fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("tbt-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
+        let base = std::env::temp_dir().join(format!("tbt-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        for n in 0.. {
+            let dir = match n {
+                0 => base.clone(),
+                n => PathBuf::from(format!("{}-{n}", base.display())),
+            };
+            match std::fs::create_dir(&dir) {
+                Ok(()) => return TempDir(dir),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => panic!("{}: {e}", dir.display()),
+            }
+        }
+        unreachable!("no free directory name")
     }
 
     pub fn join(&self, name: &str) -> PathBuf {
         self.0.join(name)
+    }
+
+    /// Where a test keeps its record: `record.jsonl` in the directory.
+    pub fn record(&self) -> PathBuf {
+        self.join("record.jsonl")
     }
 }
 
@@ -274,7 +335,7 @@ impl Bridge {
             })
             .map_err(|e| e.to_string())
         });
-        let bridge = Bridge {
+        let mut bridge = Bridge {
             run: Run::Thread {
                 stop,
                 thread: Some(thread),
@@ -283,7 +344,18 @@ impl Bridge {
             resp,
             log,
         };
-        bridge.wait_log("bridge ready", Duration::from_secs(10));
+        // A server that fails to start says why, rather than leaving the wait to time out.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while bridge.count_log("bridge ready") == 0 {
+            if !bridge.alive() {
+                panic!("the server ended before it was ready: {:?}", bridge.join());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server was not ready in 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         (bridge, network)
     }
 
@@ -300,6 +372,18 @@ impl Bridge {
                 self.log.lock().unwrap()
             );
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until `n` log lines contain `text`; panics after `limit`.
+    pub fn wait_count(&self, text: &str, n: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.count_log(text) < n {
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {n} log lines with {text:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -325,14 +409,26 @@ impl Bridge {
             .unwrap_or_else(|e| panic!("{line:?}: {e}"))
     }
 
+    /// `tunbridge <args>` on this bridge's FIFOs, as an agent runs it.
+    fn cli_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command.args(args);
+        command.arg("--cmd-fifo").arg(&self.cmd);
+        command.arg("--resp-fifo").arg(&self.resp);
+        command
+    }
+
     /// Sends a raw command line through the CLI binary, as an agent would.
     pub fn cli(&self, args: &[&str]) -> Output {
-        let mut full: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        full.extend(["--cmd-fifo".into(), self.cmd.display().to_string()]);
-        full.extend(["--resp-fifo".into(), self.resp.display().to_string()]);
-        Command::new(BIN)
-            .args(&full)
-            .output()
+        self.cli_command(args).output().expect("tunbridge client")
+    }
+
+    /// Starts `tunbridge <args>` on the bridge's FIFOs, its output captured.
+    pub fn spawn_cli(&self, args: &[&str]) -> Child {
+        self.cli_command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("tunbridge client")
     }
 
@@ -410,6 +506,18 @@ impl Drop for Bridge {
     }
 }
 
+/// Stops the daemon with `signal` and checks that it exited 0 and left neither its
+/// FIFOs nor its device behind.
+pub fn assert_stops_cleanly(bridge: &mut Bridge, ns: &Netns, signal: nix::sys::signal::Signal) {
+    let status = bridge.stop_with(signal);
+    assert_eq!(status.code(), Some(0), "{signal}: {status:?}");
+    assert!(
+        !bridge.cmd.exists() && !bridge.resp.exists(),
+        "FIFOs left after {signal}"
+    );
+    assert!(!ns.has_link("tun0"), "device left after {signal}");
+}
+
 /// Answers one request with the reference reply (optionally changed by `spoil`); returns the WRITE answer.
 pub fn answer_one(bridge: &Bridge, spoil: impl Fn(&mut Vec<u8>)) -> String {
     let line = bridge.exchange("READ");
@@ -418,6 +526,14 @@ pub fn answer_one(bridge: &Bridge, spoil: impl Fn(&mut Vec<u8>)) -> String {
     let mut reply = reference_reply(&request);
     spoil(&mut reply);
     bridge.exchange(&format!("WRITE {}", hex::encode(&reply)))
+}
+
+/// Pings the agent once from `ns`, answers with the reference reply through `bridge`,
+/// and checks that ping got it.
+pub fn ping_answered(ns: &Netns, bridge: &Bridge) {
+    let ping = ns.spawn_ping(56, 1, 10);
+    assert_eq!(answer_one(bridge, |_| {}), "OK");
+    assert_received(&ping.wait_with_output().unwrap(), 1);
 }
 
 /// The reference echo reply to `request`, checked by the etherparse oracle.
@@ -437,11 +553,24 @@ pub fn echo_request(ident: u16, seq: u16, size: usize) -> Vec<u8> {
     p.extend_from_slice(&ident.to_be_bytes());
     p.extend_from_slice(&seq.to_be_bytes());
     p.extend((0..size).map(|i| i as u8));
-    let c = checksum::checksum(&p[..20]);
-    p[10..12].copy_from_slice(&c.to_be_bytes());
-    let c = checksum::checksum(&p[20..]);
-    p[22..24].copy_from_slice(&c.to_be_bytes());
+    fix_ip(&mut p);
+    fix_icmp(&mut p);
     p
+}
+
+/// Rewrites the checksum of a 20-byte IPv4 header after a change.
+pub fn fix_ip(packet: &mut [u8]) {
+    packet[10..12].fill(0);
+    let c = checksum::checksum(&packet[..20]);
+    packet[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Rewrites the ICMP checksum after a change (behind a 20-byte IPv4 header), so that
+/// only the intended field is wrong.
+pub fn fix_icmp(packet: &mut [u8]) {
+    packet[22..24].fill(0);
+    let c = checksum::checksum(&packet[20..]);
+    packet[22..24].copy_from_slice(&c.to_be_bytes());
 }
 
 /// Sends an echo request into the in-memory device; returns it.
@@ -473,4 +602,28 @@ pub fn assert_received(out: &Output, n: u32) {
         text.contains(&format!("{n} received")),
         "ping did not get {n} replies:\n{text}"
     );
+}
+
+/// The one line a `tunbridge` client printed, checking that it exited 0.
+pub fn stdout_line(out: Output) -> String {
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text:?}");
+    text.trim_end().to_string()
+}
+
+/// The ICMP sequence number of a READ answer.
+pub fn seq_of(line: &str) -> u16 {
+    let packet = hex::decode(line).unwrap_or_else(|_| panic!("not a packet: {line:?}"));
+    let key = Request::parse(&packet).key.and_then(|k| k.echo());
+    key.expect("an echo request").1
+}
+
+/// Reads a record file (JSON lines) as JSON values; a missing file has none.
+pub fn records(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
 }
