@@ -64,11 +64,8 @@ fn ping6_of_every_size() {
         let out = ping.wait_with_output().unwrap();
         assert_received(&out, 1);
     }
-    let lines = records(&dir.record());
-    let judged: Vec<_> = lines
-        .iter()
-        .filter(|r| r["outcome"] == "answered")
-        .collect();
+    let lines = records_once(&dir.record(), 4, answered);
+    let judged: Vec<_> = lines.iter().filter(|r| answered(r)).collect();
     assert_eq!(judged.len(), 4, "{lines:#?}");
     assert!(
         judged.iter().all(|r| r["verdict"] == "valid"),
@@ -101,16 +98,10 @@ fn udp_and_tcp_on_both_families() {
         );
     }
     // The TCP connects were refused at once: the first SYN's reset, no retransmission.
-    let lines = records(&dir.record());
-    let answered: Vec<_> = lines
-        .iter()
-        .filter(|r| r["outcome"] == "answered")
-        .collect();
-    assert_eq!(answered.len(), kinds.len(), "{lines:#?}");
-    assert!(
-        answered.iter().all(|r| r["class"] == "valid"),
-        "{answered:#?}"
-    );
+    let lines = records_once(&dir.record(), kinds.len(), answered);
+    let judged: Vec<_> = lines.iter().filter(|r| answered(r)).collect();
+    assert_eq!(judged.len(), kinds.len(), "{lines:#?}");
+    assert!(judged.iter().all(|r| r["class"] == "valid"), "{judged:#?}");
 }
 
 #[test]
@@ -123,11 +114,14 @@ fn the_kernel_drops_a_wrong_checksum_and_the_verdict_names_it() {
         return;
     };
     // UDP checksum at 40 + 6 over IPv6, ICMPv6 at 40 + 2, TCP at 20 + 16 over IPv4.
-    for (kind, at, class) in [
+    for (n, (kind, at, class)) in [
         ("udp-echo6", 47, "udp_checksum"),
         ("udp-closed6", 43, "icmpv6_checksum"),
         ("tcp-syn", 37, "tcp_checksum"),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let client = traffic(&ns, kind, "2");
         assert_eq!(answer(&bridge, |r| r[at] ^= 0x01), "OK", "{kind}");
         let out = client.wait_with_output().unwrap();
@@ -136,12 +130,8 @@ fn the_kernel_drops_a_wrong_checksum_and_the_verdict_names_it() {
             !out.status.success() && text.starts_with("FAIL"),
             "{kind}: {text}"
         );
-        let lines = records(&dir.record());
-        let last = lines
-            .iter()
-            .rev()
-            .find(|r| r["outcome"] == "answered")
-            .unwrap();
+        let lines = records_once(&dir.record(), n + 1, answered);
+        let last = lines.iter().rev().find(|r| answered(r)).unwrap();
         assert_eq!(last["class"], class, "{last}");
         // A TCP client retransmits its SYN; take it off the queue unanswered.
         while bridge.exchange("READ") != "TIMEOUT" {}

@@ -9,21 +9,13 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
 
 /// Waits until the record has `n` lines.
 fn record_lines(path: &std::path::Path, n: usize) -> Vec<Value> {
-    for _ in 0..100 {
-        let lines = records(path);
-        if lines.len() >= n {
-            return lines;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("record has fewer than {n} lines: {:?}", records(path));
+    records_once(path, n, |_| true)
 }
 
 #[test]

@@ -627,3 +627,36 @@ pub fn records(path: &Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect()
 }
+
+/// Waits up to 5 s until at least `n` lines of the record pass `which`, and returns the
+/// whole record. A reply is judged and recorded just after it is written to the device,
+/// so its line may come a moment after the reply reached ping or the client.
+pub fn records_once(
+    path: &Path,
+    n: usize,
+    which: impl Fn(&serde_json::Value) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        // A line being written is not read until it is whole.
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+        let lines: Vec<serde_json::Value> = whole
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect();
+        if lines.iter().filter(|r| which(r)).count() >= n {
+            return lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {n} such lines in the record: {lines:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether a record line is a judged answer.
+pub fn answered(r: &serde_json::Value) -> bool {
+    r["outcome"] == "answered"
+}
