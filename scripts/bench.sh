@@ -168,6 +168,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
     for ((i = 0; i < ${#variants[@]}; i++)); do
         v=${variants[(i + r - 1) % ${#variants[@]}]}
         say "round $r/$ROUNDS: $v ($WARMUP warm-up pings, then $COUNT at -i $INTERVAL -s $SIZE)"
+        # A log left by the round before could be read as this variant's "ready" before
+        # its process has truncated it (the redirection happens in the child).
+        rm -f "$WORK"/*.log
         "run_$v" "$r"
         tb_stop_pids
     done
