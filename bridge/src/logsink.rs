@@ -2,18 +2,33 @@
 //!
 //! The server answers every client from one thread, and it logs from that thread. A
 //! blocking `write(2)` to a standard error whose reader is alive but not reading (`tunbridge
-//! serve 2>&1 | less`, paused) would stop the bridge once the pipe is full. So a line is
-//! written only while `poll(2)` says standard error takes more, in pieces no longer than
-//! `PIPE_BUF` (a pipe with room for one takes it whole, at once); otherwise it is dropped
-//! and counted. The next line that can be written is preceded by one saying how many were
-//! dropped. A broken pipe loses lines the same way, and only lines: the record, not the
-//! log, is the data of record.
+//! serve 2>&1 | less`, paused; a stalled ssh session) would stop the bridge once the pipe or
+//! terminal is full. So the sink never writes to standard error's shared file description
+//! in a way that can wait:
+//! - a pipe, FIFO or terminal is reopened through `/proc/self/fd` as a description of the
+//!   sink's own, non-blocking (the user's descriptor, shared with other processes, keeps
+//!   its flags);
+//! - a socket gets each piece with `MSG_DONTWAIT`;
+//! - a regular file is written as it is (a write to a file does not wait for a reader);
+//! - anything else, or a pipe when `/proc` is not there, only while `poll(2)` says it
+//!   takes more, in pieces of `PIPE_BUF` (which a pipe with room for one takes whole).
+//!
+//! A line that cannot be written at once is dropped and counted; the next line written is
+//! preceded by one saying how many were. A broken pipe loses lines the same way, and only
+//! lines: the record, not the log, is the data of record.
 
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::MsgFlags;
+use nix::sys::stat::{fstat, SFlag};
 use tracing_subscriber::fmt::MakeWriter;
 
 /// The longest piece written at once: what a pipe with room takes whole (`PIPE_BUF`).
@@ -28,11 +43,49 @@ struct State {
     cut: bool,
 }
 
+/// How the sink writes to its destination without waiting.
+#[derive(Debug)]
+enum Way {
+    /// Through a non-blocking description of its own (a pipe, FIFO or terminal).
+    Own(File),
+    /// A socket: `send(2)` with `MSG_DONTWAIT`.
+    Socket,
+    /// A regular file: plain writes.
+    File,
+    /// Only while `poll(2)` says it takes more.
+    Polled,
+}
+
+impl Way {
+    /// Chooses how to write to `out` without blocking.
+    fn of(out: BorrowedFd<'_>) -> Way {
+        let Ok(stat) = fstat(out) else {
+            return Way::Polled;
+        };
+        let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
+        if kind == SFlag::S_IFREG {
+            return Way::File;
+        }
+        if kind == SFlag::S_IFSOCK {
+            return Way::Socket;
+        }
+        let own = OpenOptions::new()
+            .write(true)
+            .custom_flags((OFlag::O_NONBLOCK | OFlag::O_NOCTTY).bits())
+            .open(format!("/proc/self/fd/{}", out.as_raw_fd()));
+        match own {
+            Ok(file) if kind == SFlag::S_IFIFO || kind == SFlag::S_IFCHR => Way::Own(file),
+            _ => Way::Polled,
+        }
+    }
+}
+
 /// A log destination for `tracing_subscriber::fmt().with_writer(...)` that never blocks:
 /// standard error ([`LogSink::stderr`]), or any descriptor.
 #[derive(Debug)]
 pub struct LogSink<F = io::Stderr> {
     out: F,
+    way: Way,
     state: Mutex<State>,
 }
 
@@ -46,8 +99,10 @@ impl LogSink {
 impl<F: AsFd> LogSink<F> {
     /// A sink writing to `out`.
     pub fn new(out: F) -> LogSink<F> {
+        let way = Way::of(out.as_fd());
         LogSink {
             out,
+            way,
             state: Mutex::default(),
         }
     }
@@ -55,7 +110,6 @@ impl<F: AsFd> LogSink<F> {
     /// Writes one formatted log line, or counts it as dropped.
     fn emit(&self, line: &[u8]) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let fd = self.out.as_fd();
         let mut note = String::new();
         if state.cut {
             note.push('\n');
@@ -67,7 +121,7 @@ impl<F: AsFd> LogSink<F> {
             );
         }
         if !note.is_empty() {
-            match write_whole(fd, note.as_bytes()) {
+            match self.write_whole(note.as_bytes()) {
                 Written::All => state.cut = false,
                 Written::Part => {
                     state.cut = true;
@@ -81,7 +135,7 @@ impl<F: AsFd> LogSink<F> {
             }
             state.dropped = 0;
         }
-        match write_whole(fd, line) {
+        match self.write_whole(line) {
             Written::All => {}
             Written::Part => {
                 state.cut = true;
@@ -90,9 +144,73 @@ impl<F: AsFd> LogSink<F> {
             Written::Nothing => state.dropped += 1,
         }
     }
+
+    /// At exit: gives the destination up to `limit` to take the count of lines dropped and,
+    /// when the last line logged (`last`, the reason the bridge stops) was among them, that
+    /// line, so that neither is lost with the process. Returns at once when nothing is owed.
+    pub fn finish(&self, last: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.dropped == 0 {
+            return;
+        }
+        // The line before `last` was written whole if `last` was, so `last` is owed.
+        let mut text = String::new();
+        if state.cut {
+            text.push('\n');
+        }
+        text += &format!(
+            "tunbridge: log lines dropped: {} (standard error took no more)\ntunbridge: {last}\n",
+            state.dropped
+        );
+        loop {
+            match self.write_whole(text.as_bytes()) {
+                Written::All => {
+                    *state = State::default();
+                    return;
+                }
+                Written::Part => return,
+                Written::Nothing if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Written::Nothing => return,
+            }
+        }
+    }
+
+    /// Writes `bytes` in pieces while the destination takes them without waiting.
+    fn write_whole(&self, bytes: &[u8]) -> Written {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let piece = &rest[..rest.len().min(PIECE)];
+            match self.write_piece(piece) {
+                Ok(n) if n > 0 => rest = &rest[n..],
+                Err(Errno::EINTR) => {}
+                _ if rest.len() == bytes.len() => return Written::Nothing,
+                _ => return Written::Part,
+            }
+        }
+        Written::All
+    }
+
+    /// One write that does not wait; `EAGAIN` when the destination takes nothing now.
+    fn write_piece(&self, piece: &[u8]) -> nix::Result<usize> {
+        let out = self.out.as_fd();
+        match &self.way {
+            Way::Own(file) => nix::unistd::write(file, piece),
+            Way::Socket => nix::sys::socket::send(
+                out.as_raw_fd(),
+                piece,
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+            ),
+            Way::File => nix::unistd::write(out, piece),
+            Way::Polled if writable(out) => nix::unistd::write(out, piece),
+            Way::Polled => Err(Errno::EAGAIN),
+        }
+    }
 }
 
-/// How much of a line reached standard error.
+/// How much of a line reached the destination.
 #[derive(Debug, PartialEq, Eq)]
 enum Written {
     All,
@@ -100,44 +218,21 @@ enum Written {
     Nothing,
 }
 
-/// Writes `bytes` in pieces while `fd` takes them without blocking.
-fn write_whole(fd: BorrowedFd<'_>, bytes: &[u8]) -> Written {
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let piece = &rest[..rest.len().min(PIECE)];
-        let n = match writable(fd) {
-            true => nix::unistd::write(fd, piece).unwrap_or(0),
-            false => 0,
-        };
-        if n == 0 {
-            return if rest.len() == bytes.len() {
-                Written::Nothing
-            } else {
-                Written::Part
-            };
-        }
-        rest = &rest[n..];
-    }
-    Written::All
-}
-
-/// Whether `fd` takes a write now: readable for output, no error, no hang-up.
+/// Whether `fd` takes a write now: ready for output, and no error or hang-up.
 fn writable(fd: BorrowedFd<'_>) -> bool {
     let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
     match poll(&mut fds, PollTimeout::ZERO) {
-        Ok(1) => fds[0]
-            .revents()
-            .is_some_and(|r| r.contains(PollFlags::POLLOUT) && !r.intersects(PollFlags::POLLERR)),
+        Ok(1) => fds[0].revents().is_some_and(|r| {
+            r.contains(PollFlags::POLLOUT) && !r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP)
+        }),
         _ => false,
     }
 }
 
 /// The writer `tracing` gets for one event: the formatted line arrives in one `write_all`.
-pub struct Line<'a, F>(&'a LogSink<F>);
-
-impl<F: AsFd> Write for Line<'_, F> {
+impl<F: AsFd> Write for &LogSink<F> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.emit(buf);
+        self.emit(buf);
         Ok(buf.len())
     }
 
@@ -147,10 +242,10 @@ impl<F: AsFd> Write for Line<'_, F> {
 }
 
 impl<'a, F: AsFd + 'a> MakeWriter<'a> for LogSink<F> {
-    type Writer = Line<'a, F>;
+    type Writer = &'a LogSink<F>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        Line(self)
+        self
     }
 }
 
@@ -159,18 +254,20 @@ mod tests {
     use super::*;
     use std::io::Read;
     use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
 
-    /// A pipe whose write end is full: 16 pages, the default size on Linux.
-    fn full_pipe() -> (OwnedFd, OwnedFd) {
+    /// A pipe, and a sink on its write end filled to the brim through its own description.
+    fn full_pipe() -> (OwnedFd, LogSink<OwnedFd>) {
         let (r, w) = nix::unistd::pipe().unwrap();
+        let sink = LogSink::new(w);
         let page = [b'x'; PIECE];
-        while write_whole(w.as_fd(), &page) == Written::All {}
-        (r, w)
+        while sink.write_whole(&page) == Written::All {}
+        (r, sink)
     }
 
-    /// Everything the pipe holds now, without waiting for more.
-    fn drain(fd: &OwnedFd) -> Vec<u8> {
-        let mut file = std::fs::File::from(fd.try_clone().unwrap());
+    /// Everything the pipe or socket holds now, without waiting for more.
+    fn drain(fd: &impl AsFd) -> Vec<u8> {
+        let mut file = File::from(fd.as_fd().try_clone_to_owned().unwrap());
         let mut out = Vec::new();
         let mut buf = [0u8; PIECE];
         loop {
@@ -184,36 +281,52 @@ mod tests {
     }
 
     #[test]
-    fn a_pipe_with_room_takes_the_line_whole() {
+    fn a_pipe_gets_a_description_of_its_own_and_the_shared_one_keeps_its_flags() {
         let (r, w) = nix::unistd::pipe().unwrap();
-        assert_eq!(write_whole(w.as_fd(), b"hello\n"), Written::All);
+        let sink = LogSink::new(w.try_clone().unwrap());
+        assert!(matches!(sink.way, Way::Own(_)), "{:?}", sink.way);
+        let shared = OFlag::from_bits_truncate(
+            nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_GETFL).unwrap(),
+        );
+        assert!(!shared.contains(OFlag::O_NONBLOCK));
+        assert_eq!(sink.write_whole(b"hello\n"), Written::All);
         assert_eq!(drain(&r), b"hello\n");
     }
 
     #[test]
+    fn a_regular_file_is_written_plainly() {
+        let dir = crate::testdir::TestDir::new("logsink-file");
+        let file = File::create(dir.join("log")).unwrap();
+        let sink = LogSink::new(file);
+        assert!(matches!(sink.way, Way::File), "{:?}", sink.way);
+        sink.make_writer().write_all(b"kept\n").unwrap();
+        assert_eq!(std::fs::read(dir.join("log")).unwrap(), b"kept\n");
+    }
+
+    #[test]
     fn a_full_pipe_takes_nothing_and_does_not_block() {
-        let (r, w) = full_pipe();
-        assert_eq!(write_whole(w.as_fd(), b"more\n"), Written::Nothing);
+        let (r, sink) = full_pipe();
+        assert_eq!(sink.write_whole(b"more\n"), Written::Nothing);
         assert!(drain(&r).iter().all(|b| *b == b'x'));
-        assert_eq!(write_whole(w.as_fd(), b"more\n"), Written::All);
+        assert_eq!(sink.write_whole(b"more\n"), Written::All);
         assert_eq!(drain(&r), b"more\n");
     }
 
     #[test]
     fn a_line_longer_than_the_room_is_cut_not_blocked_on() {
-        let (r, w) = full_pipe();
-        let mut file = std::fs::File::from(r.try_clone().unwrap());
-        file.read_exact(&mut [0u8; PIECE]).unwrap();
+        let (r, sink) = full_pipe();
+        File::from(r.try_clone().unwrap())
+            .read_exact(&mut [0u8; PIECE])
+            .unwrap();
         let long = [b'y'; 3 * PIECE];
-        assert_eq!(write_whole(w.as_fd(), &long), Written::Part);
+        assert_eq!(sink.write_whole(&long), Written::Part);
         let rest = drain(&r);
         assert_eq!(rest.iter().filter(|b| **b == b'y').count(), PIECE);
     }
 
     #[test]
     fn lines_dropped_while_full_are_counted_on_the_next_line_written() {
-        let (r, w) = full_pipe();
-        let sink = LogSink::new(w);
+        let (r, sink) = full_pipe();
         for _ in 0..3 {
             sink.make_writer().write_all(b"lost\n").unwrap();
         }
@@ -227,10 +340,10 @@ mod tests {
 
     #[test]
     fn a_line_cut_short_leaves_the_next_on_a_line_of_its_own() {
-        let (r, w) = full_pipe();
-        let sink = LogSink::new(w);
-        let mut file = std::fs::File::from(r.try_clone().unwrap());
-        file.read_exact(&mut [0u8; PIECE]).unwrap();
+        let (r, sink) = full_pipe();
+        File::from(r.try_clone().unwrap())
+            .read_exact(&mut [0u8; PIECE])
+            .unwrap();
         let mut long = vec![b'z'; 2 * PIECE];
         long.push(b'\n');
         sink.make_writer().write_all(&long).unwrap();
@@ -243,9 +356,61 @@ mod tests {
     }
 
     #[test]
+    fn a_full_socket_takes_nothing_and_does_not_block() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let sink = LogSink::new(ours);
+        assert!(matches!(sink.way, Way::Socket), "{:?}", sink.way);
+        let line = [b's'; 100];
+        let mut sent = 0;
+        while sink.write_whole(&line) == Written::All {
+            sent += 1;
+            assert!(sent < 1_000_000, "the socket never filled");
+        }
+        sink.make_writer().write_all(b"lost\n").unwrap();
+        assert!(drain(&theirs).iter().all(|b| *b == b's'));
+        sink.make_writer().write_all(b"kept\n").unwrap();
+        assert_eq!(
+            String::from_utf8(drain(&theirs)).unwrap(),
+            "tunbridge: log lines dropped: 1 (standard error took no more)\nkept\n"
+        );
+    }
+
+    #[test]
+    fn at_exit_the_count_and_the_last_line_get_a_moment_to_go_out() {
+        let (r, sink) = full_pipe();
+        sink.make_writer()
+            .write_all(b"bridge stopped: gone\n")
+            .unwrap();
+        let reader = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            let mut text = Vec::new();
+            File::from(r).read_to_end(&mut text).unwrap();
+            text
+        });
+        sink.finish("bridge stopped: gone", Duration::from_secs(5));
+        drop(sink);
+        let text = String::from_utf8(reader.join().unwrap()).unwrap();
+        assert!(
+            text.ends_with("tunbridge: log lines dropped: 1 (standard error took no more)\ntunbridge: bridge stopped: gone\n"),
+            "{:?}",
+            &text[text.len().saturating_sub(200)..]
+        );
+    }
+
+    #[test]
+    fn at_exit_nothing_owed_returns_at_once() {
+        let (_r, w) = nix::unistd::pipe().unwrap();
+        let sink = LogSink::new(w);
+        let start = Instant::now();
+        sink.finish("bridge stopped", Duration::from_secs(5));
+        assert!(start.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
     fn a_broken_pipe_takes_nothing() {
         let (r, w) = nix::unistd::pipe().unwrap();
+        let sink = LogSink::new(w);
         drop(r);
-        assert_eq!(write_whole(w.as_fd(), b"lost\n"), Written::Nothing);
+        assert_eq!(sink.write_whole(b"lost\n"), Written::Nothing);
     }
 }

@@ -4,6 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -35,14 +36,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// How long a bridge that stops on an error waits for stderr to take the lines it dropped.
+const EXIT_GRACE: Duration = Duration::from_secs(1);
+
 fn serve(args: &tunbridge::cli::ServeArgs) -> ExitCode {
+    let sink = Arc::new(LogSink::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         // Never blocks the one thread: a line stderr does not take at once is dropped and
         // counted (stderr a full pipe whose reader is not reading, or one whose reader left).
-        .with_writer(LogSink::stderr())
+        .with_writer(Arc::clone(&sink))
         .with_ansi(std::io::stderr().is_terminal())
         .log_internal_errors(false)
         .init();
@@ -66,6 +71,7 @@ fn serve(args: &tunbridge::cli::ServeArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "bridge stopped");
+            sink.finish(&format!("bridge stopped: {e}"), EXIT_GRACE);
             ExitCode::FAILURE
         }
     }

@@ -11,9 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
-use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
 
 /// Runs a shell script and returns its standard output.
 fn sh(script: &str) -> String {
@@ -47,6 +46,35 @@ fn serve_logging_to_a_pipe(ns: &Netns, dir: &TempDir) -> (Bridge, BufReader<std:
     (Bridge::from_child(child, cmd, resp), log)
 }
 
+/// Fills the bridge's stderr pipe to the brim with lines of dots, through the bridge's
+/// own stderr (so that no other write end keeps the pipe open once the bridge is gone),
+/// non-blocking (so that the bridge taking the last room first cannot hang the test).
+fn fill_stderr(bridge: &mut Bridge) {
+    let filler = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(format!("/proc/{}/fd/2", bridge.child().id()))
+        .unwrap();
+    let mut page = [b'.'; 4096];
+    page[4095] = b'\n';
+    while nix::unistd::write(&filler, &page).is_ok() {}
+}
+
+/// Every line of the log from now until the bridge closes it, dots left out, read in a thread
+/// that starts `after` from now.
+fn read_log_later(
+    log: BufReader<std::fs::File>,
+    after: Duration,
+) -> std::thread::JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        log.lines()
+            .map_while(Result::ok)
+            .filter(|l| !l.starts_with("...."))
+            .collect()
+    })
+}
+
 #[test]
 fn a_broken_stderr_pipe_does_not_stop_the_bridge() {
     let Some((ns, dir)) = root_netns("a_broken_stderr_pipe_does_not_stop_the_bridge", "epipe")
@@ -74,20 +102,7 @@ fn a_full_stderr_pipe_whose_reader_is_alive_does_not_stall_the_bridge() {
     // As `tunbridge serve 2>&1 | less` with less paused: the reader is there, not reading,
     // and the pipe is full (filled through the bridge's own stderr, so that no other
     // write end keeps the pipe open once the bridge is gone).
-    let filler = std::fs::OpenOptions::new()
-        .write(true)
-        .open(format!("/proc/{}/fd/2", bridge.child().id()))
-        .unwrap();
-    let mut page = [b'.'; 4096];
-    page[4095] = b'\n';
-    loop {
-        let mut fds = [PollFd::new(filler.as_fd(), PollFlags::POLLOUT)];
-        if poll(&mut fds, PollTimeout::ZERO).unwrap() == 0 {
-            break;
-        }
-        nix::unistd::write(&filler, &page).unwrap();
-    }
-    drop(filler);
+    fill_stderr(&mut bridge);
     let count = 20;
     let ping = Command::new("ip")
         .args([
@@ -110,12 +125,7 @@ fn a_full_stderr_pipe_whose_reader_is_alive_does_not_stall_the_bridge() {
     assert!(bridge.alive());
     // Read again: the next line the bridge logs is preceded by one saying what it could
     // not write.
-    let reader = std::thread::spawn(move || {
-        log.lines()
-            .map_while(Result::ok)
-            .filter(|l| !l.starts_with("...."))
-            .collect::<Vec<String>>()
-    });
+    let reader = read_log_later(log, Duration::ZERO);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(bridge.exchange("WRITE zz").split(' ').next(), Some("ERR"));
     assert_eq!(bridge.stop_with(Signal::SIGTERM).code(), Some(0));
@@ -131,6 +141,37 @@ fn a_full_stderr_pipe_whose_reader_is_alive_does_not_stall_the_bridge() {
         rest.iter().any(|l| l.contains("stopping")),
         "{}",
         rest.join("\n")
+    );
+}
+
+#[test]
+fn a_bridge_that_stops_on_an_error_with_stderr_full_still_says_why() {
+    let Some((ns, dir)) = root_netns(
+        "a_bridge_that_stops_on_an_error_with_stderr_full_still_says_why",
+        "efatal",
+    ) else {
+        return;
+    };
+    let (mut bridge, log) = serve_logging_to_a_pipe(&ns, &dir);
+    fill_stderr(&mut bridge);
+    // The reader comes back 300 ms after the device is gone, within the bridge's grace.
+    let reader = read_log_later(log, Duration::from_millis(300));
+    let out = ns.exec(&["ip", "link", "del", "tun0"]);
+    assert!(out.status.success(), "{out:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = bridge.child().try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the bridge did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(1));
+    let lines = reader.join().unwrap();
+    let last = lines.last().map(String::as_str).unwrap_or_default();
+    assert!(
+        last.starts_with("tunbridge: bridge stopped: ") && last.contains("is gone"),
+        "{lines:#?}"
     );
 }
 
