@@ -61,6 +61,9 @@ pub enum DeviceError {
         "cannot create TUN device {name}: {source} (run as root; check that /dev/net/tun exists)"
     )]
     OpenTun { name: String, source: io::Error },
+    /// The device was created but could not be brought up or made non-blocking.
+    #[error("cannot configure TUN device {name}: {source}")]
+    Configure { name: String, source: io::Error },
     /// IPv6 could not be set up on the device.
     #[error("cannot set up IPv6 on {name}: {reason} (needs `ip` from iproute2; or use --no-ipv6)")]
     Ipv6 { name: String, reason: String },
@@ -159,11 +162,15 @@ impl Tun {
             Some(_) => quiet_ipv6(&name)?,
             None => disable_ipv6(&name),
         }
-        inner.enabled(true).map_err(err)?;
+        let configure = |source| DeviceError::Configure {
+            name: name.clone(),
+            source,
+        };
+        inner.enabled(true).map_err(configure)?;
         if let Some(address6) = address6 {
             add_ipv6_address(&name, address6)?;
         }
-        inner.set_nonblocking(true).map_err(err)?;
+        inner.set_nonblocking(true).map_err(configure)?;
         Ok(Tun {
             inner,
             name,
