@@ -25,25 +25,26 @@ say "running the tests"
 cargo test --release --workspace --all-targets -- --test-threads="${TEST_THREADS:-4}"
 
 # The built test binaries named (lib for the unit tests, else an integration test), run as
-# nobody from a private copy (the checkout may sit in a folder nobody cannot enter). Each
-# must pass and run at least one test.
+# nobody where cargo runs them (they use the checkout's daemon and scripts). Each must pass
+# and run at least one test. Skipped, saying why, when nobody cannot reach the checkout
+# (a parent folder closed to others, as /root usually is).
 unprivileged() {
-    local dir name exe out found=0 flags=()
+    local name exe out found=0 flags=()
+    local as_nobody=(setpriv --reuid=nobody --regid=nogroup --clear-groups env -i PATH=/usr/bin:/bin HOME=/tmp CI=true)
+    if ! "${as_nobody[@]}" test -x "$ROOT/target/release/tunbridge" -a -r "$ROOT/examples/dry_run_stack.py"; then
+        say "skipped: the user nobody cannot reach $ROOT (clone it where others may enter to run this pass)"
+        return 0
+    fi
     for name in "$@"; do
         if [[ $name == lib ]]; then flags+=(--lib); else flags+=(--test "$name"); fi
     done
-    dir=$(mktemp -d)
-    tb_track_dir "$dir"
-    chmod 755 "$dir"
     while read -r name exe; do
         found=$((found + 1))
-        cp "$exe" "$dir/$name"
-        out=$(cd "$dir" && setpriv --reuid=nobody --regid=nogroup --clear-groups \
-            env -i PATH=/usr/bin:/bin HOME=/tmp CI=true "./$name" --test-threads=2 2>&1) ||
+        out=$(cd "$ROOT/bridge" && timeout 300 "${as_nobody[@]}" "$exe" --test-threads=2 </dev/null 2>&1) ||
             { echo "$out" >&2; die "the $name tests failed as an unprivileged user"; }
         grep -E '^test result: ok\. [1-9][0-9]* passed' <<<"$out" | sed "s/^/    nobody, $name: /" ||
             { echo "$out" >&2; die "the $name tests ran nothing as an unprivileged user"; }
-    done < <(cargo test --release --no-run --message-format=json "${flags[@]}" 2>/dev/null |
+    done < <(cargo test --release --no-run --quiet --message-format=json "${flags[@]}" |
         python3 -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)

@@ -45,6 +45,9 @@ echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$OUT/load.txt"
 # Starts variant $1 on the FIFOs in WORK, its record (if any) in $2.
 start() {
     local tag=$1 record=$2 text=ready
+    # The round before's log could be read as this one's "ready" before the new process
+    # has truncated it (the redirection happens in the child).
+    rm -f "$WORK/log"
     if [[ $tag == py ]]; then
         ip netns exec "$NETNS" python3 "$HELPER" --tun tbab --address 192.0.2.1/24 \
             --cmd-fifo "$WORK/cmd" --resp-fifo "$WORK/resp" 2>"$WORK/log" &
