@@ -71,7 +71,7 @@ fn claude_code_answers_a_real_ping_through_the_prompt() {
     assert!(
         result
             .get("permission_denials")
-            .map_or(true, |d| d.as_array().is_some_and(|a| a.is_empty())),
+            .is_none_or(|d| d.as_array().is_some_and(|a| a.is_empty())),
         "{result}"
     );
     let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();

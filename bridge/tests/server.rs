@@ -405,7 +405,7 @@ fn strict_mode_refuses_invalid_replies() {
     assert_eq!(write_packet(&bridge, &good), "OK");
     assert_replied(&net, &request);
     bridge.wait_log("reply written", Duration::from_secs(5));
-    assert_eq!(records(&rec)[0]["verdict"], "valid");
+    assert_eq!(records_once(&rec, 1, answered)[0]["verdict"], "valid");
     // A reply to nothing is refused in strict mode.
     let answer = write_packet(&bridge, &good);
     assert_eq!(answer, "ERR no matching request");

@@ -501,7 +501,18 @@ impl Drop for Bridge {
         if thread {
             let _ = self.stop();
         } else if self.alive() {
-            self.stop_with(nix::sys::signal::Signal::SIGTERM);
+            // No assertion here: a bridge that will not stop while a failed test unwinds
+            // must not turn into a second panic, which aborts the whole test binary and
+            // leaves every other test's namespace behind.
+            let child = self.child();
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
