@@ -88,7 +88,7 @@ fn a_stray_reader_of_the_answer_fifo_takes_nothing_from_tunbridge_clients() {
         return;
     };
     // Holds the answer FIFO open and never reads, like a `cat` stopped in another terminal.
-    let script = format!("exec 3<'{}'; sleep 60", bridge.resp.display());
+    let script = format!("exec 3<'{}'; exec sleep 60", bridge.resp.display());
     let mut stray = Command::new("sh").args(["-c", &script]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(200));
     // A client that dies while its READ waits.

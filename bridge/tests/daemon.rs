@@ -283,7 +283,7 @@ fn an_unfinished_over_long_line_does_not_swallow_the_next_read() {
     std::fs::write(&data, vec![b'a'; 300 * 1024]).unwrap();
     // Over the limit, no newline, and the write end held open.
     let script = format!(
-        "exec 3>'{}'; cat '{}' >&3; sleep 60",
+        "exec 3>'{}'; cat '{}' >&3; exec sleep 60",
         bridge.cmd.display(),
         data.display()
     );

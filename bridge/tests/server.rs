@@ -233,7 +233,7 @@ fn a_writer_killed_mid_line_does_not_block_the_next_client() {
     let (bridge, net) = Bridge::memory(&dir, &[]);
     // Half a WRITE, no newline, then silence with the write end held open.
     let script = format!(
-        "exec 3>'{}'; printf 'WRITE 4500005400004000' >&3; sleep 60",
+        "exec 3>'{}'; printf 'WRITE 4500005400004000' >&3; exec sleep 60",
         bridge.cmd.display()
     );
     let mut half = Command::new("sh").args(["-c", &script]).spawn().unwrap();
