@@ -13,7 +13,7 @@ use std::fmt;
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use nix::errno::Errno;
@@ -148,6 +148,9 @@ impl Tun {
             name: name.into(),
             source,
         };
+        // tun-rs, run as root, would create a missing clone device with mknod: a change to
+        // the host the user did not ask for. Say it is missing instead.
+        require_clone_device(Path::new(CLONE_DEVICE)).map_err(err)?;
         // Left down until IPv6 is quieted: the kernel makes a link-local address and
         // solicits routers the moment the device comes up.
         let inner = tun_rs::DeviceBuilder::new()
@@ -218,6 +221,21 @@ fn whole(n: usize, len: usize) -> io::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The TUN clone device every TUN device is made through.
+const CLONE_DEVICE: &str = "/dev/net/tun";
+
+/// Fails with `NotFound` when the clone device at `path` is not there.
+fn require_clone_device(path: &Path) -> io::Result<()> {
+    match path.try_exists() {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{} does not exist", path.display()),
+        )),
+        Err(e) => Err(e),
+    }
 }
 
 /// Keeps the kernel from speaking on the device by itself over IPv6: no duplicate address
@@ -296,6 +314,22 @@ mod test {
         let missing = enter_netns("no/such").unwrap_err();
         assert!(missing.source().is_some());
         assert!(!missing.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn a_missing_clone_device_is_named_not_made() {
+        let dir = crate::testdir::TestDir::new("clone-device");
+        let missing = dir.join("tun");
+        let err = require_clone_device(&missing).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        let open = DeviceError::OpenTun {
+            name: "tun0".into(),
+            source: err,
+        };
+        assert!(open.to_string().contains("/tun does not exist"), "{open}");
+        assert!(!missing.exists(), "created");
+        std::fs::write(&missing, b"").unwrap();
+        assert!(require_clone_device(&missing).is_ok());
     }
 
     #[test]
