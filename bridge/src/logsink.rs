@@ -43,6 +43,30 @@ struct State {
     cut: bool,
 }
 
+impl State {
+    /// What goes before the next line: a newline after a line cut short, and the count of
+    /// lines dropped. Empty when nothing is owed.
+    fn preamble(&self) -> String {
+        let mut text = String::new();
+        if self.cut {
+            text.push('\n');
+        }
+        if self.dropped > 0 {
+            text += &format!(
+                "tunbridge: log lines dropped: {} (standard error took no more)\n",
+                self.dropped
+            );
+        }
+        text
+    }
+
+    /// Counts a line that did not go out whole; part of one leaves the next to start anew.
+    fn missed(&mut self, written: Written) {
+        self.dropped += 1;
+        self.cut |= written == Written::Part;
+    }
+}
+
 /// How the sink writes to its destination without waiting.
 #[derive(Debug)]
 enum Way {
@@ -110,38 +134,16 @@ impl<F: AsFd> LogSink<F> {
     /// Writes one formatted log line, or counts it as dropped.
     fn emit(&self, line: &[u8]) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let mut note = String::new();
-        if state.cut {
-            note.push('\n');
-        }
-        if state.dropped > 0 {
-            note += &format!(
-                "tunbridge: log lines dropped: {} (standard error took no more)\n",
-                state.dropped
-            );
-        }
-        if !note.is_empty() {
-            match self.write_whole(note.as_bytes()) {
-                Written::All => state.cut = false,
-                Written::Part => {
-                    state.cut = true;
-                    state.dropped += 1;
-                    return;
-                }
-                Written::Nothing => {
-                    state.dropped += 1;
-                    return;
-                }
+        let preamble = state.preamble();
+        if !preamble.is_empty() {
+            match self.write_whole(preamble.as_bytes()) {
+                Written::All => *state = State::default(),
+                missed => return state.missed(missed),
             }
-            state.dropped = 0;
         }
         match self.write_whole(line) {
             Written::All => {}
-            Written::Part => {
-                state.cut = true;
-                state.dropped += 1;
-            }
-            Written::Nothing => state.dropped += 1,
+            missed => state.missed(missed),
         }
     }
 
@@ -155,25 +157,17 @@ impl<F: AsFd> LogSink<F> {
             return;
         }
         // The line before `last` was written whole if `last` was, so `last` is owed.
-        let mut text = String::new();
-        if state.cut {
-            text.push('\n');
-        }
-        text += &format!(
-            "tunbridge: log lines dropped: {} (standard error took no more)\ntunbridge: {last}\n",
-            state.dropped
-        );
+        let text = state.preamble() + &format!("tunbridge: {last}\n");
         loop {
             match self.write_whole(text.as_bytes()) {
                 Written::All => {
                     *state = State::default();
                     return;
                 }
-                Written::Part => return,
                 Written::Nothing if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10));
                 }
-                Written::Nothing => return,
+                Written::Part | Written::Nothing => return,
             }
         }
     }

@@ -13,11 +13,6 @@ use std::process::Command;
 use common::*;
 use serde_json::Value;
 
-/// Waits until the record has `n` lines.
-fn record_lines(path: &std::path::Path, n: usize) -> Vec<Value> {
-    records_once(path, n, |_| true)
-}
-
 #[test]
 fn default_mode_writes_and_judges_every_reply() {
     let Some((ns, dir)) = root_netns("default_mode_writes_and_judges_every_reply", "judge") else {
@@ -68,7 +63,7 @@ fn default_mode_writes_and_judges_every_reply() {
     );
     drop(ping.wait_with_output());
 
-    let lines = record_lines(&rec, 5);
+    let lines = records_once(&rec, 5, |_| true);
     let verdicts: Vec<&str> = lines
         .iter()
         .map(|l| l["verdict"].as_str().unwrap())

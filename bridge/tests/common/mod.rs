@@ -632,9 +632,12 @@ pub fn seq_of(line: &str) -> u16 {
 
 /// Reads a record file (JSON lines) as JSON values; a missing file has none.
 pub fn records(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
+    parse_records(&std::fs::read_to_string(path).unwrap_or_default())
+}
+
+/// Every line of `text` as a JSON value.
+fn parse_records(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect()
 }
@@ -651,11 +654,7 @@ pub fn records_once(
     loop {
         // A line being written is not read until it is whole.
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
-        let lines: Vec<serde_json::Value> = whole
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("a JSON line"))
-            .collect();
+        let lines = parse_records(text.rfind('\n').map_or("", |end| &text[..end]));
         if lines.iter().filter(|r| which(r)).count() >= n {
             return lines;
         }
