@@ -14,6 +14,9 @@ Each round runs every variant once, in a rotated order, in a private network nam
     inproc          examples/inproc_responder.rs: answers on the TUN device in-process
     kernel          the namespace's own kernel answering ping 127.0.0.1 (no TUN at all)
     tunbridge-cpu   tunbridge serve --cpu N (only with --cpu N)
+    PATH            another tunbridge build (a path with a slash, e.g. /tmp/a/tunbridge),
+                    named by its folder and file (a-tunbridge), for A/B tests of a change: `--variants "/tmp/a/tunbridge
+                    /tmp/b/tunbridge pyhelper"` (copy each build to a folder of its own)
 
 Every variant gets a short warm-up ping first, then COUNT pings at INTERVAL s. Per-ping
 RTTs come from ping's `time=` (harness/pingout.py); tunbridge's own share (queue_ms,
@@ -76,10 +79,18 @@ def read_record(path):
     return [e for e in entries if e.get("id") == last_id and e.get("outcome") == "answered"]
 
 
+def variants_in(directory):
+    """(key, label) of every variant with results in `directory`: the known ones in their
+    order, then any other (an A/B build, named by its binary) by name."""
+    known = dict(VARIANTS)
+    found = {re.sub(r"-r\d+\.ping$", "", os.path.basename(f)) for f in glob.glob(os.path.join(directory, "*-r*.ping"))}
+    return [(k, v) for k, v in VARIANTS if k in found] + [(k, k) for k in sorted(found - set(known))]
+
+
 def summarise(directory):
     """Everything the summary table shows, as a dict."""
     out = {"variants": {}}
-    for key, label in VARIANTS:
+    for key, label in variants_in(directory):
         files = rounds(directory, key, "ping")
         if not files:
             continue
@@ -183,7 +194,7 @@ def draw(directory, out):
     """The RTT of every reply, by ping number, rounds side by side (harness/plot.py)."""
     summary = summarise(directory)
     variants, lengths = [], []
-    for key, label in VARIANTS:
+    for key, label in variants_in(directory):
         points, x = [], 0
         for i, path in enumerate(rounds(directory, key, "ping")):
             seqs, rtts, sent, _ = read_ping(path)
@@ -196,6 +207,12 @@ def draw(directory, out):
     title = f"Ping RTT per reply ({len(lengths)} rounds, interleaved)"
     with open(out, "w") as f:
         f.write(plot.round_chart(variants, lengths, title))
+
+
+def ab_name(path: str) -> str:
+    """An A/B build's variant name: its folder and file (`/tmp/a/tunbridge` is a-tunbridge)."""
+    path = os.path.abspath(path)
+    return f"{os.path.basename(os.path.dirname(path))}-{os.path.basename(path)}"
 
 
 class Bench:
@@ -247,6 +264,9 @@ class Bench:
         self.measure("192.0.2.2", name, r)
 
     def variant(self, name, r):
+        if os.sep in name:   # an A/B build: another tunbridge binary, named by its file
+            self.bin = os.path.abspath(name)
+            return self.tunbridge(r, ab_name(name))
         if name == "tunbridge":
             return self.tunbridge(r)
         if name == "tunbridge-fifo":

@@ -102,7 +102,7 @@ def svg(rows: list, title: str = "Ping RTT per configuration") -> str:
         if r.get("traffic"):
             label += f", {r['traffic']}"
         series.append(plot.Strip(label, [(rtt, bool(valid), bool(lost)) for rtt, valid, lost in r["points"]]))
-    return plot.strip_chart(series, title=title, unit="ping RTT, ms (log scale)")
+    return plot.strip_chart(series, title=title, unit="ping RTT (log scale)")
 
 
 def write(out: str, rows: list) -> None:

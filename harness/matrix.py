@@ -117,7 +117,7 @@ def run(opts, configs, oauth: bool) -> int:
 def finish(opts, configs, single, ctx) -> None:
     print(flush=True)
     if ctx.budget.reason:
-        say(f"stopped early: {ctx.budget.reason}")
+        say(f"stopped early: {ctx.budget.reason}; no agent run was started after that, the leaderboard has what ran")
     out = os.path.relpath(opts.out, ROOT) if opts.out.startswith(ROOT) else opts.out
     if single and opts.count:
         with open(os.path.join(opts.out, "summary.md")) as f:

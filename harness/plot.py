@@ -51,7 +51,7 @@ def head(width, height, title):
 
 
 def label_ms(t: float) -> str:
-    return f"{t:g}" if t < 1000 else f"{t / 1000:g} s"
+    return f"{t:g} ms" if t < 1000 else f"{t / 1000:g} s"
 
 
 @dataclass
@@ -62,7 +62,7 @@ class Strip:
     points: list = field(default_factory=list)
 
 
-def strip_chart(series, title="Ping RTT per configuration", unit="RTT, ms (log scale)") -> str:
+def strip_chart(series, title="Ping RTT per configuration", unit="RTT (log scale)") -> str:
     label_w = min(440, 40 + 6.6 * max((len(s.label) for s in series), default=10))
     width, row_h, top = int(label_w + 620), 34, 44
     left, right = label_w, width - 90          # the lost column sits right of the axis
@@ -72,15 +72,19 @@ def strip_chart(series, title="Ping RTT per configuration", unit="RTT, ms (log s
     px = lambda t: left + (right - left) * (math.log10(t) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
     bottom = top + row_h * max(len(series), 1)
     svg = head(width, height, title)
+    few = math.log10(hi / lo) <= 2   # label 2 and 5 as well when the axis spans few decades
     for t, major in log_ticks(lo, hi):
         x = px(t)
         svg.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{bottom}" stroke="#ccc" '
                    f'stroke-width="{1 if major else 0.3}"/>')
-        if major:
+        first = round(t / 10 ** math.floor(math.log10(t) + 1e-9))
+        if major or (few and first in (2, 5)):
             svg.append(f'<text x="{x:.1f}" y="{bottom + 16}" text-anchor="middle">{label_ms(t)}</text>')
     svg.append(f'<text x="{(left + right) / 2}" y="{bottom + 36}" text-anchor="middle">{escape(unit)}</text>')
     lost_x = right + 45
     svg.append(f'<text x="{lost_x}" y="{top - 6}" text-anchor="middle" fill="#555">lost</text>')
+    svg.append(f'<rect x="{right + 20}" y="{top}" width="50" height="{bottom - top}" fill="none" stroke="#999" '
+               'stroke-dasharray="3 3"/>')
     rng = random.Random(7)
     for i, s in enumerate(series):
         y = top + row_h * i + row_h / 2

@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from harness import ROOT, bundle, procs, scenarios
+from harness import ROOT, bundle, pingout, procs, scenarios
 from harness.agents import Claude, Native, ScriptedModel, write_run
 from harness.bridge import Bridge
 from harness.config import Config, Options
@@ -39,8 +39,7 @@ class Budget:
             if self.max_cost is None or self.spent < self.max_cost:
                 return True
             if self.reason is None:
-                self.reason = (f"--max-cost ${self.max_cost:.4f} reached (${self.spent:.4f} reported spent); "
-                               "no new agent run was started")
+                self.reason = f"--max-cost ${self.max_cost:g} reached (${self.spent:.4f} reported spent)"
             return False
 
     def add(self, cost: float) -> None:
@@ -283,7 +282,6 @@ class Pinger:
             # The agent is done: in a scenario an answer it wrote is there within ms.
             self.wait_client(client, 3 if self.scenario else None)
             if not self.scenario:
-                from harness import pingout
                 rtt = pingout.read(os.path.join(self.out, f"ping-{i}.txt")).rtt(1)
                 got = f"time={rtt:g} ms" if rtt is not None else "no reply"
                 self.run.progress.note(f"    {self.head}ping {i}/{count}: {got} (agent exit {agent_run.status})")
@@ -349,7 +347,7 @@ class Pinger:
 
     def stopped_note(self, why: str, left: int) -> None:
         if why != "interrupted":
-            self.run.say(f"{self.head}stopping: {why}; {left} planned run(s) not started")
+            self.run.say(f"{self.head}stopping: {why}; {left} planned agent run{'s' if left != 1 else ''} not started")
 
 
 def find_binaries(opts: Options) -> dict:

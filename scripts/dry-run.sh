@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end check of the Claude Code harness without a model: starts the scripted model
-# server (examples/dry_run_model.py) on a free loopback port and runs the real, pinned
+# server (python3 -m harness.model) on a free loopback port and runs the real, pinned
 # Claude Code client as `claude -p "/ping-respond" --output-format json` against it, in the
 # default permission mode with only the project's .claude/settings.json, against whatever
 # bridge is serving the FIFOs. Prints Claude Code's JSON result and the model's request log,

@@ -31,7 +31,7 @@ cargo test --release --workspace --all-targets -- --test-threads="${TEST_THREADS
 unprivileged() {
     local name exe out found=0 flags=()
     local as_nobody=(setpriv --reuid=nobody --regid=nogroup --clear-groups env -i PATH=/usr/bin:/bin HOME=/tmp CI=true)
-    if ! "${as_nobody[@]}" test -x "$ROOT/target/release/tunbridge" -a -r "$ROOT/examples/dry_run_stack.py"; then
+    if ! "${as_nobody[@]}" test -x "$ROOT/target/release/tunbridge" -a -r "$ROOT/harness/model/stack.py"; then
         say "skipped: the user nobody cannot reach $ROOT (clone it where others may enter to run this pass)"
         return 0
     fi

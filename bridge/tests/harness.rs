@@ -1,7 +1,7 @@
 //! The Claude Code harness end to end: the real client (from npm) against the
 //! scripted dry-run model, through the shipped prompt, settings and bridge, in
 //! default permission mode, in a private network namespace (via
-//! `scripts/experiment.sh --agent dry-run`). Needs root and `npm ci` (which
+//! `scripts/experiment.sh --agent dry-run`, which hands over to `python3 -m harness`). Needs root and `npm ci` (which
 //! `scripts/test.sh` runs); skipped without them, except under CI.
 
 mod common;
@@ -277,7 +277,7 @@ fn lean_harness_runs_for_a_login_without_bare() {
 
 /// `/ip-stack` through the real client: an IPv6 ping and a TCP connect from the kernel,
 /// each answered by the dry-run model the way prompts/ip-stack.md says
-/// (examples/dry_run_stack.py), judged valid by the bridge and accepted by the kernel.
+/// (harness/model/stack.py), judged valid by the bridge and accepted by the kernel.
 #[test]
 fn claude_code_answers_ipv6_and_tcp_through_ip_stack() {
     let Some(root) =
@@ -296,9 +296,7 @@ fn claude_code_answers_ipv6_and_tcp_through_ip_stack() {
         "--ping-wait",
         "60",
         "--traffic",
-        "ping6",
-        "--traffic",
-        "tcp-syn",
+        "ping6,tcp-syn",
     ];
     experiment(root, &out, &args, &[]);
     let ping6 = std::fs::read_to_string(out.join("ping-1.txt")).unwrap();

@@ -153,13 +153,13 @@ tb_wait_for_bridge() {
     return 1
 }
 
-# Starts the scripted model server (examples/dry_run_model.py) on a free loopback port,
+# Starts the scripted model server (python3 -m harness.model) on a free loopback port,
 # its request log in LOG, its output in OUTFILE, any further arguments passed on; sets
 # MODEL_PID and MODEL_URL.
 tb_start_model() {
     local log=$1 outfile=$2
     shift 2
-    python3 "$ROOT/examples/dry_run_model.py" --port 0 --log "$log" "$@" > "$outfile" 2>&1 &
+    (cd "$ROOT" && exec python3 -m harness.model --port 0 --log "$log" "$@") > "$outfile" 2>&1 &
     MODEL_PID=$!
     tb_track_pid "$MODEL_PID"
     tb_wait_for_line "$outfile" "listening on" 10 "$MODEL_PID" || die "the dry-run model did not start"
