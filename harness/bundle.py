@@ -89,7 +89,9 @@ def agent_runs(out):
     runs = []
     path = os.path.join(out, "timeline.tsv")
     if os.path.exists(path):
-        for line in open(path):
+        with open(path) as f:
+            lines = f.readlines()
+        for line in lines:
             tag, start, end, status, ident, *opts = line.rstrip("\n").split("\t")
             runs.append({"tag": tag, "start": float(start), "end": float(end), "status": int(status),
                          "ident": int(ident), "opts": opts[0] if opts else ""})
@@ -460,7 +462,8 @@ HEADER = re.compile(r"# Experiment: (\S+), model (\S+), prompt `([^`]*)`(?:, har
 def old_meta(out):
     """The meta of a bundle written before the package, from its summary.md's heading."""
     try:
-        head = open(os.path.join(out, "summary.md")).readline().strip()
+        with open(os.path.join(out, "summary.md")) as f:
+            head = f.readline().strip()
     except OSError:
         return None
     m = HEADER.match(head)

@@ -4,8 +4,9 @@
 # Installs what the tests need first: iproute2, iputils-ping, tcpdump, gcc, Node.js and
 # the pinned Claude Code client for the harness tests (scripts/lib/common.sh).
 # As root it then runs the tests that need no root (the unit tests, the server and
-# corpus tests on the in-memory device, the properties) once more as the user nobody,
-# so a test that quietly needs root fails here instead of skipping on a laptop.
+# corpus tests on the in-memory device, the properties, the harness package's Python
+# tests) once more as the user nobody, so a test that quietly needs root fails here
+# instead of skipping on a laptop.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -23,6 +24,11 @@ cargo build --release --all-targets
 
 say "running the tests"
 cargo test --release --workspace --all-targets -- --test-threads="${TEST_THREADS:-4}"
+
+# The harness package's unit tests (harness/tests: no root, no network, no client).
+python_tests() { python3 -m unittest discover -s harness/tests -t . 2>&1; }
+say "running the harness package's Python tests"
+python_tests | tail -4
 
 # The built test binaries named (lib for the unit tests, else an integration test), run as
 # nobody where cargo runs them (they use the checkout's daemon and scripts). Each must pass
@@ -57,4 +63,11 @@ if tb_is_root; then
     tb_traps
     say "running the tests that need no root again, as nobody"
     unprivileged lib server corpus properties
+    nobody=(setpriv --reuid=nobody --regid=nogroup --clear-groups env -i PATH=/usr/bin:/bin HOME=/tmp)
+    if "${nobody[@]}" test -r "$ROOT/harness/tests/__init__.py"; then
+        out=$("${nobody[@]}" bash -c "cd '$ROOT' && $(declare -f python_tests); python_tests") ||
+            { echo "$out" >&2; die "the harness's Python tests failed as an unprivileged user"; }
+        grep -E '^Ran [1-9][0-9]* tests' <<<"$out" | sed 's/^/    nobody, harness: /' ||
+            { echo "$out" >&2; die "the harness's Python tests ran nothing as an unprivileged user"; }
+    fi
 fi
