@@ -16,7 +16,7 @@ import threading
 import time
 
 from harness import ROOT
-from harness.harnesses import HARNESSES
+from harness.harnesses import HARNESSES, Client
 from harness.session import Stamp
 
 DRY_RUN_ENV = {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1",
@@ -95,10 +95,11 @@ class AgentRun:
 class Claude:
     """Claude Code, `-p` once per run, its events streamed and stamped."""
 
-    def __init__(self, client, config, opts, out, procs, bridge_env, model_url=None, oauth=False):
+    def __init__(self, client, config, opts, out, procs, bridge_env, model_url=None, oauth=False, work=None):
         self.client, self.config, self.opts, self.out, self.procs = client, config, opts, out, procs
         self.harness = HARNESSES[config.harness]
         self.oauth = oauth
+        self.setup = Client(oauth=oauth, work=work, bridge_env=bridge_env)
         env = dict(os.environ)
         if model_url:   # the dry run: the scripted model, never the network
             env.update(DRY_RUN_ENV, ANTHROPIC_BASE_URL=model_url, ANTHROPIC_API_KEY="dry-run")
@@ -107,7 +108,7 @@ class Claude:
                 env.pop("ANTHROPIC_API_KEY")
                 env["CLAUDE_CODE_OAUTH_TOKEN"] = "sk-ant-oat01-dry-run"
         env.update(bridge_env)
-        env.update(self.harness.env(oauth))
+        env.update(self.harness.env(self.setup))
         env.pop("PYTHONPATH", None)
         tokens = config.thinking and {"off": "0", "on": "31999"}.get(config.thinking, config.thinking)
         if tokens is not None:
@@ -121,7 +122,7 @@ class Claude:
             argv += ["--model", self.config.model]
         if budget is not None:
             argv += ["--max-budget-usd", f"{max(budget, 0.0001):.4f}"]
-        return argv + self.harness.flags(self.oauth)
+        return argv + self.harness.flags(self.setup)
 
     def start(self, tag, args: str = "", budget: float = None) -> AgentRun:
         stamp = Stamp(os.path.join(self.out, f"claude-{tag}.jsonl"), os.path.join(self.out, f"claude-{tag}.json"))

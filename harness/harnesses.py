@@ -14,6 +14,7 @@ how the prompt reaches it (its slash command, or its text). `HARNESSES` maps the
 import json
 import os
 import re
+from dataclasses import dataclass, field
 
 from harness import ROOT
 
@@ -50,6 +51,17 @@ def slash_command(path: str):
     return None
 
 
+@dataclass
+class Client:
+    """What a harness may need to know of the run it sets up: whether the client has a login
+    (OAuth) rather than an API key, the configuration's private work folder (for files a
+    harness writes, e.g. a server's config), and the environment that reaches its bridge."""
+
+    oauth: bool = False
+    work: str = None
+    bridge_env: dict = field(default_factory=dict)
+
+
 class Harness:
     """Claude Code as it comes (the base every harness changes)."""
 
@@ -59,11 +71,11 @@ class Harness:
         """What the tables call it."""
         return self.name
 
-    def flags(self, oauth: bool) -> list:
+    def flags(self, client: Client) -> list:
         """Client flags besides the prompt, the model and the output format."""
         return ["--settings", self.settings()]
 
-    def env(self, oauth: bool) -> dict:
+    def env(self, client: Client) -> dict:
         """Environment for the client."""
         return {}
 
@@ -86,16 +98,16 @@ class Lean(Harness):
     def label(self, oauth: bool) -> str:
         return "lean (login, without --bare)" if oauth else "lean"
 
-    def flags(self, oauth: bool) -> list:
+    def flags(self, client: Client) -> list:
         flags = ["--tools", "Bash", "--system-prompt-file", os.path.join(ROOT, "prompts", "lean-system.md"),
                  "--strict-mcp-config", "--disable-slash-commands", "--no-session-persistence",
                  "--permission-mode", "default"]
         # --bare reads only ANTHROPIC_API_KEY: with a login the same flags run without it.
-        if not oauth:
+        if not client.oauth:
             flags.append("--bare")
         return flags + ["--settings", self.settings()]
 
-    def env(self, oauth: bool) -> dict:
+    def env(self, client: Client) -> dict:
         return {"CLAUDE_CODE_DISABLE_BACKGROUND_TASKS": "1", "CLAUDE_CODE_DISABLE_GIT_INSTRUCTIONS": "1",
                 "CLAUDE_CODE_DISABLE_CLAUDE_MDS": "1", "CLAUDE_CODE_DISABLE_AUTO_MEMORY": "1"}
 

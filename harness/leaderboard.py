@@ -126,7 +126,7 @@ def find_results(path: str) -> list:
             if (result.get("meta") or {}).get("scenario"):
                 continue
             found.append((top, result))
-            dirs[:] = [d for d in dirs if d == "suite"] and []
+            dirs[:] = []
         elif "summary.md" in files and "records.jsonl" in files:
             meta = bundle.old_meta(top)
             if meta:

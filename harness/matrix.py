@@ -119,13 +119,14 @@ def finish(opts, configs, single, ctx) -> None:
     if ctx.budget.reason:
         say(f"stopped early: {ctx.budget.reason}; no agent run was started after that, the leaderboard has what ran")
     out = os.path.relpath(opts.out, ROOT) if opts.out.startswith(ROOT) else opts.out
-    if single and opts.count:
-        with open(os.path.join(opts.out, "summary.md")) as f:
+    summary, scorecard = (os.path.join(opts.out, name) for name in ("summary.md", "scorecard.md"))
+    if single and opts.count and os.path.exists(summary):
+        with open(summary) as f:
             sys.stdout.write(f.read())
         say(f"results in {out}: summary.md, timeline.svg, records.jsonl, capture.pcap, bridge.log; "
             "leaderboard.md, run.json")
-    elif single:
-        with open(os.path.join(opts.out, "scorecard.md")) as f:
+    elif single and not opts.count and os.path.exists(scorecard):
+        with open(scorecard) as f:
             sys.stdout.write(f.read())
         say(f"scorecard in {out}: scorecard.md, scorecard.json; one directory per scenario")
     else:

@@ -8,6 +8,7 @@ stopped and removed however the configuration ends. `Run` is what the configurat
 run share: the options, the binaries, the budget, the stop flag (Ctrl-C) and the progress.
 """
 
+import json
 import math
 import os
 import shutil
@@ -21,7 +22,7 @@ from harness import ROOT, bundle, pingout, procs, scenarios
 from harness.agents import Claude, Native, ScriptedModel, write_run
 from harness.bridge import Bridge
 from harness.config import Config, Options
-from harness.harnesses import HARNESSES
+from harness.harnesses import HARNESSES, Client
 from harness.netns import Namespace
 from harness.wire import PEER
 
@@ -94,6 +95,10 @@ def run_config(run: Run, config: Config, out: str) -> dict:
         suite_dir = out if not run.opts.count else os.path.join(out, "suite")
         result = dict(result or {"meta": meta_of(run, config), "pings": []},
                       suite=run_suite(run, config, suite_dir, chosen, key))
+        if run.opts.count:   # the bundle's result.json gets the score too
+            with open(os.path.join(out, "result.json"), "w") as f:
+                json.dump(result, f, indent=1)
+                f.write("\n")
     run.progress.done(key)
     procs.chown_tree(out)
     return result
@@ -156,7 +161,7 @@ def run_bundle(run: Run, config: Config, out: str, key: str, scenario=None) -> d
             model = ScriptedModel(group, out, work, run.opts.flaw, run.opts.model_delay) \
                 if run.opts.agent == "dry-run" else None
             with model or _nothing():
-                agent = make_agent(run, config, out, group, bridge.env(), model.url if model else None)
+                agent = make_agent(run, config, out, group, bridge.env(), model.url if model else None, work)
                 if not scenario:
                     describe(run, config, key)
                 pinger = Pinger(run, config, out, ns, group, key, scenario)
@@ -182,10 +187,10 @@ class _nothing:
         return False
 
 
-def make_agent(run: Run, config: Config, out: str, group, bridge_env: dict, model_url):
+def make_agent(run: Run, config: Config, out: str, group, bridge_env: dict, model_url, work):
     if run.opts.agent == "native":
         return Native(run.native, out, group, bridge_env)
-    return Claude(run.client, config, run.opts, out, group, bridge_env, model_url, run.oauth)
+    return Claude(run.client, config, run.opts, out, group, bridge_env, model_url, run.oauth, work)
 
 
 def describe(run: Run, config: Config, key: str) -> None:
@@ -194,7 +199,7 @@ def describe(run: Run, config: Config, key: str) -> None:
     head = "" if run.single else f"{key}: "
     if config.harness == "lean" and o.agent != "native":
         how = "login: without --bare" if run.oauth else "API key: --bare"
-        run.say(f"{head}lean harness ({how}): claude {' '.join(h.flags(run.oauth))[:200]}")
+        run.say(f"{head}lean harness ({how}): claude {' '.join(h.flags(Client(oauth=run.oauth)))[:200]}")
     if run.single:
         traffic = f", traffic: {','.join(config.traffic)}" if config.traffic else ""
         model = f" ({config.model})" if config.model else ""

@@ -7,7 +7,9 @@ import unittest
 from unittest import mock
 
 from harness import ROOT, harnesses
-from harness.harnesses import HARNESSES
+from harness.harnesses import HARNESSES, Client
+
+KEY, LOGIN = Client(oauth=False), Client(oauth=True)
 
 
 class Prompts(unittest.TestCase):
@@ -36,20 +38,20 @@ class Prompts(unittest.TestCase):
 
 class Flags(unittest.TestCase):
     def test_default_only_adds_the_settings(self):
-        self.assertEqual(HARNESSES["default"].flags(False), ["--settings", harnesses.SETTINGS])
-        self.assertEqual(HARNESSES["default"].env(False), {})
+        self.assertEqual(HARNESSES["default"].flags(KEY), ["--settings", harnesses.SETTINGS])
+        self.assertEqual(HARNESSES["default"].env(KEY), {})
 
     def test_lean_is_bare_with_a_key_and_not_with_a_login(self):
         lean = HARNESSES["lean"]
-        self.assertIn("--bare", lean.flags(oauth=False))
-        self.assertNotIn("--bare", lean.flags(oauth=True))
+        self.assertIn("--bare", lean.flags(KEY))
+        self.assertNotIn("--bare", lean.flags(LOGIN))
         for flag in ("--tools", "--system-prompt-file", "--strict-mcp-config", "--disable-slash-commands",
                      "--no-session-persistence"):
-            self.assertIn(flag, lean.flags(oauth=True))
-        settings = json.loads(lean.flags(True)[-1])
+            self.assertIn(flag, lean.flags(LOGIN))
+        settings = json.loads(lean.flags(LOGIN)[-1])
         self.assertTrue(settings["disableAllHooks"])
         self.assertIn("Bash(tunbridge read)", settings["permissions"]["allow"])
-        self.assertEqual(lean.env(True)["CLAUDE_CODE_DISABLE_CLAUDE_MDS"], "1")
+        self.assertEqual(lean.env(LOGIN)["CLAUDE_CODE_DISABLE_CLAUDE_MDS"], "1")
         self.assertEqual(lean.label(True), "lean (login, without --bare)")
 
     def test_a_new_harness_is_one_entry(self):
