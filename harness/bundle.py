@@ -470,6 +470,7 @@ def old_meta(out):
     if not m:
         return None
     agent, model, prompt, harness, thinking = m.groups()
+    thinking = None if thinking in (None, "client default") else thinking.split(" ")[0]
     continuous = os.path.exists(os.path.join(out, "ping-continuous.txt"))
     count = None
     if continuous:

@@ -101,6 +101,8 @@ def svg(rows: list, title: str = "Ping RTT per configuration") -> str:
             label += f", thinking {r['thinking']}"
         if r.get("traffic"):
             label += f", {r['traffic']}"
+        if not r["pings"] and r.get("suite"):
+            label += f" (suite only: {r['suite']['passed']} / {r['suite']['run']})"
         series.append(plot.Strip(label, [(rtt, bool(valid), bool(lost)) for rtt, valid, lost in r["points"]]))
     return plot.strip_chart(series, title=title, unit="ping RTT (log scale)")
 
