@@ -94,6 +94,8 @@ def run(opts, configs, oauth: bool) -> int:
             entry["state"] = "not run"
             continue
         rows.append(leaderboard.row_of(result, entry["folder"]))
+        if str((result.get("meta") or {}).get("stopped") or "").startswith("the bridge exited"):
+            status = 1
         entry["state"] = "failed" if result.get("error") else "stopped" if (result.get("meta") or {}).get("stopped") \
             else "done"
         entry["models"] = result.get("models") or []

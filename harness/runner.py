@@ -164,7 +164,7 @@ def run_bundle(run: Run, config: Config, out: str, key: str, scenario=None) -> d
                 agent = make_agent(run, config, out, group, bridge.env(), model.url if model else None, work)
                 if not scenario:
                     describe(run, config, key)
-                pinger = Pinger(run, config, out, ns, group, key, scenario)
+                pinger = Pinger(run, config, out, ns, group, key, scenario, bridge)
                 if run.opts.mode == "continuous" and not scenario:
                     stopped = pinger.continuous(agent)
                 else:
@@ -173,7 +173,7 @@ def run_bundle(run: Run, config: Config, out: str, key: str, scenario=None) -> d
         result = bundle.summarise(out, meta, run.tunbridge)
         draw = subprocess.run([run.tunbridge, "timeline", os.path.join(out, "timeline.json"),
                                "--out", os.path.join(out, "timeline.svg")], capture_output=True, text=True)
-        if draw.returncode and not scenario and result["pings"]:
+        if draw.returncode and not scenario and "no pings" not in draw.stderr:
             run.progress.note(f"    timeline not drawn: {draw.stderr.strip()}")
     procs.chown_tree(out)
     return result
@@ -210,9 +210,9 @@ def describe(run: Run, config: Config, key: str) -> None:
 class Pinger:
     """The requests of one bundle and the agent runs that answer them."""
 
-    def __init__(self, run: Run, config: Config, out, ns, group, key, scenario=None):
+    def __init__(self, run: Run, config: Config, out, ns, group, key, scenario=None, bridge=None):
         self.run, self.config, self.out, self.ns, self.group, self.key = run, config, out, ns, group, key
-        self.scenario = scenario
+        self.scenario, self.bridge = scenario, bridge
         self.ident_base = (os.getpid() * 131 + config.index * 977) % 60000 + 1000
         self.head = "" if run.single else f"{key}: "
 
@@ -239,6 +239,8 @@ class Pinger:
         """None when a new agent run may start, else why not."""
         if self.run.stop.is_set():
             return "interrupted"
+        if self.bridge is not None and self.bridge.proc.poll() is not None:
+            return f"the bridge exited (status {self.bridge.proc.returncode}; its log: bridge.log)"
         if not self.run.budget.allow():
             return self.run.budget.reason
         return None
