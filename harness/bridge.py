@@ -38,18 +38,19 @@ def put_on_path(binary: str, bindir: str) -> dict:
 
 
 class Bridge:
-    def __init__(self, binary: str, ns, out: str, work: str, max_age: int, group: procs.Procs):
+    def __init__(self, binary: str, ns, out: str, work: str, max_age: int, group: procs.Procs,
+                 cmd: str = None, resp: str = None, extra=()):
         self.binary, self.ns, self.out, self.work, self.max_age = binary, ns, out, work, max_age
-        self.cmd = os.path.join(work, "tun_cmd")
-        self.resp = os.path.join(work, "tun_resp")
-        self.procs = group
+        self.cmd = cmd or os.path.join(work, "tun_cmd")
+        self.resp = resp or os.path.join(work, "tun_resp")
+        self.procs, self.extra = group, list(extra)
         self.proc = None
 
     def __enter__(self):
         argv = [self.binary, "serve", "--netns", self.ns.name, "--max-age", str(self.max_age),
                 "--record", os.path.join(self.out, "records.jsonl"),
                 "--pcap", os.path.join(self.out, "capture.pcap"),
-                "--cmd-fifo", self.cmd, "--resp-fifo", self.resp]
+                "--cmd-fifo", self.cmd, "--resp-fifo", self.resp, *self.extra]
         self.log = os.path.join(self.out, "bridge.log")
         with open(self.log, "w") as log:
             self.proc = self.procs.start(argv, stdout=subprocess.DEVNULL, stderr=log)

@@ -15,13 +15,17 @@ import time
 
 
 def run_user():
-    """(name, uid, gid, groups) of the user the agent runs as: the sudo user, or root."""
-    name = os.environ.get("SUDO_USER") or "root"
+    """(name, uid, gid, groups) of the user the agent runs as: the sudo user (SUDO_UID and
+    SUDO_GID, as the bridge reads them when it drops root to that user), or ourselves."""
     try:
-        pw = pwd.getpwnam(name)
+        uid, gid = int(os.environ["SUDO_UID"]), int(os.environ["SUDO_GID"])
+    except (KeyError, ValueError):
+        uid, gid = os.getuid(), os.getgid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
     except KeyError:
-        pw = pwd.getpwuid(os.getuid())
-    return pw.pw_name, pw.pw_uid, pw.pw_gid, os.getgrouplist(pw.pw_name, pw.pw_gid)
+        return str(uid), uid, gid, [gid]
+    return name, uid, gid, os.getgrouplist(name, gid)
 
 
 def chown_tree(path: str) -> None:
