@@ -35,7 +35,8 @@ def budget_line(opts, configs, total: int) -> str:
     if opts.count:
         per.append(f"{opts.count} pings" + (f" in sessions of {opts.session_packets}" if opts.mode == "continuous" else ""))
     if opts.suite is not None:
-        per.append(f"{len(runner.suite_scenarios(opts, configs[0]))} scenarios")
+        sizes = sorted({len(runner.suite_scenarios(opts, c)) for c in configs})
+        per.append(f"{sizes[0]}{'-' + str(sizes[-1]) if len(sizes) > 1 else ''} scenarios")
     text = (f"{len(configs)} configuration{'s' if len(configs) != 1 else ''} x {' + '.join(per)}: "
             f"{total} agent run{'s' if total != 1 else ''}, {min(opts.jobs, len(configs))} at a time")
     if opts.max_cost:

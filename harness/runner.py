@@ -108,8 +108,13 @@ def run_suite(run: Run, config: Config, out: str, chosen: list, key: str) -> dic
     """One bundle per scenario, then the scorecard; returns the totals."""
     os.makedirs(out, exist_ok=True)
     run.say(f"{'' if run.single else key + ': '}scenario suite: {len(chosen)} scenarios, prompt {config.prompt}")
-    for sc in chosen:
+    for n, sc in enumerate(chosen):
         if run.stop.is_set():
+            break
+        if not run.budget.allow():
+            run.progress.skip(len(chosen) - n)
+            run.say(f"{'' if run.single else key + ': '}stopping the suite: {run.budget.reason}; "
+                    f"{len(chosen) - n} scenarios not run")
             break
         d = os.path.join(out, sc.name)
         os.makedirs(d, exist_ok=True)
@@ -118,8 +123,6 @@ def run_suite(run: Run, config: Config, out: str, chosen: list, key: str) -> dic
         except Exception as e:  # one scenario's failure is its row's, not the suite's end
             with open(os.path.join(d, "experiment.log"), "a") as f:
                 f.write(f"{e}\n")
-        if not run.budget.allow():
-            break
         row = scenarios.score_one(out, sc, {})
         run.progress.note(f"    {'' if run.single else key + ': '}{sc.name:<20} {sc.expect:<8} "
                           f"{'pass' if row['pass'] else 'FAIL'}: {row['why']}")
