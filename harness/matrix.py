@@ -33,7 +33,8 @@ def plan(opts, configs) -> int:
 def budget_line(opts, configs, total: int) -> str:
     per = []
     if opts.count:
-        per.append(f"{opts.count} pings" + (f" in sessions of {opts.session_packets}" if opts.mode == "continuous" else ""))
+        per.append(f"{opts.count} ping{'s' if opts.count != 1 else ''}"
+                   + (f" in sessions of {opts.session_packets}" if opts.mode == "continuous" else ""))
     if opts.suite is not None:
         sizes = sorted({len(runner.suite_scenarios(opts, c)) for c in configs})
         per.append(f"{sizes[0]}{'-' + str(sizes[-1]) if len(sizes) > 1 else ''} scenarios")

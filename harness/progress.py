@@ -63,7 +63,7 @@ class Progress:
                 now = time.monotonic()
                 if now - self.plain_at.get(key, 0) >= 10:
                     self.plain_at[key] = now
-                    self.stream.write(f"    {key}: {text}\n")
+                    self.stream.write(f"    {key + ': ' if key else ''}{text}\n")
                     self.stream.flush()
 
     def note(self, text: str) -> None:
@@ -113,7 +113,8 @@ class Progress:
         if not self.live:
             return
         self.erase()
-        rows = [f"    {key}: {text}"[:160] for key, text in self.lines.items()] + [f"    {self.summary()}"]
+        rows = [f"    {key + ': ' if key else ''}{text}"[:160] for key, text in self.lines.items()]
+        rows.append(f"    {self.summary()}")
         self.stream.write("\n".join(rows) + "\n")
         self.stream.flush()
         self.drawn = len(rows)

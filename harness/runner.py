@@ -85,7 +85,7 @@ def suite_scenarios(opts: Options, config: Config) -> list:
 
 def run_config(run: Run, config: Config, out: str) -> dict:
     """Runs one configuration into `out`; returns its result (result.json, plus the suite)."""
-    key = "run" if run.single else f"#{config.index} {config.label()}"
+    key = "" if run.single else f"#{config.index} {config.label()}"
     os.makedirs(out, exist_ok=True)
     result = None
     if run.opts.count:
@@ -119,7 +119,7 @@ def run_suite(run: Run, config: Config, out: str, chosen: list, key: str) -> dic
         d = os.path.join(out, sc.name)
         os.makedirs(d, exist_ok=True)
         try:
-            run_bundle(run, config, d, f"{key} {sc.name}", scenario=sc)
+            run_bundle(run, config, d, f"{key} {sc.name}".strip(), scenario=sc)
         except Exception as e:  # one scenario's failure is its row's, not the suite's end
             with open(os.path.join(d, "experiment.log"), "a") as f:
                 f.write(f"{e}\n")
