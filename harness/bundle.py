@@ -362,8 +362,9 @@ def load_pings(out, meta):
         pings = [Ping(n, ("echo", ident, n), runs[0]["opts"] if runs else "") for n in range(1, count + 1)]
         for p in pings:
             p.received, p.rtt = seen.got(p.key[2]), seen.rtt(p.key[2])
-            # One ping process sends them all and waits for every reply until its deadline; a
-            # ping that waits on its own (one-shot) gives up after --ping-wait: the same here.
+            # One ping process sends them all; after its last send it waits twice the longest
+            # RTT so far (iputils), so it may still print a reply later than --ping-wait, which a
+            # ping of its own (one-shot) would have given up on: that reply is late too.
             p.late = p.rtt is not None and p.rtt > wait_ms
     else:
         pings = []
