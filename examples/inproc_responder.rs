@@ -10,7 +10,7 @@
 use std::process::ExitCode;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use tunbridge::device::{self, Device, Ipv4Cidr, Recv, Tun};
+use tunbridge::daemon::device::{self, Device, Ipv4Cidr, Recv, Tun};
 use tunbridge::wire;
 
 /// How the responder was asked to run.

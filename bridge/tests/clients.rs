@@ -114,7 +114,7 @@ fn a_packet_its_client_did_not_read_goes_back_to_the_head_of_the_queue() {
     ) else {
         return;
     };
-    let socket = tunbridge::channel::socket_path(&bridge.cmd);
+    let socket = tunbridge::ipc::channel::socket_path(&bridge.cmd);
     // A client that asks, is handed the packet, and dies before reading it.
     let mut gone = UnixStream::connect(&socket).unwrap();
     gone.write_all(b"READ\n").unwrap();

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use tunbridge::client::Client;
+use tunbridge::ipc::client::Client;
 use tunbridge::wire;
 
 /// Waits for the daemon to exit on its own; panics after `limit`.

@@ -219,7 +219,7 @@ fn a_group_gets_mode_0660() {
         &dir,
         &["--user", "nobody", "--group", &users.to_string()],
     );
-    let socket = tunbridge::channel::socket_path(&bridge.cmd);
+    let socket = tunbridge::ipc::channel::socket_path(&bridge.cmd);
     for path in [&bridge.cmd, &bridge.resp, &socket] {
         let meta = std::fs::symlink_metadata(path).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (NOBODY, users.as_raw()));
@@ -269,7 +269,7 @@ fn in_a_directory_the_user_cannot_write_leftovers_are_reported_and_replaced() {
         3,
         "leftovers are reported: both FIFOs and the channel's socket"
     );
-    let socket = tunbridge::channel::socket_path(&first.cmd);
+    let socket = tunbridge::ipc::channel::socket_path(&first.cmd);
     assert!(first.cmd.exists() && first.resp.exists() && socket.exists());
     // The next start as the same user takes them over.
     let second = Bridge::start(&ns, &dir, &["--user", "nobody"]);

@@ -8,10 +8,10 @@
 mod oracle;
 
 use proptest::prelude::*;
-use tunbridge::exchange::{Request, Response};
-use tunbridge::protocol::{check_packet, decode_hex, Command, Reply, MAX_LINE};
+use tunbridge::ipc::protocol::{check_packet, decode_hex, Command, Reply, MAX_LINE};
+use tunbridge::judge::exchange::{Request, Response};
+use tunbridge::judge::verdict::{self, Verdict};
 use tunbridge::wire::{self, checksum, icmpv4, ipv4};
-use tunbridge::{verdict, verdict::Verdict};
 
 /// A well-formed ICMP echo request 192.0.2.1 -> 192.0.2.2 with these fields, checksums filled.
 fn echo_request(tos: u8, ident: u16, seq: u16, ttl: u8, options: &[u8], data: &[u8]) -> Vec<u8> {
@@ -219,7 +219,7 @@ proptest! {
 
     #[test]
     fn every_reply_the_reference_stack_owes_agrees_with_the_oracle(packet in packets()) {
-        if let Ok(owed) = tunbridge::stack::owed(&packet) {
+        if let Ok(owed) = tunbridge::judge::stack::owed(&packet) {
             prop_assert_eq!(oracle::check_reply(&packet, &owed.bytes), Ok(()));
         }
     }
@@ -277,6 +277,6 @@ fn over_long_lines_are_refused_without_looking_inside() {
     line.resize(MAX_LINE + 1, b'z');
     assert!(matches!(
         Command::parse(&line, 1500),
-        Err(tunbridge::protocol::ProtocolError::TooLong(_))
+        Err(tunbridge::ipc::protocol::ProtocolError::TooLong(_))
     ));
 }

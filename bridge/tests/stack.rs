@@ -12,7 +12,7 @@ mod common;
 use std::process::{Child, Command, Output, Stdio};
 
 use common::*;
-use tunbridge::stack;
+use tunbridge::judge::stack;
 
 /// The agent's IPv6 address inside the test namespace.
 const PEER6: &str = "2001:db8::2";

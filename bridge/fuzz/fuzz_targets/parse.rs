@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tunbridge::protocol::{decode_hex, Command, Reply};
+use tunbridge::ipc::protocol::{decode_hex, Command, Reply};
 
 fuzz_target!(|line: &[u8]| {
     if let Err(e) = Command::parse(line, 1500) {

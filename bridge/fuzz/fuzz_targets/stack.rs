@@ -5,9 +5,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tunbridge::exchange::{Request, Response};
-use tunbridge::stack::{self, Choices};
-use tunbridge::verdict::{self, Verdict};
+use tunbridge::judge::exchange::{Request, Response};
+use tunbridge::judge::stack::{self, Choices};
+use tunbridge::judge::verdict::{self, Verdict};
 
 fuzz_target!(|data: &[u8]| {
     // The first two bytes say where the request ends and the other stack's answer begins.

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use tunbridge::cli::{Cli, Cmd};
-use tunbridge::client::Client;
-pub use tunbridge::device::memory::Network;
-use tunbridge::exchange::Request;
+pub use tunbridge::daemon::device::memory::Network;
+use tunbridge::ipc::client::Client;
+use tunbridge::judge::exchange::Request;
 use tunbridge::wire::{self, checksum};
 
 pub mod oracle;
@@ -319,7 +319,7 @@ impl Bridge {
         let mut config = args.config().expect("serve config");
         config.user = None;
         let (device, network) =
-            tunbridge::device::memory::pair("mem0", usize::from(config.mtu)).unwrap();
+            tunbridge::daemon::device::memory::pair("mem0", usize::from(config.mtu)).unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let sink = LogSink(Arc::clone(&log));
         let stop = Arc::new(AtomicBool::new(false));
@@ -331,7 +331,7 @@ impl Bridge {
                 .with_writer(move || sink.clone())
                 .finish();
             tracing::subscriber::with_default(subscriber, || {
-                tunbridge::server::serve(config, Box::new(device), flag)
+                tunbridge::daemon::server::serve(config, Box::new(device), flag)
             })
             .map_err(|e| e.to_string())
         });

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::exchange::Response;
+use crate::judge::exchange::Response;
 use crate::wire;
 
 /// Longest command line accepted, in bytes; longer lines are refused whole.

@@ -2,8 +2,8 @@
 //! oracle (`bridge/tests/common/oracle.rs`), so that the wire code and the reference stack
 //! cannot agree with themselves on a wrong answer, and the oracle is seen to refuse.
 
+use crate::judge::stack;
 use crate::oracle::{assert_reply, check_reply};
-use crate::stack;
 use crate::wire::fixtures::*;
 
 /// Requests captured from the kernel, with the kernel's own replies.

@@ -18,7 +18,7 @@ use std::str::FromStr;
 
 use nix::errno::Errno;
 
-use crate::peer::Ipv6Cidr;
+use crate::judge::ends::Ipv6Cidr;
 
 pub mod memory;
 
@@ -100,7 +100,7 @@ impl FromStr for Ipv4Cidr {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let (addr, prefix) = crate::peer::parse_cidr(s, "IPv4", 32)?;
+        let (addr, prefix) = crate::judge::ends::parse_cidr(s, "IPv4", 32)?;
         Ok(Ipv4Cidr { addr, prefix })
     }
 }

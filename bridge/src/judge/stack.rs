@@ -14,7 +14,7 @@
 //! a new IPv4 header has identification 0, DF clear and DSCP/ECN 0; an IPv6 reply keeps
 //! the request's traffic class and flow label; an error quotes as much as fits; a reset's
 //! window is 0. [`adopt`] gives the same reply with a stack's choices for the fields
-//! [`Kind::free_fields`](crate::exchange::Kind::free_fields) names (read from its answer
+//! [`Kind::free_fields`](crate::judge::exchange::Kind::free_fields) names (read from its answer
 //! by [`Choices::of`]), so a judge compares an answer byte for byte with the one reply
 //! that made the same choices.
 
@@ -22,7 +22,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::RangeInclusive;
 
-use crate::exchange::{Family, Kind};
+use crate::judge::exchange::{Family, Kind};
 use crate::wire::ip::{self, PseudoHeader};
 use crate::wire::{self, icmpv4, icmpv6, ipv4, ipv6, tcp, udp};
 

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use crate::pcap::PcapWriter;
-use crate::record::{Entry, Recorder};
+use crate::instrument::pcap::PcapWriter;
+use crate::instrument::record::{Entry, Recorder};
 
 /// The record and capture files, shared by the daemon's threads.
 #[derive(Default)]

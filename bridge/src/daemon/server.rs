@@ -30,19 +30,19 @@ use nix::sched::{sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
 use tracing::{debug, error, info, trace, warn};
 
-use crate::channel::{socket_path, Channel, ChannelError, ConnId, Event};
-use crate::device::{self, Device, DeviceError, Ipv4Cidr, Recv, Tun};
-use crate::drops::{self, Drops};
-use crate::exchange::{Family, FlowKey, Response, ShowKey};
-use crate::fifo::{Answer, CommandReader, Fifo, FifoError, Incoming, Owner, PathState};
-use crate::inflight::{self, Awaiting, InFlight};
-use crate::journal::Journal;
-use crate::peer::{Ends, Ipv6Cidr};
-use crate::privilege::{self, PrivilegeError, User};
-use crate::protocol::{Command, ProtocolError, Reply};
-use crate::queue::{Queue, Queued};
-use crate::record::{Entry, Outcome};
-use crate::verdict::{self, Verdict};
+use crate::daemon::device::{self, Device, DeviceError, Ipv4Cidr, Recv, Tun};
+use crate::daemon::drops::{self, Drops};
+use crate::daemon::inflight::{self, Awaiting, InFlight};
+use crate::daemon::privilege::{self, PrivilegeError, User};
+use crate::daemon::queue::{Queue, Queued};
+use crate::instrument::journal::Journal;
+use crate::instrument::record::{Entry, Outcome};
+use crate::ipc::channel::{socket_path, Channel, ChannelError, ConnId, Event};
+use crate::ipc::fifo::{Answer, CommandReader, Fifo, FifoError, Incoming, Owner, PathState};
+use crate::ipc::protocol::{Command, ProtocolError, Reply};
+use crate::judge::ends::{Ends, Ipv6Cidr};
+use crate::judge::exchange::{Family, FlowKey, Response, ShowKey};
+use crate::judge::verdict::{self, Verdict};
 
 /// How long a request the agent has read waits for its reply before it counts as unanswered.
 const ANSWER_LIMIT: Duration = Duration::from_secs(300);

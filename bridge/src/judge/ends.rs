@@ -10,7 +10,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use crate::exchange::{self, Response};
+use crate::judge::exchange::{self, Response};
 
 /// An IPv6 address with its prefix length, as in `2001:db8::1/64`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +128,7 @@ mod test {
         assert_eq!(err("nope/64"), "\"nope\" is not an IPv6 address");
         assert_eq!(err("::1/"), "\"\" is not a prefix length 0..128");
         let v4 = "192.0.2.1/33"
-            .parse::<crate::device::Ipv4Cidr>()
+            .parse::<crate::daemon::device::Ipv4Cidr>()
             .unwrap_err();
         assert_eq!(v4, "\"33\" is not a prefix length 0..32");
     }

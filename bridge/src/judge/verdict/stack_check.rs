@@ -14,8 +14,8 @@ use std::net::IpAddr;
 use std::ops::Range;
 
 use super::{first_difference, same, Checked, Difference, Side, Verdict};
-use crate::exchange::Family;
-use crate::stack;
+use crate::judge::exchange::Family;
+use crate::judge::stack;
 use crate::wire::ip::{be16, be32, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::wire::{self, ipv4, ipv6};
 
@@ -207,7 +207,7 @@ impl Fields {
 
 #[cfg(test)]
 mod test {
-    use crate::verdict::{judge_packets, Verdict};
+    use crate::judge::verdict::{judge_packets, Verdict};
     use crate::wire::fixtures::*;
 
     #[test]
@@ -288,9 +288,9 @@ mod test {
         assert_eq!(judge_packets(&UDP6_CLOSED, &short), Verdict::Valid);
         let too_short = &short[..short.len() - 1];
         assert!(!judge_packets(&UDP6_CLOSED, too_short).is_valid());
-        let reply = crate::stack::owed_with(
+        let reply = crate::judge::stack::owed_with(
             &TCP4_SYN,
-            &crate::stack::Choices {
+            &crate::judge::stack::Choices {
                 window: Some(512),
                 ttl: Some(3),
                 ..Default::default()
@@ -325,7 +325,7 @@ mod test {
                 let _ = judge_packets(request, &bytes);
                 let mut bytes = request.to_vec();
                 bytes.resize(len.min(request.len() + 1), 0);
-                let _ = crate::stack::owed(&bytes);
+                let _ = crate::judge::stack::owed(&bytes);
             }
             for at in 0..reply.len().max(request.len()) {
                 for bit in 0..8 {

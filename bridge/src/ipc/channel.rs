@@ -27,8 +27,8 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::stat::Mode;
 use tracing::{debug, warn};
 
-use crate::fifo::{clear_stale_kind, FifoError, Kind, Owner, PathState, Placed, CHUNK};
-use crate::lines::{Incoming, Lines};
+use crate::ipc::fifo::{clear_stale_kind, FifoError, Kind, Owner, PathState, Placed, CHUNK};
+use crate::ipc::lines::{Incoming, Lines};
 
 /// Most clients connected at once; one more is told so and closed.
 pub const MAX_CLIENTS: usize = 64;
@@ -497,7 +497,7 @@ fn listen(path: &Path, owner: Owner) -> Result<(UnixListener, Placed), ChannelEr
 #[cfg(test)]
 mod test {
     use super::*;
-    use crate::protocol::MAX_LINE;
+    use crate::ipc::protocol::MAX_LINE;
     use crate::testdir::TestDir;
     use std::io::{BufRead, BufReader};
     use std::os::unix::fs::{FileTypeExt, MetadataExt};

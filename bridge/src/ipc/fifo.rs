@@ -23,8 +23,8 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::stat::Mode;
 
-use crate::lines::Lines;
-pub use crate::lines::{Incoming, LINE_IDLE};
+use crate::ipc::lines::Lines;
+pub use crate::ipc::lines::{Incoming, LINE_IDLE};
 
 /// Bytes taken from a FIFO per read: one page. A 64 KiB stack buffer, zeroed on
 /// every call, was 3% of the bridge's CPU time in a ping benchmark profile.
@@ -509,7 +509,7 @@ impl Answer {
 #[cfg(test)]
 mod test {
     use super::*;
-    use crate::protocol::MAX_LINE;
+    use crate::ipc::protocol::MAX_LINE;
     use crate::testdir::TestDir;
 
     fn temp_dir(tag: &str) -> TestDir {

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::exchange::Request;
+use crate::judge::exchange::Request;
 
 /// A packet waiting for the agent, with the times it arrived.
 #[derive(Debug, Clone)]

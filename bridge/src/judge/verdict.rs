@@ -23,7 +23,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::exchange::{FreeField, Kind, Owed, Request, Response, Silence};
+use crate::judge::exchange::{FreeField, Kind, Owed, Request, Response, Silence};
 use crate::wire::{self, icmpv4, ipv4};
 
 /// The first byte where a reply differs from what it should be.

@@ -15,7 +15,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::stack;
+use crate::judge::stack;
 use crate::wire::ip::{be16, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::wire::{self, icmpv4, icmpv6, ipv4, ipv6, udp};
 
