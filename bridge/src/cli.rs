@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::daemon::config::Config;
 use crate::daemon::device::Ipv4Cidr;
 use crate::daemon::privilege::{PrivilegeError, User};
-use crate::daemon::server::Config;
 use crate::instrument::report::Format;
 use crate::ipc::client::Client;
 use crate::ipc::fifo::Owner;

@@ -119,7 +119,7 @@ mod test {
     }
 
     fn awaiting(key: Option<FlowKey>, ago_ms: u64, now: Instant) -> Awaiting {
-        let mut request = Queued::now(vec![0x45]);
+        let mut request = Queued::new(vec![0x45], now, std::time::SystemTime::now());
         request.parsed.key = key;
         Awaiting {
             request,

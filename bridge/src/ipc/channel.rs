@@ -96,6 +96,14 @@ impl std::error::Error for ChannelError {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConnId(u64);
 
+impl ConnId {
+    /// A connection named by its number, as the tests name one.
+    #[cfg(test)]
+    pub(crate) fn from_raw(n: u64) -> ConnId {
+        ConnId(n)
+    }
+}
+
 impl fmt::Display for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)

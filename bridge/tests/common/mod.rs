@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use tunbridge::cli::{Cli, Cmd};
+pub use tunbridge::daemon::counts::{Count, Counts};
 pub use tunbridge::daemon::device::memory::Network;
 use tunbridge::ipc::client::Client;
 use tunbridge::judge::exchange::Request;
@@ -224,6 +225,8 @@ pub struct Bridge {
     pub cmd: PathBuf,
     pub resp: PathBuf,
     pub log: Arc<Mutex<Vec<String>>>,
+    /// The running totals of an in-memory server (a process's stay zero).
+    pub counts: Arc<Counts>,
 }
 
 /// How the bridge runs.
@@ -286,6 +289,7 @@ impl Bridge {
             cmd,
             resp,
             log,
+            counts: Arc::default(),
         };
         bridge.wait_log("bridge ready", Duration::from_secs(10));
         bridge
@@ -298,6 +302,7 @@ impl Bridge {
             cmd,
             resp,
             log: Default::default(),
+            counts: Arc::default(),
         }
     }
 
@@ -324,6 +329,8 @@ impl Bridge {
         let sink = LogSink(Arc::clone(&log));
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
+        let counts = Arc::new(Counts::default());
+        let totals = Arc::clone(&counts);
         let thread = std::thread::spawn(move || {
             let subscriber = tracing_subscriber::fmt()
                 .with_env_filter("info,tunbridge=debug")
@@ -331,7 +338,7 @@ impl Bridge {
                 .with_writer(move || sink.clone())
                 .finish();
             tracing::subscriber::with_default(subscriber, || {
-                tunbridge::daemon::server::serve(config, Box::new(device), flag)
+                tunbridge::daemon::server::serve(config, Box::new(device), flag, totals)
             })
             .map_err(|e| e.to_string())
         });
@@ -343,6 +350,7 @@ impl Bridge {
             cmd,
             resp,
             log,
+            counts,
         };
         // A server that fails to start says why, rather than leaving the wait to time out.
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -384,6 +392,19 @@ impl Bridge {
                 "fewer than {n} log lines with {text:?}"
             );
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until the in-memory server's total of `which` is at least `n`; panics after `limit`.
+    pub fn wait_total(&self, which: Count, n: u64, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.counts.get(which) < n {
+            assert!(
+                Instant::now() < deadline,
+                "{which:?}: {} of {n} after {limit:?}",
+                self.counts.get(which)
+            );
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
