@@ -125,7 +125,7 @@ fn main() -> ExitCode {
             }
         };
         let mut reply = match stack::owed(&request) {
-            Ok(r) => r.bytes,
+            Ok(reply) => reply,
             Err(e) => {
                 eprintln!("native_agent: not answered: {e}");
                 continue;

@@ -8,12 +8,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::daemon::config::Config;
-use crate::daemon::device::Ipv4Cidr;
 use crate::daemon::privilege::{PrivilegeError, User};
 use crate::instrument::report::Format;
 use crate::ipc::client::Client;
 use crate::ipc::fifo::Owner;
-use crate::judge::ends::Ipv6Cidr;
+use crate::wire::cidr::{Ipv4Cidr, Ipv6Cidr};
 
 /// A Linux TUN device exposed through two named FIFOs: read one IP packet as hex, write a reply.
 #[derive(Debug, Parser)]

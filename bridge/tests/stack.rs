@@ -35,9 +35,7 @@ fn answer(bridge: &Bridge, spoil: impl Fn(&mut Vec<u8>)) -> String {
     let line = bridge.exchange("READ");
     assert_ne!(line, "TIMEOUT", "no request reached the agent");
     let request = hex::decode(&line).unwrap_or_else(|_| panic!("READ answer is not hex: {line:?}"));
-    let mut reply = stack::owed(&request)
-        .unwrap_or_else(|why| panic!("owed silence: {why}"))
-        .bytes;
+    let mut reply = stack::owed(&request).unwrap_or_else(|why| panic!("owed silence: {why}"));
     spoil(&mut reply);
     bridge.exchange(&format!("WRITE {}", hex::encode(&reply)))
 }
@@ -182,9 +180,7 @@ fn no_ipv6_keeps_ipv6_off() {
     assert!(!ping6.status.success());
     assert_eq!(bridge.exchange("READ"), "TIMEOUT");
     // A WRITE of IPv6 is refused with the reason.
-    let reply = stack::owed(&hex::decode(ICMPV6_REQUEST).unwrap())
-        .unwrap()
-        .bytes;
+    let reply = stack::owed(&hex::decode(ICMPV6_REQUEST).unwrap()).unwrap();
     let answer = bridge.exchange(&format!("WRITE {}", hex::encode(reply)));
     assert_eq!(answer, "ERR IPv6 is off on this bridge (--no-ipv6)");
 }

@@ -5,10 +5,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::daemon::device::Ipv4Cidr;
 use crate::daemon::privilege::User;
 use crate::ipc::fifo::Owner;
-use crate::judge::ends::{Ends, Ipv6Cidr};
+use crate::judge::ends::Ends;
+use crate::wire::cidr::{Ipv4Cidr, Ipv6Cidr};
 
 /// Everything `serve` needs, filled from the command line.
 #[derive(Debug, Clone)]

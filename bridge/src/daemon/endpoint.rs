@@ -30,8 +30,8 @@ use tracing::{error, info, warn};
 
 use crate::daemon::counts::{Count, Counts};
 use crate::daemon::error::ServeError;
-use crate::ipc::fifo::{Answer, CommandReader, Fifo, FifoError, Incoming, Owner, PathState};
-use crate::ipc::protocol::Reply;
+use crate::ipc::fifo::{AnswerPipe, CommandReader, Fifo, FifoError, Incoming, Owner, PathState};
+use crate::ipc::protocol::Answer;
 
 /// How often an answer waiting for its reader tries the answer FIFO again (no event
 /// tells when a reader opens it).
@@ -69,11 +69,11 @@ enum Turn {
         label: Option<&'static str>,
     },
     /// A READ whose reader is there, waiting for a packet.
-    Waiting { answer: Answer },
+    Waiting { pipe: AnswerPipe },
     /// The answer line in the line buffer, `sent` bytes of it written; `packet`: it
     /// carries one. Given up when the reader takes nothing until `deadline`.
     Sending {
-        answer: Answer,
+        pipe: AnswerPipe,
         sent: usize,
         deadline: Instant,
         packet: bool,
@@ -146,8 +146,8 @@ impl FifoEndpoint {
     pub fn interest(&self) -> Option<(BorrowedFd<'_>, PollFlags)> {
         match &self.turn {
             None => Some((self.reader.fd(), PollFlags::POLLIN)),
-            Some(Turn::Waiting { answer }) => Some((answer.fd(), PollFlags::empty())),
-            Some(Turn::Sending { answer, .. }) => Some((answer.fd(), PollFlags::POLLOUT)),
+            Some(Turn::Waiting { pipe }) => Some((pipe.fd(), PollFlags::empty())),
+            Some(Turn::Sending { pipe, .. }) => Some((pipe.fd(), PollFlags::POLLOUT)),
             Some(Turn::Opening { .. } | Turn::Deciding { .. }) => None,
         }
     }
@@ -189,16 +189,16 @@ impl FifoEndpoint {
         }
     }
 
-    /// Answers the command given out with `reply`, once its client opens the answer FIFO.
-    pub fn answer(&mut self, reply: &Reply) {
+    /// Answers the command given out with `answer`, once its client opens the answer FIFO.
+    pub fn answer(&mut self, answer: &Answer) {
         let Some(received) = self.deciding() else {
             return;
         };
         self.line.clear();
-        let _ = writeln!(self.line, "{reply}");
+        let _ = writeln!(self.line, "{answer}");
         self.turn = Some(Turn::Opening {
             received,
-            label: Some(reply.label()),
+            label: Some(answer.label()),
         });
     }
 
@@ -227,7 +227,7 @@ impl FifoEndpoint {
     /// Gives the waiting READ this packet, sent from [`FifoEndpoint::next_event`]; false
     /// when no READ waits (the packet is not taken).
     pub fn hand(&mut self, packet: &[u8]) -> bool {
-        let Some(answer) = self.waiting() else {
+        let Some(pipe) = self.waiting() else {
             return false;
         };
         let hex_len = packet.len() * 2;
@@ -235,23 +235,23 @@ impl FifoEndpoint {
         // The buffer is exactly twice the packet's length: encoding cannot fail.
         let _ = hex::encode_to_slice(packet, &mut self.line[..hex_len]);
         self.line[hex_len] = b'\n';
-        self.sending(answer, true);
+        self.sending(pipe, true);
         true
     }
 
     /// Answers the waiting READ with TIMEOUT, sent from [`FifoEndpoint::next_event`].
     pub fn time_out(&mut self) {
-        if let Some(answer) = self.waiting() {
+        if let Some(pipe) = self.waiting() {
             self.line.clear();
             self.line.extend_from_slice(b"TIMEOUT\n");
-            self.sending(answer, false);
+            self.sending(pipe, false);
         }
     }
 
     /// The answer FIFO of the READ waiting for a packet, if one waits.
-    fn waiting(&mut self) -> Option<Answer> {
+    fn waiting(&mut self) -> Option<AnswerPipe> {
         match self.turn.take() {
-            Some(Turn::Waiting { answer }) => Some(answer),
+            Some(Turn::Waiting { pipe }) => Some(pipe),
             other => {
                 self.turn = other;
                 None
@@ -260,9 +260,9 @@ impl FifoEndpoint {
     }
 
     /// Starts sending the line in the buffer.
-    fn sending(&mut self, answer: Answer, packet: bool) {
+    fn sending(&mut self, pipe: AnswerPipe, packet: bool) {
         self.turn = Some(Turn::Sending {
-            answer,
+            pipe,
             sent: 0,
             deadline: Instant::now() + self.reply_grace,
             packet,
@@ -272,8 +272,8 @@ impl FifoEndpoint {
     /// Ends the turn under way at shutdown: a READ waiting learns at once, best effort,
     /// that no packet is coming. (A packet on its way is the ledger's to put back.)
     pub fn finish(&mut self) {
-        if let Some(Turn::Waiting { answer }) = self.turn.take() {
-            let _ = answer.write_some(b"TIMEOUT\n");
+        if let Some(Turn::Waiting { pipe }) = self.turn.take() {
+            let _ = pipe.write_some(b"TIMEOUT\n");
         }
     }
 
@@ -333,20 +333,20 @@ impl FifoEndpoint {
         match turn {
             Turn::Deciding { .. } => Step::Wait(turn),
             Turn::Opening { received, label } => self.open_answer(received, label),
-            Turn::Waiting { answer } => {
-                if std::mem::take(&mut self.hangup) && answer.reader_gone() {
+            Turn::Waiting { pipe } => {
+                if std::mem::take(&mut self.hangup) && pipe.reader_gone() {
                     self.counts.add(Count::Abandoned);
                     info!("READ abandoned: its reader went away");
                     return Step::Done(Some(FifoEvent::Abandoned));
                 }
-                Step::Wait(Turn::Waiting { answer })
+                Step::Wait(Turn::Waiting { pipe })
             }
             Turn::Sending {
-                answer,
+                pipe,
                 sent,
                 deadline,
                 packet,
-            } => self.send(answer, sent, deadline, packet),
+            } => self.send(pipe, sent, deadline, packet),
         }
     }
 
@@ -354,8 +354,8 @@ impl FifoEndpoint {
     /// period since the command arrived is over, so a burst of unread commands is given
     /// up on within one period, not one period per command.
     fn open_answer(&mut self, received: Instant, label: Option<&'static str>) -> Step {
-        let answer = match Answer::open(self.resp.path()) {
-            Ok(Some(answer)) => answer,
+        let pipe = match AnswerPipe::open(self.resp.path()) {
+            Ok(Some(pipe)) => pipe,
             Ok(None) if received.elapsed() < self.reply_grace => {
                 return Step::Wait(Turn::Opening { received, label })
             }
@@ -379,7 +379,7 @@ impl FifoEndpoint {
         };
         if label.is_some() {
             let deadline = Instant::now() + self.reply_grace;
-            return self.send(answer, 0, deadline, false);
+            return self.send(pipe, 0, deadline, false);
         }
         // The client has sent its line and closed: reopen now, not after the hand-over.
         if let Err(e) = self.reader.reopen_if_ended() {
@@ -390,12 +390,12 @@ impl FifoEndpoint {
             asked: received,
             opened,
         };
-        Step::Tell(Turn::Waiting { answer }, event)
+        Step::Tell(Turn::Waiting { pipe }, event)
     }
 
     /// Writes what the pipe takes of the answer line.
-    fn send(&mut self, answer: Answer, sent: usize, deadline: Instant, packet: bool) -> Step {
-        let failed = match answer.write_some(&self.line[sent..]) {
+    fn send(&mut self, pipe: AnswerPipe, sent: usize, deadline: Instant, packet: bool) -> Step {
+        let failed = match pipe.write_some(&self.line[sent..]) {
             Ok(n) if sent + n == self.line.len() => None,
             Ok(0) if Instant::now() >= deadline => Some("reader stopped reading".to_string()),
             Ok(n) => {
@@ -406,7 +406,7 @@ impl FifoEndpoint {
                     deadline
                 };
                 return Step::Wait(Turn::Sending {
-                    answer,
+                    pipe,
                     sent: sent + n,
                     deadline,
                     packet,
@@ -414,7 +414,7 @@ impl FifoEndpoint {
             }
             Err(e) => Some(e.to_string()),
         };
-        drop(answer);
+        drop(pipe);
         match (failed, packet) {
             (None, true) => Step::Done(Some(FifoEvent::Delivered { at: Instant::now() })),
             (None, false) => Step::Done(None),

@@ -8,7 +8,7 @@
 //!
 //! The time is passed in, as to smoltcp's `Interface::poll(timestamp, ..)`: the ledger
 //! never reads a clock, so its tests run without threads, sleeps, FIFOs or devices. The
-//! loop ([`crate::daemon::server`]) does the I/O and tells the ledger what happened when.
+//! loop (`server.rs`) does the I/O and tells the ledger what happened when.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,7 +25,7 @@ use crate::instrument::journal::Journal;
 use crate::instrument::record::{Entry, Outcome};
 use crate::ipc::channel::ConnId;
 use crate::judge::ends::Ends;
-use crate::judge::exchange::{Family, FlowKey, Response, ShowKey};
+use crate::judge::exchange::{self, FlowKey, Response, ShowKey};
 use crate::judge::verdict::{self, Verdict};
 
 /// How long a request the agent has read waits for its reply before it counts as unanswered.
@@ -110,7 +110,7 @@ impl Ledger {
     pub fn arrive(&mut self, packet: Vec<u8>, now: Instant, wall: SystemTime) {
         let item = Queued::new(packet, now, wall);
         self.journal.packet(item.arrival_wall, &item.packet);
-        if !item.parsed.family.is_some_and(Family::is_served) {
+        if !item.parsed.family.is_some_and(exchange::is_served) {
             debug!(
                 len = item.packet.len(),
                 "packet of an unserved family ignored"

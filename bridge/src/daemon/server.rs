@@ -34,7 +34,7 @@ use crate::instrument::journal::Journal;
 use crate::ipc::channel::{self, Channel};
 use crate::ipc::fifo::{Fifo, PathState};
 use crate::ipc::lines::Incoming;
-use crate::ipc::protocol::{Command, ProtocolError, Reply};
+use crate::ipc::protocol::{Answer, Command, ProtocolError};
 use crate::judge::exchange::Response;
 
 /// The longest the loop sleeps, so it sees a stop signal soon.
@@ -317,23 +317,23 @@ impl Server {
     /// Acts on one command, from either transport, read at `received`: a READ waits for a
     /// packet, anything else is answered at once.
     fn dispatch(&mut self, caller: Caller, incoming: Incoming, received: Instant) {
-        let reply = match incoming {
+        let answer = match incoming {
             Incoming::Line(line) => match Command::parse(&line, self.device.mtu()) {
                 Ok(Command::Read) => return self.read(caller, received),
                 Ok(Command::Write(packet)) => self.write(packet, received),
                 Err(e) => {
                     warn!(reason = %e, len = line.len(), from = %caller, "command refused");
-                    Reply::Err(e.to_string())
+                    Answer::Err(e.to_string())
                 }
             },
             Incoming::TooLong(n) => {
                 warn!(len = n, from = %caller, "command line too long");
-                Reply::Err(ProtocolError::TooLong(n).to_string())
+                Answer::Err(ProtocolError::TooLong(n).to_string())
             }
             // The transports drop an idle half line themselves: never given out.
             Incoming::Dropped(_) => return,
         };
-        self.answer(caller, &reply);
+        self.answer(caller, &answer);
     }
 
     /// A READ: on the channel it waits for a packet at once; on the FIFOs once its client
@@ -349,17 +349,17 @@ impl Server {
         }
     }
 
-    /// Sends `reply` to the caller.
-    fn answer(&mut self, caller: Caller, reply: &Reply) {
+    /// Sends `answer` to the caller.
+    fn answer(&mut self, caller: Caller, answer: &Answer) {
         match caller {
-            Caller::Fifo => self.fifo.answer(reply),
+            Caller::Fifo => self.fifo.answer(answer),
             Caller::Conn(conn) => {
                 if self
                     .channel
-                    .answer(conn, reply.to_string().as_bytes())
+                    .answer(conn, answer.to_string().as_bytes())
                     .is_err()
                 {
-                    warn!(answer = reply.label(), conn = %conn, "answer not delivered: its client went away");
+                    warn!(answer = answer.label(), conn = %conn, "answer not delivered: its client went away");
                 }
                 // As for the FIFO: judged and recorded once the OK is on its way.
                 self.ledger.settle(SystemTime::now());
@@ -369,17 +369,17 @@ impl Server {
 
     /// WRITE: checks the agent's packet and writes it to the device; the ledger judges and
     /// records it afterwards, except in strict mode, where an invalid reply is refused.
-    fn write(&mut self, packet: Response, received: Instant) -> Reply {
+    fn write(&mut self, packet: Response, received: Instant) -> Answer {
         if let Err(reason) = self.ledger.admit(&packet) {
-            return Reply::Err(reason);
+            return Answer::Err(reason);
         }
         if let Err(e) = self.device.send(packet.bytes()) {
             error!(error = %e, "writing to the device failed");
-            return Reply::Err(format!("the TUN device refused the packet: {e}"));
+            return Answer::Err(format!("the TUN device refused the packet: {e}"));
         }
         self.ledger
             .written(packet, received, Instant::now(), SystemTime::now());
-        Reply::Ok
+        Answer::Ok
     }
 
     /// Gives the waiting READs what the ledger has for them: packets in the order they

@@ -27,7 +27,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::stat::Mode;
 use tracing::{debug, warn};
 
-use crate::ipc::fifo::{clear_stale_kind, FifoError, Kind, Owner, PathState, Placed, CHUNK};
+use crate::ipc::fifo::{clear_stale_kind, FifoError, Owner, PathKind, PathState, Placed, CHUNK};
 use crate::ipc::lines::{Incoming, Lines};
 
 /// Most clients connected at once; one more is told so and closed.
@@ -487,7 +487,7 @@ fn listen(path: &Path, owner: Owner) -> Result<(UnixListener, Placed), ChannelEr
     if UnixStream::connect(path).is_ok() {
         return Err(ChannelError::InUse(path.into()));
     }
-    clear_stale_kind(path, owner, Kind::Socket).map_err(ChannelError::Path)?;
+    clear_stale_kind(path, owner, PathKind::Socket).map_err(ChannelError::Path)?;
     let bind_err = |source| ChannelError::Bind {
         path: path.into(),
         source,
