@@ -45,10 +45,9 @@ fn stdout(out: &Output) -> String {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ping6_of_every_size() {
-    let Some((ns, dir, bridge)) = recorded_root_bridge("ping6_of_every_size", "ping6", &[]) else {
-        return;
-    };
+    let (ns, dir, bridge) = recorded_root_bridge("ping6", &[]);
     for size in ["0", "56", "57", "1232"] {
         let ping = Command::new("ip")
             .args([
@@ -72,11 +71,9 @@ fn ping6_of_every_size() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn udp_and_tcp_on_both_families() {
-    let Some((ns, dir, bridge)) = recorded_root_bridge("udp_and_tcp_on_both_families", "l4", &[])
-    else {
-        return;
-    };
+    let (ns, dir, bridge) = recorded_root_bridge("l4", &[]);
     let kinds = [
         "udp-echo",
         "udp-echo6",
@@ -103,14 +100,9 @@ fn udp_and_tcp_on_both_families() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn the_kernel_drops_a_wrong_checksum_and_the_verdict_names_it() {
-    let Some((ns, dir, bridge)) = recorded_root_bridge(
-        "the_kernel_drops_a_wrong_checksum_and_the_verdict_names_it",
-        "badsum",
-        &["--read-timeout", "3"],
-    ) else {
-        return;
-    };
+    let (ns, dir, bridge) = recorded_root_bridge("badsum", &["--read-timeout", "3"]);
     // UDP checksum at 40 + 6 over IPv6, ICMPv6 at 40 + 2, TCP at 20 + 16 over IPv4.
     for (n, (kind, at, class)) in [
         ("udp-echo6", 47, "udp_checksum"),
@@ -137,14 +129,9 @@ fn the_kernel_drops_a_wrong_checksum_and_the_verdict_names_it() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn only_packets_for_the_agent_reach_a_read() {
-    let Some((ns, dir, bridge)) = recorded_root_bridge(
-        "only_packets_for_the_agent_reach_a_read",
-        "only",
-        &["--read-timeout", "2"],
-    ) else {
-        return;
-    };
+    let (ns, dir, bridge) = recorded_root_bridge("only", &["--read-timeout", "2"]);
     // Router solicitations or MLD reports would come within the first seconds after link
     // up; a ping to another address of the prefix goes out on the device too.
     let other = Command::new("ip")
@@ -168,14 +155,9 @@ fn only_packets_for_the_agent_reach_a_read() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn no_ipv6_keeps_ipv6_off() {
-    let Some((ns, _dir, bridge)) = root_bridge(
-        "no_ipv6_keeps_ipv6_off",
-        "noip6",
-        &["--read-timeout", "2", "--no-ipv6"],
-    ) else {
-        return;
-    };
+    let (ns, _dir, bridge) = root_bridge("noip6", &["--read-timeout", "2", "--no-ipv6"]);
     let ping6 = ns.exec(&["ping", "-6", "-n", "-c", "1", "-W", "1", PEER6]);
     assert!(!ping6.status.success());
     assert_eq!(bridge.exchange("READ"), "TIMEOUT");

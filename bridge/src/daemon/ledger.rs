@@ -263,7 +263,8 @@ impl Ledger {
     }
 
     /// A reply was written to the device at `written` (`wall`), its WRITE received at
-    /// `received`. It is judged and recorded by [`Ledger::settle`], once its OK is on its way.
+    /// `received`. It is judged and recorded by [`Ledger::settle`], once its OK is on its
+    /// way; one written before is settled first, so none is ever lost.
     pub fn written(
         &mut self,
         reply: Response,
