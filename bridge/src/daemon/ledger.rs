@@ -56,7 +56,7 @@ pub enum Handout<'a> {
 
 /// A reply written to the device and not yet judged and recorded.
 #[derive(Debug)]
-struct Written {
+struct Unsettled {
     reply: Response,
     received: Instant,
     written: Instant,
@@ -80,7 +80,7 @@ pub struct Ledger {
     /// next command or a clean hang-up): if it leaves it unread, the packet goes back.
     unconfirmed: HashMap<ConnId, Instant>,
     /// The reply written last, until it is judged and recorded.
-    unsettled: Option<Written>,
+    unsettled: Option<Unsettled>,
     /// Packets dropped unread since the last summary.
     drops: Drops,
     journal: Journal,
@@ -273,7 +273,7 @@ impl Ledger {
         wall: SystemTime,
     ) {
         self.settle(wall);
-        self.unsettled = Some(Written {
+        self.unsettled = Some(Unsettled {
             reply,
             received,
             written,

@@ -1,5 +1,6 @@
-//! The FIFO endpoint: creating the two named pipes safely, reading command lines,
-//! and delivering answer lines only to a reader that is there.
+//! The two named pipes: creating them safely, reading command lines, and delivering
+//! answer lines only to a reader that is there (the daemon's turn over them is
+//! `daemon::endpoint`).
 //!
 //! The command FIFO is read in sessions: a writer's bytes up to its close (EOF),
 //! after which the FIFO is reopened so an idle pipe never spins. Lines are split by

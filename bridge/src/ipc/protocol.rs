@@ -1,4 +1,5 @@
-//! The FIFO protocol: one command line in, exactly one answer line out.
+//! The protocol, on the FIFOs and the channel alike: one command line in, exactly one
+//! answer line out.
 //!
 //! Parsing a line into a [`Command`] is kept apart from acting on it. A line that
 //! is not a valid command becomes a [`ProtocolError`], whose text is the reason in

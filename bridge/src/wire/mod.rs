@@ -3,7 +3,8 @@
 //!
 //! Bytes from outside (a TUN read, an agent's hex) enter only through `new_checked`,
 //! which refuses them with an `Error` whose text is one line saying what is wrong.
-//! `echo_reply` builds the reference reply the bridge judges an agent's reply against.
+//! `echo_reply` builds the echo reply a host owes an ICMPv4 echo request (the reference
+//! stack uses it for that kind).
 
 pub mod checksum;
 pub mod cidr;
