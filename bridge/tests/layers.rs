@@ -102,25 +102,33 @@ fn imports() -> BTreeMap<String, BTreeSet<String>> {
     uses
 }
 
+/// Every (module, a module it uses) pair.
+fn edges() -> Vec<(String, String)> {
+    let pairs = imports().into_iter();
+    pairs
+        .flat_map(|(module, used)| used.into_iter().map(move |u| (module.clone(), u)))
+        .collect()
+}
+
+/// The top-level folder (or file) of a module: its layer's name.
+fn top(module: &str) -> &str {
+    module.split("::").next().unwrap_or(module)
+}
+
 /// The layer of a module: its index in [`LAYERS`]; test helpers (`testdir`, `oracle`) none.
 fn layer(module: &str) -> Option<usize> {
-    let top = module.split("::").next().unwrap_or(module);
     LAYERS
         .iter()
-        .position(|l| l.split('|').any(|name| name == top))
+        .position(|l| l.split('|').any(|name| name == top(module)))
 }
 
 #[test]
 fn no_two_modules_import_each_other() {
-    let uses = imports();
-    let mut mutual = Vec::new();
-    for (a, used) in &uses {
-        for b in used {
-            if a < b && uses.get(b).is_some_and(|u| u.contains(a)) {
-                mutual.push(format!("{a} <-> {b}"));
-            }
-        }
-    }
+    let edges = edges();
+    let mutual: Vec<_> = edges
+        .iter()
+        .filter(|(a, b)| a < b && edges.contains(&(b.clone(), a.clone())))
+        .collect();
     assert!(
         mutual.is_empty(),
         "modules importing each other: {mutual:#?}"
@@ -129,22 +137,11 @@ fn no_two_modules_import_each_other() {
 
 #[test]
 fn each_layer_uses_only_the_layers_above_it() {
-    let mut upward = Vec::new();
-    for (module, used) in imports() {
-        let Some(own) = layer(&module) else {
-            continue;
-        };
-        let own_top = module.split("::").next().unwrap_or("").to_string();
-        for target in used {
-            let top = target.split("::").next().unwrap_or("");
-            let Some(theirs) = layer(&target) else {
-                continue;
-            };
-            if top != own_top && theirs >= own {
-                upward.push(format!("{module} uses {target}"));
-            }
-        }
-    }
+    let upward: Vec<_> = edges()
+        .into_iter()
+        .filter(|(a, b)| top(a) != top(b))
+        .filter(|(a, b)| layer(a).zip(layer(b)).is_some_and(|(a, b)| b >= a))
+        .collect();
     assert!(
         upward.is_empty(),
         "a layer using its own or a lower one: {upward:#?}"

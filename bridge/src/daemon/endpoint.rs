@@ -215,10 +215,18 @@ impl FifoEndpoint {
 
     /// When the command given out was read, if one is being decided.
     fn deciding(&mut self) -> Option<Instant> {
-        match self.turn.take() {
-            Some(Turn::Deciding { received }) => Some(received),
-            other => {
-                self.turn = other;
+        self.take_turn(|turn| match turn {
+            Turn::Deciding { received } => Ok(received),
+            other => Err(other),
+        })
+    }
+
+    /// Takes the turn apart when `pick` accepts it; leaves it as it was otherwise.
+    fn take_turn<T>(&mut self, pick: impl FnOnce(Turn) -> Result<T, Turn>) -> Option<T> {
+        match pick(self.turn.take()?) {
+            Ok(taken) => Some(taken),
+            Err(turn) => {
+                self.turn = Some(turn);
                 None
             }
         }
@@ -250,13 +258,10 @@ impl FifoEndpoint {
 
     /// The answer FIFO of the READ waiting for a packet, if one waits.
     fn waiting(&mut self) -> Option<AnswerPipe> {
-        match self.turn.take() {
-            Some(Turn::Waiting { pipe }) => Some(pipe),
-            other => {
-                self.turn = other;
-                None
-            }
-        }
+        self.take_turn(|turn| match turn {
+            Turn::Waiting { pipe } => Ok(pipe),
+            other => Err(other),
+        })
     }
 
     /// Starts sending the line in the buffer.
