@@ -164,7 +164,10 @@ impl FifoEndpoint {
     /// What poll said of the descriptor of [`FifoEndpoint::interest`] (empty: nothing).
     pub fn woken(&mut self, revents: PollFlags) {
         self.readable = self.turn.is_none() && !revents.is_empty();
-        self.hangup = revents.intersects(PollFlags::POLLERR | PollFlags::POLLHUP);
+        // Only the answer FIFO of a waiting READ is polled for its reader leaving (the
+        // command FIFO reports a hang-up whenever a client has sent its line and closed).
+        self.hangup = matches!(self.turn, Some(Turn::Waiting { .. }))
+            && revents.intersects(PollFlags::POLLERR | PollFlags::POLLHUP);
     }
 
     /// Takes the turn as far as it goes without waiting, and then the next commands; the
