@@ -6,8 +6,8 @@
 # the pinned Claude Code client for the harness tests (scripts/lib/common.sh), builds as
 # the user who runs it, and re-runs itself with sudo when that user is not root.
 # As root it then runs the tests that need no root (the unit tests, the server and
-# corpus tests on the in-memory device, the properties) once more as the user nobody,
-# so a test that quietly needs root fails here.
+# corpus tests on the in-memory device, the properties, the harness package's Python
+# tests) once more as the user nobody, so a test that quietly needs root fails here.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -31,6 +31,11 @@ fi
 say "running the tests (those that need root included)"
 cargo test --release --workspace --all-targets -- --include-ignored --test-threads="${TEST_THREADS:-4}"
 
+# The harness package's unit tests (harness/tests: no root, no network, no client).
+python_tests() { python3 -m unittest discover -s harness/tests -t . 2>&1; }
+say "running the harness package's Python tests"
+python_tests | tail -4
+
 # The built test binaries named (lib for the unit tests, else an integration test), run as
 # nobody where cargo runs them (they use the checkout's daemon and scripts). Each must pass
 # and run at least one test. Skipped, saying why, when nobody cannot reach the checkout
@@ -38,7 +43,7 @@ cargo test --release --workspace --all-targets -- --include-ignored --test-threa
 unprivileged() {
     local name exe out found=0 flags=()
     local as_nobody=(setpriv --reuid=nobody --regid=nogroup --clear-groups env -i PATH=/usr/bin:/bin HOME=/tmp CI=true)
-    if ! "${as_nobody[@]}" test -x "$ROOT/target/release/tunbridge" -a -r "$ROOT/examples/dry_run_stack.py"; then
+    if ! "${as_nobody[@]}" test -x "$ROOT/target/release/tunbridge" -a -r "$ROOT/harness/model/stack.py"; then
         say "skipped: the user nobody cannot reach $ROOT (clone it where others may enter to run this pass)"
         return 0
     fi
@@ -64,4 +69,11 @@ if tb_is_root; then
     tb_traps
     say "running the tests that need no root again, as nobody"
     unprivileged lib server corpus properties
+    nobody=(setpriv --reuid=nobody --regid=nogroup --clear-groups env -i PATH=/usr/bin:/bin HOME=/tmp)
+    if "${nobody[@]}" test -r "$ROOT/harness/tests/__init__.py"; then
+        out=$("${nobody[@]}" bash -c "cd '$ROOT' && $(declare -f python_tests); python_tests") ||
+            { echo "$out" >&2; die "the harness's Python tests failed as an unprivileged user"; }
+        grep -E '^Ran [1-9][0-9]* tests' <<<"$out" | sed 's/^/    nobody, harness: /' ||
+            { echo "$out" >&2; die "the harness's Python tests ran nothing as an unprivileged user"; }
+    fi
 fi

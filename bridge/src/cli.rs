@@ -46,7 +46,7 @@ pub enum Cmd {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Draw where each ping's time went (JSON from scripts/lib/experiment_table.py) as SVG.
+    /// Draw where each ping's time went (JSON from harness/bundle.py) as SVG.
     Timeline {
         /// The timeline JSON: a title and one row of phase spans per ping.
         input: PathBuf,

@@ -9,13 +9,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-/// Folds the carries of a one's-complement sum into 16 bits (end-around carry).
-fn fold(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
-}
+use tunbridge::wire::checksum::fold;
 
 /// RFC 1624 eqn. 3: the checksum after one 16-bit word changes from `old` to `new`.
 fn incremental(checksum: u16, old: u16, new: u16) -> u16 {

@@ -1,5 +1,5 @@
 //! The agent as a small IP stack, against real traffic from the kernel: `ping -6`, UDP
-//! echo and UDP to a closed port on both families (`scripts/lib/traffic.py`), and a TCP
+//! echo and UDP to a closed port on both families (`harness/traffic.py`), and a TCP
 //! connect that must be refused at once. The agent here answers with the reference stack
 //! (`stack::owed`) through the real bridge; the kernel checks every ICMPv6, UDP and TCP
 //! checksum of the replies, so a wrong reference fails these tests.
@@ -17,13 +17,21 @@ use tunbridge::judge::stack;
 /// The agent's IPv6 address inside the test namespace.
 const PEER6: &str = "2001:db8::2";
 
-/// Starts `scripts/lib/traffic.py KIND` in the namespace.
+/// Starts `python3 -m harness.traffic KIND` in the namespace.
 fn traffic(ns: &Netns, kind: &str, wait: &str) -> Child {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/lib/traffic.py");
     Command::new("ip")
         .args([
-            "netns", "exec", &ns.name, "python3", script, kind, "--wait", wait,
+            "netns",
+            "exec",
+            &ns.name,
+            "python3",
+            "-m",
+            "harness.traffic",
+            kind,
+            "--wait",
+            wait,
         ])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -44,7 +44,7 @@ fn suite(root: &Path, out: &common::TempDir, extra: &[&str]) -> Vec<Value> {
 /// The scenarios the suite runs by default, and those a dry-run flaw must fail.
 fn names(root: &Path, flaw: Option<&str>) -> BTreeSet<String> {
     let mut cmd = Command::new("python3");
-    cmd.arg(root.join("scripts/lib/suite.py")).arg("names");
+    cmd.args(["-m", "harness", "names"]).current_dir(root);
     if let Some(flaw) = flaw {
         cmd.args(["--caught-by", flaw]);
     }
@@ -53,7 +53,10 @@ fn names(root: &Path, flaw: Option<&str>) -> BTreeSet<String> {
         .into_iter()
         .find(|p| root.join(p).exists())
         .unwrap();
-    let out = cmd.args(["--prompt", prompt]).output().expect("suite.py");
+    let out = cmd
+        .args(["--prompt", prompt])
+        .output()
+        .expect("python3 -m harness names");
     assert!(out.status.success());
     String::from_utf8(out.stdout)
         .unwrap()

@@ -1,6 +1,6 @@
 //! The timeline picture: where each ping's time went, one row per ping, as SVG.
 //!
-//! `scripts/lib/experiment_table.py` gathers the times of one experiment run (the bridge's
+//! `harness/bundle.py` gathers the times of one experiment run (the bridge's
 //! record, Claude Code's streamed events, the dry-run model's request log) into a small
 //! JSON file; [`run`] reads it and draws it with `plotters`: per ping an upper lane for the
 //! bridge (queued, agent, reply) and a lower lane for the client (start-up, each model

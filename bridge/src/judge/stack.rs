@@ -795,12 +795,13 @@ mod test {
 
     #[test]
     fn python_dry_run_stack_agrees() {
-        // examples/dry_run_stack.py builds replies the way prompts/ip-stack.md says,
+        // harness/model/stack.py builds replies the way prompts/ip-stack.md says,
         // shortcuts included; with no choices of its own it must build the reference.
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/dry_run_stack.py");
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
         for request in requests() {
             let out = std::process::Command::new("python3")
-                .arg(script)
+                .args(["-m", "harness.model.stack"])
+                .current_dir(root)
                 .arg(hex::encode(&request))
                 .output()
                 .expect("python3");
@@ -815,7 +816,8 @@ mod test {
             &UDP4_FRAGMENT,
         ] {
             let out = std::process::Command::new("python3")
-                .arg(script)
+                .args(["-m", "harness.model.stack"])
+                .current_dir(root)
                 .arg(hex::encode(silent))
                 .output()
                 .expect("python3");

@@ -1,36 +1,23 @@
-#!/usr/bin/env python3
-"""A scripted stand-in for the Anthropic Messages API, for dry runs of ping-respond.
+"""The scripted model's side of the prompts' tool loop: the next assistant turn for a request.
 
-Claude Code talks to it through ANTHROPIC_BASE_URL. It plays the model's side of the
-ping-respond tool loop without any model: it asks for the prompt's read command as a Bash
-tool_use, computes the ICMP echo reply itself from the hex that comes back (RFC 792,
-RFC 791, checksums per RFC 1071), asks for the write command, and ends with a short text
-report. With the fast prompt (prompts/ping-respond-fast.md) it builds the reply the way
-that prompt says, by RFC 1624 incremental update of the request's checksums. Every other
-request (titles, summaries, quota checks, small-model calls) gets a short text answer. Each decision is taken from the conversation in the request alone, so
-the server keeps no state between requests.
-
-Python 3 standard library only. Usage:
-
-    python3 examples/dry_run_model.py --port 0 --log /tmp/model.jsonl
-
-With --port 0 it picks a free port and prints `listening on http://127.0.0.1:PORT`.
+`decide(body, cfg)` reads the conversation in a Messages API request and returns the turn a
+model following the prompt would give: ask for the prompt's read command as a Bash
+tool_use, build the reply from the hex that comes back (ping-respond.md by full
+recomputation, RFC 791/792/1071; ping-respond-fast.md by RFC 1624 incremental update, as
+lwIP/uIP do; ip-stack.md through the reference stack, harness/model/stack.py), ask for the
+write command, and end with a short text report; under /ping-serve, go back to the read
+until N packets are served. Every other request (titles, summaries, quota checks) gets a
+short text. Each decision is taken from the conversation in the request alone, so the
+model keeps no state between requests. A turn is a dict: `content` (the blocks),
+`stop_reason`, and `kind`, the outcome the request log names.
 """
 
-import argparse
-import http.server
-import itertools
-import json
-import os
 import random
 import re
 import string
-import sys
-import threading
-import time
 
-import dry_run_flaws
-import dry_run_stack
+from harness.model import flaws, stack
+from harness.wire import checksum, incremental
 
 READ_CMD = "tunbridge read"
 WRITE_CMD = "tunbridge write {hex}"
@@ -38,7 +25,7 @@ WRITE_CMD = "tunbridge write {hex}"
 # (prompts/ping-respond-fast.md) by the second, and then followed step by step.
 PROMPT_MARKER = "ping-respond"
 FAST_MARKER = "ping-respond-fast"
-# prompts/ip-stack.md: every kind of request, answered by examples/dry_run_stack.py.
+# prompts/ip-stack.md: every kind of request, answered by harness/model/stack.py.
 STACK_MARKER = "ip-stack"
 # prompts/ping-serve.md: the same procedure in a loop, for "Packets to serve: N" packets
 # (no number: until a read returns TIMEOUT).
@@ -46,11 +33,7 @@ SERVE_MARKER = "ping-serve"
 SERVE_COUNT = re.compile(r"Packets to serve: *(\d*)")
 
 
-# ---------------------------------------------------------------- wire (RFC 791/792/1071)
-
-# RFC 1071 and RFC 1624: the same sums as the reference stack's.
-checksum, incremental = dry_run_stack.checksum, dry_run_stack.incremental
-
+# ---------------------------------------------------------------- the ping-respond procedures
 
 class NotAnswerable(Exception):
     """The packet is not an IPv4 ICMP echo request that we may answer."""
@@ -222,7 +205,7 @@ def after_read(output: str, write_cmd: str, how: str) -> dict:
         return text_turn(f"The read did not return hex or TIMEOUT: {line[:120]!r}. "
                          "Nothing was written.", "bad_read")
     if how == "stack":
-        reply, report = dry_run_stack.answer(packet)
+        reply, report = stack.answer(packet)
         if reply is None:
             return text_turn(report, "not_answered")
         return bash_turn(report, write_cmd.format(hex=reply.hex()), "Write the reply to the TUN bridge", "write")
@@ -316,169 +299,8 @@ def decide(body: dict, cfg) -> dict:
         return text_turn(f"The command `{command}` was not run: {output.strip()[:300]}", "refused")
     if command == cfg.read_cmd:
         turn = after_read(output, cfg.write_cmd, how)
-        turn = dict(dry_run_flaws.distort(cfg.flaw, turn, output, cfg.write_cmd, bash_turn), procedure=how)
+        turn = dict(flaws.distort(cfg.flaw, turn, output, cfg.write_cmd, bash_turn), procedure=how)
         return serve_next(turn, body, cfg)
     if command.startswith(cfg.write_cmd.split("{")[0]):
         return serve_next(after_write(output, command, cfg.write_cmd, how), body, cfg)
     return text_turn(f"Unexpected tool result for `{command}`; stopping.", "unexpected")
-
-
-# ---------------------------------------------------------------- HTTP and SSE
-
-def usage_for(body_len: int, turn: dict) -> dict:
-    out = max(1, len(json.dumps(turn["content"])) // 4)
-    return {"input_tokens": max(1, body_len // 4), "output_tokens": out,
-            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
-
-
-def sse_events(msg: dict, turn: dict):
-    """The streaming events for one assistant message, as (event, data) pairs."""
-    start = dict(msg, content=[], stop_reason=None, stop_sequence=None,
-                 usage=dict(msg["usage"], output_tokens=1))
-    yield "message_start", {"type": "message_start", "message": start}
-    for i, block in enumerate(turn["content"]):
-        if block["type"] == "text":
-            yield "content_block_start", {"type": "content_block_start", "index": i,
-                                          "content_block": {"type": "text", "text": ""}}
-            yield "content_block_delta", {"type": "content_block_delta", "index": i,
-                                          "delta": {"type": "text_delta", "text": block["text"]}}
-        else:
-            head = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
-            yield "content_block_start", {"type": "content_block_start", "index": i, "content_block": head}
-            raw = json.dumps(block["input"])
-            for k in range(0, len(raw), 64):
-                yield "content_block_delta", {"type": "content_block_delta", "index": i,
-                                              "delta": {"type": "input_json_delta", "partial_json": raw[k:k + 64]}}
-        yield "content_block_stop", {"type": "content_block_stop", "index": i}
-    yield "message_delta", {"type": "message_delta",
-                            "delta": {"stop_reason": turn["stop_reason"], "stop_sequence": None},
-                            "usage": {"output_tokens": msg["usage"]["output_tokens"]}}
-    yield "message_stop", {"type": "message_stop"}
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "dry-run-model/1"
-
-    def log_message(self, fmt, *args):
-        pass
-
-    def send_json(self, status: int, obj) -> None:
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
-    def do_HEAD(self):
-        self.server.record(self, b"", {}, "probe")
-        self.send_json(200, {})
-
-    def do_GET(self):
-        self.server.record(self, b"", {}, "unknown")
-        self.send_json(404, {"type": "error", "error": {"type": "not_found_error", "message": self.path}})
-
-    def do_POST(self):
-        raw = self.rfile.read(int(self.headers.get("content-length") or 0))
-        try:
-            self.answer(raw)
-        except Exception as err:  # a bug here must not leave the client waiting
-            self.server.record(self, raw, {}, f"error: {err!r}")
-            self.send_json(500, {"type": "error", "error": {"type": "api_error", "message": repr(err)}})
-
-    def answer(self, raw: bytes) -> None:
-        try:
-            body = json.loads(raw or b"{}")
-        except json.JSONDecodeError:
-            self.server.record(self, raw, {}, "bad_json")
-            return self.send_json(400, {"type": "error",
-                                        "error": {"type": "invalid_request_error", "message": "bad JSON"}})
-        path = self.path.split("?")[0]
-        if path.endswith("/count_tokens"):
-            self.server.record(self, raw, body, "count_tokens")
-            return self.send_json(200, {"input_tokens": max(1, len(raw) // 4)})
-        if not path.endswith("/v1/messages"):
-            self.server.record(self, raw, body, "unknown")
-            return self.send_json(404, {"type": "error", "error": {"type": "not_found_error", "message": path}})
-        turn = decide(body, self.server.cfg)
-        self.server.record(self, raw, body, turn["kind"], turn)
-        msg = {"id": "msg_dry" + "".join(random.choices(string.digits, k=16)), "type": "message",
-               "role": "assistant", "model": body.get("model", "dry-run"),
-               "content": turn["content"], "stop_reason": turn["stop_reason"],
-               "stop_sequence": None, "usage": usage_for(len(raw), turn)}
-        if not body.get("stream"):
-            return self.send_json(200, msg)
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
-        self.send_header("cache-control", "no-cache")
-        self.send_header("connection", "close")
-        self.end_headers()
-        for event, data in sse_events(msg, turn):
-            self.wfile.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
-        self.wfile.flush()
-        self.close_connection = True
-
-
-class Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, addr, cfg):
-        super().__init__(addr, Handler)
-        self.cfg = cfg
-        self.counter = itertools.count(1)
-        self.lock = threading.Lock()
-
-    def record(self, handler, raw: bytes, body: dict, kind: str, turn=None) -> None:
-        """One JSON line per request to --log; the full body to --dump-dir."""
-        with self.lock:
-            n = next(self.counter)
-            entry = {
-                "n": n, "time": round(time.time(), 3), "method": handler.command, "path": handler.path,
-                "bytes": len(raw), "model": body.get("model"), "stream": body.get("stream"),
-                "tools": len(body.get("tools") or []), "messages": len(body.get("messages") or []),
-                "answer": kind, "thinking": body.get("thinking"),
-            }
-            if turn is not None and "procedure" in turn:
-                entry["procedure"] = turn["procedure"]
-            if turn is not None:
-                entry["tool_use"] = [b["input"]["command"] for b in turn["content"] if b["type"] == "tool_use"]
-            if self.cfg.log:
-                with open(self.cfg.log, "a") as f:
-                    f.write(json.dumps(entry) + "\n")
-            if self.cfg.dump_dir and raw:
-                with open(os.path.join(self.cfg.dump_dir, f"{n:03d}.json"), "wb") as f:
-                    f.write(raw)
-            if self.cfg.verbose:
-                print(json.dumps(entry), file=sys.stderr, flush=True)
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback only)")
-    ap.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free one")
-    ap.add_argument("--log", help="append one JSON line per request to this file; `answer` is what we "
-                    "answered: read, write, replied, timeout, not_answered, bad_read, refused, "
-                    "write_failed, unexpected, served (ping-serve's final report), side, probe, "
-                    "count_tokens")
-    ap.add_argument("--dump-dir", help="write each request body to DIR/NNN.json")
-    ap.add_argument("--read-cmd", default=READ_CMD, help="the prompt's read command, exactly")
-    ap.add_argument("--write-cmd", default=WRITE_CMD, help="the prompt's write command; {hex} is the reply")
-    ap.add_argument("--flaw", choices=sorted(dry_run_flaws.FLAWS),
-                    help="be wrong on purpose, to prove the judge: " + "; ".join(
-                        f"{k}: {v}" for k, v in dry_run_flaws.FLAWS.items()))
-    ap.add_argument("-v", "--verbose", action="store_true", help="print each log line to stderr too")
-    cfg = ap.parse_args()
-    if cfg.dump_dir:
-        os.makedirs(cfg.dump_dir, exist_ok=True)
-    server = Server((cfg.host, cfg.port), cfg)
-    print(f"listening on http://{cfg.host}:{server.server_address[1]}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-
-
-if __name__ == "__main__":
-    main()

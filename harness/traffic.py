@@ -1,23 +1,21 @@
-#!/usr/bin/env python3
 """Sends one kind of traffic to the agent and checks the answer a host owes it.
 
-Run inside the bridge's network namespace (`ip netns exec NS python3 scripts/lib/traffic.py
-...`); the kernel checks every checksum of the reply, so a wrong one is dropped and the
+Run inside the bridge's network namespace (`ip netns exec NS python3 -m harness.traffic
+...`, from the repository root or with it on PYTHONPATH; the runner does this); the kernel checks every checksum of the reply, so a wrong one is dropped and the
 check times out.
 
-    traffic.py udp-echo   --to 192.0.2.2      # UDP to port 7: the same bytes must come back
-    traffic.py udp-closed --to 2001:db8::2    # UDP to port 9: the send must see ECONNREFUSED
-    traffic.py tcp-syn    --to 192.0.2.2      # TCP connect to port 9: refused at once
-    traffic.py ping6      --wait 60 --ping-opts "-s 1232"   # runs ping itself
+    python3 -m harness.traffic udp-echo   --to 192.0.2.2      # UDP to port 7: the same bytes must come back
+    python3 -m harness.traffic udp-closed --to 2001:db8::2    # UDP to port 9: the send must see ECONNREFUSED
+    python3 -m harness.traffic tcp-syn    --to 192.0.2.2      # TCP connect to port 9: refused at once
+    python3 -m harness.traffic ping6      --wait 60 --ping-opts "-s 1232"   # runs ping itself
 
 Without --to, IPv4 kinds go to 192.0.2.2 and IPv6 kinds (`ping6`, `udp-echo6`,
 `udp-closed6`, `tcp-syn6`) to 2001:db8::2, the bridge's default agent addresses.
 Prints `ok <kind> <to> port <port>: <detail>` and then a reply line in ping's form
-(`... from <to>: icmp_seq=1 time=<ms> ms`, `1 received`, which experiment_table.py reads), or
+(`... from <to>: icmp_seq=1 time=<ms> ms`, `1 received`, which harness/pingout.py reads), or
 one line `FAIL <kind> <to> port <port>: <reason>`; exits 0 or 1. `ping` and `ping6` run
 ping itself (`-c 1 -W <wait>`). `--ident N` makes the round findable in the bridge's
-record: ping's identifier (`-e N`), or the UDP or TCP source port. Python 3 standard
-library only.
+record: ping's identifier (`-e N`), or the UDP or TCP source port.
 """
 
 import argparse
@@ -90,12 +88,12 @@ def tcp_syn(to: str, port: int, size: int, timeout: float, sport: int) -> str:
 
 
 KINDS = {"udp-echo": udp_echo, "udp-closed": udp_closed, "tcp-syn": tcp_syn}
-# Every kind experiment.sh --traffic takes: ping, the three above, each also over IPv6.
+# Every kind --traffic takes: ping, the three above, each also over IPv6.
 ALL_KINDS = ["ping", "ping6"] + [k + v for k in KINDS for v in ("", "6")]
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python3 -m harness.traffic", description=__doc__.splitlines()[0])
     ap.add_argument("kind", choices=ALL_KINDS)
     ap.add_argument("--to", help="the agent's address (default 192.0.2.2, or 2001:db8::2 for *6)")
     ap.add_argument("--port", type=int, help="destination port (default: 7 for udp-echo, else 9)")
@@ -104,7 +102,7 @@ def main() -> int:
     ap.add_argument("--ping-opts", default="", help="extra ping options for ping and ping6")
     ap.add_argument("--ident", type=int, default=0,
                     help="ping's identifier, or the UDP/TCP source port (default: the system's)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     v6 = args.kind.endswith("6")
     to = args.to or AGENT[6 if v6 else 4]
     kind = args.kind[:-1] if v6 else args.kind
@@ -123,7 +121,7 @@ def main() -> int:
         return 1
     ms = (time.monotonic() - start) * 1000
     print(f"ok {args.kind} {to} port {port}: {detail}", flush=True)
-    # The lines ping would print, for the results table (scripts/lib/experiment_table.py).
+    # The lines ping would print, for the results table (harness/pingout.py).
     print(f"answer from {to}: icmp_seq=1 time={ms:.3f} ms\n1 received", flush=True)
     return 0
 

@@ -1,32 +1,30 @@
-#!/usr/bin/env python3
-"""Joins one experiment run's files into the results table (markdown) and the timeline.
+"""One configuration's results (its bundle): the table, the timeline data and result.json.
 
-Reads from --out: records.jsonl (the bridge's record) and its summary from `tunbridge
-report --format json`; the pings (ping-N.txt, one-shot, or ping-continuous.txt);
-timeline.tsv (per agent run: start, end, exit status, the ping identifier, ping options);
-Claude Code's timestamped event streams (claude-N.jsonl per ping, or claude-sK.jsonl per
-session, see session.py) and the dry-run model's request log (model-requests.jsonl).
-Writes the table to stdout and, with --timeline FILE, the JSON `tunbridge timeline` draws.
+A bundle is the folder one configuration writes: records.jsonl (the bridge's record),
+ping-N.txt (or ping-continuous.txt), runs.jsonl (one line per agent run: tag, start, end,
+exit status, the ping identifier, ping options, cost), Claude Code's timestamped event
+streams (claude-N.jsonl per ping, claude-sK.jsonl per session; harness/session.py) and the
+scripted model's request log (model-requests.jsonl). `summarise` joins them into pings, and
+writes summary.md (the table), timeline.json (which `tunbridge timeline` draws) and
+result.json (what the leaderboard reads). Bundles written before the package (timeline.tsv
+instead of runs.jsonl, no result.json) are read the same way, for `--compare`.
 
-Pings and records are matched by flow key: the ICMP identifier (the runner gives each
-ping its own with `ping -e`) and sequence number, never by position. A model request
-belongs to the ping whose packet the agent held when it was sent (in one-shot runs, all of
-that ping's run); the session's cost is shared out by each request's list-price weight
-(input 1, cache write 1.25, cache read 0.1, output 5), which is how Claude Code prices it.
-Stdlib only.
+Pings and records are matched by flow key: the ICMP identifier (the runner gives each ping
+its own with `ping -e`) and sequence number, never by position. A model request belongs to
+the ping whose packet the agent held when it was sent (in one-shot runs, all of that ping's
+run); the session's cost is shared out by each request's list-price weight (input 1, cache
+write 1.25, cache read 0.1, output 5), which is how Claude Code prices it.
 """
 
-import argparse
 import json
 import os
 import re
-import statistics
 import subprocess
-import sys
 from datetime import datetime
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import session as sess  # noqa: E402
+from harness import pingout
+from harness import session as sess
+from harness import stats
 
 WEIGHTS = {"input_tokens": 1.0, "cache_creation_input_tokens": 1.25, "cache_read_input_tokens": 0.1}
 OUTPUT_WEIGHT = 5.0
@@ -65,9 +63,12 @@ def report(out: str, tunbridge: str):
     path = os.path.join(out, "records.jsonl")
     if not os.path.exists(path):
         return {}
-    run = subprocess.run([tunbridge, "report", "--format", "json", path], capture_output=True, text=True)
+    try:
+        run = subprocess.run([tunbridge, "report", "--format", "json", path], capture_output=True, text=True)
+    except OSError:
+        return {}
     if run.returncode != 0:
-        sys.exit(f"experiment_table.py: tunbridge report failed: {run.stderr.strip()}")
+        raise RuntimeError(f"tunbridge report failed: {run.stderr.strip()}")
     columns = json.loads(run.stdout)
     return columns[0] if columns else {}
 
@@ -79,44 +80,22 @@ def record_key(r):
     return None
 
 
-def agent_runs(path):
-    """timeline.tsv: one row per agent run: tag, start, end, exit status, ident, options."""
-    runs = []
+def agent_runs(out):
+    """One dict per agent run: tag, start, end, status, ident, opts (runs.jsonl, or the
+    timeline.tsv of bundles written before the package)."""
+    path = os.path.join(out, "runs.jsonl")
     if os.path.exists(path):
-        for line in open(path):
+        return load_jsonl(path)
+    runs = []
+    path = os.path.join(out, "timeline.tsv")
+    if os.path.exists(path):
+        with open(path) as f:
+            lines = f.readlines()
+        for line in lines:
             tag, start, end, status, ident, *opts = line.rstrip("\n").split("\t")
             runs.append({"tag": tag, "start": float(start), "end": float(end), "status": int(status),
                          "ident": int(ident), "opts": opts[0] if opts else ""})
     return runs
-
-
-def timeline(path):
-    """One-shot runs by ping number: (agent start, agent end, exit status, ping options)."""
-    return {int(r["tag"]): (r["start"], r["end"], r["status"], r["opts"])
-            for r in agent_runs(path) if r["tag"].isdigit()}
-
-
-def ping_rtt(path):
-    """The RTT of a one-ping run's reply in ms, or None."""
-    return ping_replies(path).get(1)
-
-
-def ping_received(path):
-    """Whether a one-ping run counted its reply (under 16 data bytes ping prints no time)."""
-    return 1 in ping_replies(path)
-
-
-def ping_replies(path):
-    """icmp_seq -> RTT in ms (None when ping counted a reply too small to carry a time)."""
-    replies = {}
-    try:
-        text = open(path).read()
-    except OSError:
-        return replies
-    for m in re.finditer(r"(?:bytes|answer) from \S+: icmp_seq=(\d+)([^\n]*)", text):
-        time = re.search(r"time=([0-9.]+) ms", m.group(2))
-        replies.setdefault(int(m.group(1)), float(time.group(1)) if time else None)
-    return replies
 
 
 def request_cost_weight(req):
@@ -164,6 +143,7 @@ class Ping:
         self.rtt, self.received, self.record = None, False, None
         self.usage = Usage()
         self.client_spans = []   # (phase, start, end) in epoch seconds
+        self.lost = False        # no reply reached the client
         self.model_bytes = []    # dry-run request sizes, one-shot runs
 
     @property
@@ -175,7 +155,16 @@ class Ping:
         q = (self.record or {}).get("queue_ms")
         return self.arrival + q / 1000 if q is not None else None
 
-    def status(self, sessions, pings=()):
+    @property
+    def tool_calls(self):
+        return sum(1 for phase, _, _ in self.client_spans if phase == "tool")
+
+    @property
+    def valid(self):
+        return (self.record or {}).get("verdict") == "valid"
+
+    def fate(self, sessions, pings=()):
+        """What became of this ping, in one field: the verdict, or why there is none."""
         r = self.record
         if r is None:
             return "lost: no request reached the bridge"
@@ -301,75 +290,84 @@ def fmt(value, spec="{:.1f}"):
     return "-" if value is None else spec.format(value)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    for flag in ("--out", "--agent", "--model", "--prompt"):
-        ap.add_argument(flag, required=True)
-    ap.add_argument("--harness", default="default", help="default or lean")
-    ap.add_argument("--count", type=int, required=True)
-    ap.add_argument("--mode", default="oneshot", choices=("oneshot", "continuous"))
-    ap.add_argument("--interval", default="1")
-    ap.add_argument("--session-packets", default="20")
-    ap.add_argument("--thinking", default="client default")
-    ap.add_argument("--max-age", type=float, default=20.0, help="the bridge's --max-age, seconds")
-    ap.add_argument("--timeline", help="write the timeline JSON for `tunbridge timeline` here")
-    ap.add_argument("--tunbridge", default="tunbridge", help="the tunbridge binary (for `report`)")
-    a = ap.parse_args()
-    continuous = a.mode == "continuous"
-    llm = a.agent != "native"
-
-    runs = agent_runs(os.path.join(a.out, "timeline.tsv"))
-    records = {record_key(r): r for r in load_jsonl(os.path.join(a.out, "records.jsonl"))
-               if r["outcome"] != "unmatched" and record_key(r)}
+def load_pings(out, meta):
+    """The bundle's pings with their records, usage and client spans; and the sessions'
+    own share (continuous runs) and the model log's request sizes."""
+    continuous = meta.get("mode") == "continuous"
+    llm = meta.get("agent") != "native"
+    runs = agent_runs(out)
+    lines = load_jsonl(os.path.join(out, "records.jsonl"))
+    records = {record_key(r): r for r in lines if r["outcome"] != "unmatched" and record_key(r)}
     if continuous:
         ident = runs[0]["ident"] if runs else 0
-        replies = ping_replies(os.path.join(a.out, "ping-continuous.txt"))
-        pings = [Ping(n, ("echo", ident, n), runs[0]["opts"] if runs else "") for n in range(1, a.count + 1)]
+        seen = pingout.read(os.path.join(out, "ping-continuous.txt"))
+        count = meta.get("count") or 0
+        pings = [Ping(n, ("echo", ident, n), runs[0]["opts"] if runs else "") for n in range(1, count + 1)]
         for p in pings:
-            p.received, p.rtt = p.key[2] in replies, replies.get(p.key[2])
+            p.received, p.rtt = seen.got(p.key[2]), seen.rtt(p.key[2])
     else:
         pings = []
         for run in runs:
+            if not str(run["tag"]).isdigit():
+                continue
             n = int(run["tag"])
-            p = Ping(n, ("echo", run["ident"], 1), run["opts"])
-            replies = ping_replies(os.path.join(a.out, f"ping-{n}.txt"))
-            p.received, p.rtt = 1 in replies, replies.get(1)
+            p = Ping(n, ("echo", run["ident"], 1), run.get("opts", ""))
+            seen = pingout.read(os.path.join(out, f"ping-{n}.txt"))
+            p.received, p.rtt = seen.got(1), seen.rtt(1)
             pings.append(p)
     # A UDP or TCP round (--traffic) is found by its source port, which is the run's ident.
-    by_port = {r["host_port"]: r for r in load_jsonl(os.path.join(a.out, "records.jsonl"))
-               if r["outcome"] != "unmatched" and r.get("host_port") is not None}
+    by_port = {r["host_port"]: r for r in lines if r["outcome"] != "unmatched" and r.get("host_port") is not None}
     for p in pings:
         p.record = records.get(p.key) or (None if continuous else by_port.get(p.key[1]))
-
+        p.lost = not p.received
     overhead = None
     if llm and continuous:
-        overhead = attribute_continuous(pings, runs, a.out)
+        overhead = attribute_continuous(pings, runs, out)
     elif llm:
-        attribute_oneshot(pings, runs, a.out)
-    model_log = load_jsonl(os.path.join(a.out, "model-requests.jsonl"))
-    thinking_sent = sorted({json.dumps(r.get("thinking"), sort_keys=True) for r in model_log
-                            if r.get("method") == "POST" and "thinking" in r})
+        attribute_oneshot(pings, runs, out)
+    model_log = load_jsonl(os.path.join(out, "model-requests.jsonl"))
     requests = model_log if not continuous else []
     if requests:
         attribute_model_log(pings, runs, requests)
+    return pings, runs, overhead, model_log
 
-    harness = f", harness {a.harness}, thinking {a.thinking}" if llm else ""
-    mode = (f"continuous (one session per {a.session_packets} packets, pings every {a.interval} s)"
+
+def models_of(out, runs):
+    """The models the API named in its answers, in order of first use."""
+    seen = []
+    for run in runs:
+        for m in run.get("models") or sess.load(os.path.join(out, f"claude-{run['tag']}.jsonl")).models:
+            if m not in seen:
+                seen.append(m)
+    return seen
+
+
+def table(pings, runs, overhead, model_log, meta, totals):
+    """summary.md's text."""
+    continuous = meta.get("mode") == "continuous"
+    llm = meta.get("agent") != "native"
+    requests = model_log if not continuous else []
+    lines = []
+    say = lines.append
+    harness = f", harness {meta.get('harness_label', meta.get('harness'))}, thinking {meta.get('thinking_label')}" if llm else ""
+    mode = (f"continuous (one session per {meta.get('session_packets')} packets, pings every {meta.get('interval'):g} s)"
             if continuous else "one-shot (one agent run per ping)")
-    print(f"# Experiment: {a.agent}, model {a.model}, prompt `{a.prompt}`{harness}\n")
-    print(f"Mode: {mode}. Where the time went: [timeline.svg](timeline.svg).\n")
+    say(f"# Experiment: {meta.get('agent')}, model {meta.get('model') or 'default'}, prompt `{meta.get('prompt')}`{harness}\n")
+    say(f"Mode: {mode}. Where the time went: [timeline.svg](timeline.svg).\n")
+    if meta.get("stopped"):
+        say(f"**Stopped early: {meta['stopped']}.**\n")
     with_opts = any(p.opts for p in pings) and not continuous
     head = ["ping"] + (["ping options"] if with_opts else []) + ["ping RTT ms", "agent ms", "verdict or fate"]
     if llm:
         head += ["input tokens", "cached", "output tokens", "cost USD", "model requests"]
     if requests:
         head += ["largest request B", "critical path B", "turns after hand-over"]
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
+    say("| " + " | ".join(head) + " |")
+    say("|" + "---|" * len(head))
     critical_max = None
     for p in pings:
         row = [str(p.n)] + ([f"`{p.opts}`" if p.opts else "-"] if with_opts else [])
-        row += [fmt(p.rtt, "{:.2f}"), fmt((p.record or {}).get("agent_ms"), "{:.2f}"), p.status(runs, pings)]
+        row += [fmt(p.rtt, "{:.2f}"), fmt((p.record or {}).get("agent_ms"), "{:.2f}"), p.fate(runs, pings)]
         if llm:
             row += p.usage.cells()
         if requests:
@@ -377,46 +375,106 @@ def main():
             if critical is not None:
                 critical_max = max(critical, critical_max or 0)
             row += [fmt(largest, "{}"), fmt(critical, "{}"), fmt(turns, "{}")]
-        print("| " + " | ".join(row) + " |")
+        say("| " + " | ".join(row) + " |")
     if overhead is not None and overhead.requests:
         cells = ["session start-up (before the first packet)"] + ["", "", ""] + overhead.cells()
-        print("| " + " | ".join(cells[:len(head)] if not with_opts else cells) + " |")
-    print()
-    totals = report(a.out, a.tunbridge)
+        say("| " + " | ".join(cells[:len(head)] if not with_opts else cells) + " |")
+    say("")
     rtts = [p.rtt for p in pings if p.rtt is not None]
     received = sum(p.received for p in pings)
-    valid = sum((p.record or {}).get("verdict") == "valid" for p in pings)
-    print(f"{a.count} pings, {received} answered in ping, {valid} valid replies; "
-          f"median ping RTT {fmt(statistics.median(rtts) if rtts else None, '{:.2f}')} ms.")
+    valid = sum(p.valid for p in pings)
+    say(f"{len(pings)} pings, {received} answered in ping, {valid} valid replies; "
+        f"median ping RTT {fmt(stats.median(rtts), '{:.2f}')} ms.")
     if totals:
         invalid = ", ".join(f"{k} {v}" for k, v in (totals.get("invalid_by_class") or {}).items()) or "none"
-        print(f"The bridge (`tunbridge report`): {totals.get('pings')} requests, {totals.get('answered')} answered, "
-              f"{totals.get('valid')} valid, invalid by class: {invalid}; {totals.get('stale')} expired in the queue, "
-              f"{totals.get('overflow')} dropped as overflow, {totals.get('unanswered')} read but not answered, "
-              f"{totals.get('unmatched')} replies matching no request; median bridge RTT "
-              f"{fmt(totals.get('rtt_ms_median'), '{:.2f}')} ms, median agent time "
-              f"{fmt(totals.get('agent_ms_median'), '{:.2f}')} ms.")
+        say(f"The bridge (`tunbridge report`): {totals.get('pings')} requests, {totals.get('answered')} answered, "
+            f"{totals.get('valid')} valid, invalid by class: {invalid}; {totals.get('stale')} expired in the queue, "
+            f"{totals.get('overflow')} dropped as overflow, {totals.get('unanswered')} read but not answered, "
+            f"{totals.get('unmatched')} replies matching no request; median bridge RTT "
+            f"{fmt(totals.get('rtt_ms_median'), '{:.2f}')} ms, median agent time "
+            f"{fmt(totals.get('agent_ms_median'), '{:.2f}')} ms.")
     if llm:
-        whole = Usage()
-        for p in pings:
-            for k in ("requests", "input", "cache_write", "cache_read", "output", "cost"):
-                setattr(whole, k, getattr(whole, k) + getattr(p.usage, k))
-        if overhead:
-            for k in ("requests", "input", "cache_write", "cache_read", "output", "cost"):
-                setattr(whole, k, getattr(whole, k) + getattr(overhead, k))
-        print(f"Claude Code in total: {whole.requests} model requests, "
-              f"{whole.input + whole.cache_write + whole.cache_read} input tokens "
-              f"({whole.cache_read} read from the prompt cache, {whole.cache_write} written to it), "
-              f"{whole.output} output tokens, ${whole.cost:.4f}.")
+        whole = whole_usage(pings, overhead)
+        say(f"Claude Code in total: {whole.requests} model requests, "
+            f"{whole.input + whole.cache_write + whole.cache_read} input tokens "
+            f"({whole.cache_read} read from the prompt cache, {whole.cache_write} written to it), "
+            f"{whole.output} output tokens, ${whole.cost:.4f}.")
+    thinking_sent = sorted({json.dumps(r.get("thinking"), sort_keys=True) for r in model_log
+                            if r.get("method") == "POST" and "thinking" in r})
     if thinking_sent:
-        print(f"Thinking as the model requests asked for it: {', '.join(f'`{t}`' for t in thinking_sent)}.")
+        say(f"Thinking as the model requests asked for it: {', '.join(f'`{t}`' for t in thinking_sent)}.")
     if critical_max is not None:
-        print(f"Largest model request on a critical path: {critical_max} bytes.")
-    if a.timeline:
-        title = f"{a.agent}, {a.mode}, {a.count} pings" + (f", harness {a.harness}" if llm else "")
-        with open(a.timeline, "w") as f:
-            json.dump({"title": title, "rows": timeline_rows(pings, a.max_age)}, f)
+        say(f"Largest model request on a critical path: {critical_max} bytes.")
+    return "\n".join(lines) + "\n"
 
 
-if __name__ == "__main__":
-    main()
+def whole_usage(pings, overhead=None):
+    """The Usage of every ping (and the sessions' own share) together."""
+    whole = Usage()
+    for u in [p.usage for p in pings] + ([overhead] if overhead else []):
+        for k in ("requests", "input", "cache_write", "cache_read", "output", "cost"):
+            setattr(whole, k, getattr(whole, k) + getattr(u, k))
+    return whole
+
+
+def ping_rows(pings, runs):
+    """result.json's rows: one per ping, its outcome in the one field `fate`."""
+    rows = []
+    for p in pings:
+        u = p.usage
+        rows.append({"n": p.n, "opts": p.opts, "rtt_ms": p.rtt, "received": p.received,
+                     "agent_ms": (p.record or {}).get("agent_ms"), "valid": p.valid,
+                     "fate": p.fate(runs, pings), "lost": p.lost,
+                     "requests": u.requests, "tool_calls": p.tool_calls,
+                     "input_tokens": u.input + u.cache_write + u.cache_read, "cached_tokens": u.cache_read,
+                     "output_tokens": u.output, "cost_usd": u.cost})
+    return rows
+
+
+def summarise(out, meta, tunbridge="tunbridge", write=True):
+    """Reads the bundle in `out` (meta: agent, model, prompt, harness, mode, count, ...);
+    with `write`, writes summary.md, timeline.json and result.json. Returns the result."""
+    pings, runs, overhead, model_log = load_pings(out, meta)
+    try:
+        totals = report(out, tunbridge)
+    except RuntimeError:
+        totals = {}
+    result = {"meta": meta, "pings": ping_rows(pings, runs), "models": models_of(out, runs),
+              "session_overhead_usd": overhead.cost if overhead else 0.0,
+              "cost_usd": whole_usage(pings, overhead).cost if meta.get("agent") != "native" else None}
+    if write:
+        with open(os.path.join(out, "summary.md"), "w") as f:
+            f.write(table(pings, runs, overhead, model_log, meta, totals))
+        title = f"{meta.get('agent')}, {meta.get('mode')}, {meta.get('count')} pings"
+        if meta.get("agent") != "native":
+            title += f", harness {meta.get('harness')}"
+        with open(os.path.join(out, "timeline.json"), "w") as f:
+            json.dump({"title": title, "rows": timeline_rows(pings, meta.get("max_age") or 20)}, f)
+        with open(os.path.join(out, "result.json"), "w") as f:
+            json.dump(result, f, indent=1)
+            f.write("\n")
+    return result
+
+
+HEADER = re.compile(r"# Experiment: (\S+), model (\S+), prompt `([^`]*)`(?:, harness (.*?), thinking (.*))?$")
+
+
+def old_meta(out):
+    """The meta of a bundle written before the package, from its summary.md's heading."""
+    try:
+        with open(os.path.join(out, "summary.md")) as f:
+            head = f.readline().strip()
+    except OSError:
+        return None
+    m = HEADER.match(head)
+    if not m:
+        return None
+    agent, model, prompt, harness, thinking = m.groups()
+    thinking = None if thinking in (None, "client default") else thinking.split(" ")[0]
+    continuous = os.path.exists(os.path.join(out, "ping-continuous.txt"))
+    count = None
+    if continuous:
+        count = pingout.read(os.path.join(out, "ping-continuous.txt")).transmitted
+    return {"agent": agent, "model": None if model == "default" else model, "prompt": prompt,
+            "harness": (harness or "default").split(" ")[0], "thinking": thinking, "thinking_label": thinking,
+            "mode": "continuous" if continuous else "oneshot", "count": count}

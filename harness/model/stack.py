@@ -14,12 +14,14 @@ the prompt's arithmetic against the bridge's verdicts and the kernel's checksums
   IPv4 checksum by the prompt's shortcut `P + 0xfcfc` when it applies.
 - E. TCP without RST: a reset (RFC 9293 §3.10.7.1).
 
-Anything else is silence, with the reason. Python 3 standard library only; imported by
-examples/dry_run_model.py, and runnable by hand: `python3 examples/dry_run_stack.py HEX`.
+Anything else is silence, with the reason. The bytes and sums come from harness/wire.py;
+the dialogue (harness/model/dialogue.py) calls `answer`, and it runs by hand:
+`python3 -m harness.model.stack HEX`.
 """
 
-import ipaddress
 import sys
+
+from harness.wire import addr_name as name, be16, checksum, fold, ones_add, pseudo_sum, verifies
 
 TTL = 64
 V4_QUOTE = 576 - 28
@@ -28,51 +30,6 @@ V6_QUOTE = 1280 - 48
 
 class Silence(Exception):
     """The packet is owed no reply; the message says why."""
-
-
-def fold(total: int) -> int:
-    """End-around carry: add what stands above the low 16 bits until nothing does."""
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total
-
-
-def words(data: bytes) -> int:
-    """The sum of `data` as big-endian 16-bit words, an odd last byte padded with zero."""
-    if len(data) % 2:
-        data += b"\x00"
-    return sum((data[i] << 8) | data[i + 1] for i in range(0, len(data), 2))
-
-
-def checksum(data: bytes, pseudo: int = 0) -> int:
-    """RFC 1071: the complement of the folded sum of `pseudo` and `data`."""
-    return 0xFFFF - fold(pseudo + words(data))
-
-
-def verifies(data: bytes, pseudo: int = 0) -> bool:
-    return fold(pseudo + words(data)) == 0xFFFF
-
-
-def pseudo_sum(src: bytes, dst: bytes, proto: int, length: int) -> int:
-    """The pseudo-header's sum (RFC 768 / RFC 8200 §8.1): the same words for both families."""
-    return words(src) + words(dst) + (length >> 16) + (length & 0xFFFF) + proto
-
-
-def ones_add(a: int, b: int) -> int:
-    return fold(a + b)
-
-
-def incremental(hc: int, old: int, new: int) -> int:
-    """RFC 1624 eqn. 3: the checksum after one 16-bit word changes from `old` to `new`."""
-    return 0xFFFF - fold((0xFFFF - hc) + (0xFFFF - old) + new)
-
-
-def be16(b: bytes, at: int) -> int:
-    return int.from_bytes(b[at:at + 2], "big")
-
-
-def name(addr: bytes) -> str:
-    return str(ipaddress.ip_address(addr))
 
 
 class Ip:

@@ -1,7 +1,7 @@
-"""Flaws for the dry-run model (`dry_run_model.py --flaw NAME`), to prove the judge.
+"""Flaws for the scripted model (`--flaw NAME`), to prove the judge.
 
 Each flaw makes the scripted model wrong in one way a real model can be. The scenario
-suite (scripts/lib/suite.py) knows which scenarios each flaw must fail; every other
+suite (harness/scenarios.py) knows which scenarios each flaw must fail; every other
 scenario must still pass. The flaw is applied to the model's turn after the read, so the
 model's own reply builders stay as they are:
 
@@ -11,38 +11,15 @@ model's own reply builders stay as they are:
 - `answer-all`: it answers every packet it reads, also those a stack must drop (bad
   checksums, fragments, ICMP types it does not serve, RSTs): addresses swapped, an ICMP
   request turned into its reply, checksums filled in.
-
-Python 3 standard library only.
 """
 
-from dry_run_stack import checksum, incremental
+from harness.wire import CHECKSUM_AT, ICMP, ICMPV6, TCP, UDP, fill_checksums, incremental, layout
 
 FLAWS = {
     "checksum": "every reply's ICMP/UDP/TCP checksum is off by one",
     "data": "one data byte of every reply with data is changed (checksum patched to match)",
     "answer-all": "answers every packet it reads, also those a stack must drop",
 }
-
-ICMP, TCP, UDP, ICMPV6 = 1, 6, 17, 58
-# Offset of the checksum within each transport header.
-CHECKSUM_AT = {ICMP: 2, TCP: 16, UDP: 6, ICMPV6: 2}
-
-
-def layout(packet: bytes):
-    """(transport header offset, protocol, data offset) of an IPv4 or IPv6 packet (IPv6
-    without extension headers); the data offset is where the payload after the transport
-    header starts. None for anything else."""
-    if len(packet) >= 20 and packet[0] >> 4 == 4:
-        start, proto = (packet[0] & 0x0F) * 4, packet[9]
-    elif len(packet) >= 40 and packet[0] >> 4 == 6:
-        start, proto = 40, packet[6]
-    else:
-        return None
-    if proto == TCP:
-        data = start + (packet[start + 12] >> 4) * 4 if len(packet) > start + 12 else len(packet)
-    else:
-        data = start + 8
-    return start, proto, data
 
 
 def wrong_checksum(reply: bytes) -> bytes:
@@ -96,24 +73,6 @@ def blind_reply(packet: bytes) -> bytes:
         out[start] = 129 if packet[start] == 128 else packet[start]
     fill_checksums(out, start, proto)
     return bytes(out)
-
-
-def fill_checksums(out: bytearray, start: int, proto: int) -> None:
-    if out[0] >> 4 == 4:
-        out[10:12] = b"\x00\x00"
-        out[10:12] = checksum(bytes(out[:start])).to_bytes(2, "big")
-    at = start + CHECKSUM_AT.get(proto, len(out))
-    if at + 2 > len(out):
-        return
-    out[at:at + 2] = b"\x00\x00"
-    segment = bytes(out[start:])
-    if proto != ICMP:  # the pseudo-header (RFC 768, RFC 9293, RFC 8200 8.1)
-        if out[0] >> 4 == 4:
-            pseudo = bytes(out[12:20]) + bytes([0, proto]) + len(segment).to_bytes(2, "big")
-        else:
-            pseudo = bytes(out[8:40]) + len(segment).to_bytes(4, "big") + bytes([0, 0, 0, proto])
-        segment = pseudo + segment
-    out[at:at + 2] = checksum(segment).to_bytes(2, "big")
 
 
 def read_packet(output: str):

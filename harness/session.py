@@ -1,45 +1,27 @@
-#!/usr/bin/env python3
 """One Claude Code run's event stream: timestamped while it runs, read back afterwards.
 
 Claude Code prints its events with `--output-format stream-json --verbose
---include-partial-messages`, one JSON object a line, without times. While it runs,
+--include-partial-messages`, one JSON object a line, without times. While it runs, a
+`Stamp` takes each line as it arrives and writes it to claude-N.jsonl as
+`<unix time>\t<json>` (text and thinking deltas left out), the final `result` object to
+claude-N.json (the same JSON `--output-format json` prints), and keeps a `Tracker` whose
+`phase` the progress line shows ("model turn 2", "waiting in READ", "tool: tunbridge
+write") and whose `seq` names the packet the agent holds.
 
-    claude ... | session.py stamp --out claude-N.jsonl --result claude-N.json --status FILE
-
-writes each line to --out as `<unix time>\\t<json>` (text and thinking deltas left out),
-the final `result` object to --result (the same JSON `--output-format json` prints), and
-one status line to --status after every event, `<seq>\\t<since>\\t<phase>`: the ICMP
-sequence number of the packet the agent holds (`-` before the first), when it got it, and
-what the client is doing ("model turn 2", "waiting in READ", "tool: tunbridge write").
-
-Afterwards `load(path)` gives the run as model requests (start, first byte, end, tokens)
-and tool calls (start, end, command, output, and for a read or write of a packet its flow
-key), which experiment_table.py turns into the table and the timeline. `session.py
-packets FILE` prints how many reads returned a packet. Stdlib only.
+Afterwards `load(path)` gives the run as model requests (start, first byte, end, tokens,
+the model as the API named it) and tool calls (start, end, command, output, and for a read
+or write of a packet its flow key), which harness/bundle.py turns into the table and the
+timeline.
 """
 
-import argparse
 import json
 import os
-import sys
 import time
+
+from harness.wire import echo_key, is_hex_packet
 
 READ = "tunbridge read"
 WRITE = "tunbridge write "
-
-
-def flow_key(packet_hex: str):
-    """The flow key ("echo", identifier, sequence) of an IPv4 ICMP echo packet as hex, or None."""
-    try:
-        p = bytes.fromhex(packet_hex.strip())
-    except ValueError:
-        return None
-    if len(p) < 20 or p[0] >> 4 != 4 or p[9] != 1:
-        return None
-    h = (p[0] & 0x0F) * 4
-    if len(p) < h + 8 or p[h] not in (0, 8):
-        return None
-    return ("echo", int.from_bytes(p[h + 4:h + 6], "big"), int.from_bytes(p[h + 6:h + 8], "big"))
 
 
 def tool_output(block) -> str:
@@ -47,11 +29,6 @@ def tool_output(block) -> str:
     if isinstance(content, list):
         return "\n".join(c.get("text", "") for c in content if c.get("type") == "text")
     return content or ""
-
-
-def is_packet(output: str) -> bool:
-    text = output.strip()
-    return bool(text) and len(text) % 2 == 0 and all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 class Tracker:
@@ -64,6 +41,7 @@ class Tracker:
         self.order = []          # tool_use ids in call order
         self.result = None
         self.seq, self.since, self.turn, self.phase = "-", None, 0, "client starting"
+        self.models = []         # the model of each answer, as the API named it
 
     def feed(self, t: float, ev: dict) -> None:
         kind, sub = ev.get("type"), ev.get("subtype")
@@ -98,6 +76,9 @@ class Tracker:
         if e.get("type") == "message_start":
             req["first_byte"] = t
             req["usage"] = (e.get("message") or {}).get("usage") or {}
+            model = (e.get("message") or {}).get("model")
+            if model and model not in self.models:
+                self.models.append(model)
         elif e.get("type") == "message_delta":
             req["output_tokens"] = (e.get("usage") or {}).get("output_tokens")
         elif e.get("type") == "message_stop":
@@ -105,7 +86,7 @@ class Tracker:
 
     def tool_use(self, t: float, block: dict) -> None:
         command = (block.get("input") or {}).get("command", block.get("name", "?"))
-        key = flow_key(command[len(WRITE):]) if command.startswith(WRITE) else None
+        key = echo_key(command[len(WRITE):]) if command.startswith(WRITE) else None
         self.tools[block.get("id")] = {"start": t, "end": None, "command": command,
                                        "output": None, "is_error": False, "key": key}
         self.order.append(block.get("id"))
@@ -119,8 +100,8 @@ class Tracker:
             return
         output = tool_output(block)
         call.update(end=t, output=output, is_error=bool(block.get("is_error")))
-        if call["command"] == READ and is_packet(output):
-            call["key"] = flow_key(output)
+        if call["command"] == READ and is_hex_packet(output):
+            call["key"] = echo_key(output)
             self.seq = str(call["key"][2]) if call["key"] else "?"
             self.since, self.turn = t, 0
             self.phase = "packet read"
@@ -130,7 +111,7 @@ class Tracker:
 
     def packets(self) -> list:
         """The reads that returned a packet, in order."""
-        return [c for c in self.calls() if c["command"] == READ and c["output"] and is_packet(c["output"])]
+        return [c for c in self.calls() if c["command"] == READ and c["output"] and is_hex_packet(c["output"])]
 
 
 def load(path: str) -> Tracker:
@@ -155,44 +136,33 @@ def write_atomic(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-def stamp(args) -> None:
-    tracker = Tracker()
-    with open(args.out, "w") as out:
-        for line in sys.stdin:
-            t = time.time()
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                out.write(f"{t:.6f}\t{json.dumps({'type': 'unparsed', 'text': line.rstrip()})}\n")
-                continue
-            inner = ev.get("event") or {}
-            if ev.get("type") == "stream_event" and inner.get("type") == "content_block_delta":
-                continue
-            out.write(f"{t:.6f}\t{line.rstrip()}\n")
-            out.flush()
-            tracker.feed(t, ev)
-            if tracker.result is not None and args.result:
-                write_atomic(args.result, json.dumps(tracker.result) + "\n")
-            if args.status:
-                since = tracker.since or t
-                write_atomic(args.status, f"{tracker.seq}\t{since:.3f}\t{tracker.phase}\n")
+class Stamp:
+    """Timestamps a live stream-json run into `out` (and its result into `result`)."""
 
+    def __init__(self, out: str, result: str = None):
+        self.tracker = Tracker()
+        self.result = result
+        self.file = open(out, "w")
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("stamp", help="timestamp a live stream-json run")
-    s.add_argument("--out", required=True)
-    s.add_argument("--result")
-    s.add_argument("--status")
-    p = sub.add_parser("packets", help="how many reads returned a packet")
-    p.add_argument("file")
-    args = ap.parse_args()
-    if args.cmd == "stamp":
-        stamp(args)
-    else:
-        print(len(load(args.file).packets()))
+    def line(self, line: str, t: float = None) -> None:
+        """Takes one line of the client's stdout."""
+        t = time.time() if t is None else t
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            if line.strip():
+                self.file.write(f"{t:.6f}\t{json.dumps({'type': 'unparsed', 'text': line.rstrip()})}\n")
+            return
+        if not isinstance(ev, dict):
+            return
+        inner = ev.get("event") or {}
+        if ev.get("type") == "stream_event" and inner.get("type") == "content_block_delta":
+            return
+        self.file.write(f"{t:.6f}\t{line.rstrip()}\n")
+        self.file.flush()
+        self.tracker.feed(t, ev)
+        if ev.get("type") == "result" and self.result:
+            write_atomic(self.result, json.dumps(ev) + "\n")
 
-
-if __name__ == "__main__":
-    main()
+    def close(self) -> None:
+        self.file.close()
