@@ -3,8 +3,9 @@
 //! against `python3 -m harness.model` through `scripts/experiment.sh --agent dry-run
 //! --model-behaviour ...`, in private network namespaces. Every ping must end with a fate
 //! that names what happened, and every run in bounded time; Ctrl-C leaves nothing behind.
-//! The client's retry knobs keep the error runs short. Needs root and `npm ci` (which
-//! `scripts/test.sh` runs); skipped without them, except under CI.
+//! The client's retry knobs keep the error runs short. Needs root and `npm ci`
+//! (`#[ignore = "needs root"]`; `scripts/test.sh` runs both, and then a missing one is a
+//! failure).
 
 mod common;
 
@@ -16,7 +17,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// The client retries at most twice and waits at most 20 s for response headers.
-const KNOBS: [(&str, &str); 2] = [("CLAUDE_CODE_MAX_RETRIES", "2"), ("API_TIMEOUT_MS", "20000")];
+const KNOBS: [(&str, &str); 2] = [
+    ("CLAUDE_CODE_MAX_RETRIES", "2"),
+    ("API_TIMEOUT_MS", "20000"),
+];
 
 /// Runs `scripts/experiment.sh ARGS --out OUT`; returns whether it succeeded and its output.
 fn experiment(root: &Path, out: &common::TempDir, args: &[&str]) -> (bool, String) {
@@ -48,7 +52,10 @@ fn results(out: &Path) -> Vec<(String, Value)> {
             let result = std::fs::read(folder.join("result.json"))
                 .unwrap_or_else(|e| panic!("{}: {e}", folder.display()));
             let result: Value = serde_json::from_slice(&result).unwrap();
-            let behaviour = result["meta"]["behaviour"].as_str().unwrap_or("").to_string();
+            let behaviour = result["meta"]["behaviour"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
             (behaviour, result)
         })
         .collect()
@@ -57,24 +64,56 @@ fn results(out: &Path) -> Vec<(String, Value)> {
 /// One ping per behaviour, one-shot: each ends with the fate the behaviour allows, the
 /// reply valid where the behaviour lets the model answer.
 #[test]
+#[ignore = "needs root"]
 fn every_behaviour_one_shot_ends_each_ping_with_its_fate() {
-    let Some(root) =
-        common::repo_with_claude_code("every_behaviour_one_shot_ends_each_ping_with_its_fate")
-    else {
-        return;
-    };
+    let root = common::repo_with_claude_code();
     let out = common::TempDir::new("behaviours");
     // (behaviour, fate kind, valid reply, words the fate must say)
     let expect = [
         ("python-first", "refused_then_answered", true, "`python3 -c"),
         ("raw-fifo", "refused_then_answered", true, "`echo \"READ\""),
-        ("malformed-hex", "malformed_then_answered", true, "ERR bad hex"),
-        ("write-twice", "answered_twice", true, "second no_matching_request"),
-        ("no-write", "read_not_written", false, "read and never written"),
-        ("errors:at=2;kinds=529;burst=2", "answered_after_retries", true, "2 retries of a 529"),
-        ("errors:rate=1;kinds=500", "api_gave_up", false, "the API gave up after 2 retries of a 500"),
-        ("errors:at=3;kinds=cut", "answered_after_retries", true, "cut stream"),
-        ("thinking,latency:scale=0.05,caching", "answered", true, "valid"),
+        (
+            "malformed-hex",
+            "malformed_then_answered",
+            true,
+            "ERR bad hex",
+        ),
+        (
+            "write-twice",
+            "answered_twice",
+            true,
+            "second no_matching_request",
+        ),
+        (
+            "no-write",
+            "read_not_written",
+            false,
+            "read and never written",
+        ),
+        (
+            "errors:at=2;kinds=529;burst=2",
+            "answered_after_retries",
+            true,
+            "2 retries of a 529",
+        ),
+        (
+            "errors:rate=1;kinds=500",
+            "api_gave_up",
+            false,
+            "the API gave up after 2 retries of a 500",
+        ),
+        (
+            "errors:at=3;kinds=cut",
+            "answered_after_retries",
+            true,
+            "cut stream",
+        ),
+        (
+            "thinking,latency:scale=0.05,caching",
+            "answered",
+            true,
+            "valid",
+        ),
     ];
     let mut args = vec!["--agent", "dry-run", "--count", "1", "--ping-wait", "20"];
     args.extend(["--jobs", "2", "--run-timeout", "120"]);
@@ -82,7 +121,10 @@ fn every_behaviour_one_shot_ends_each_ping_with_its_fate() {
         args.extend(["--model-behaviour", behaviour]);
     }
     let (_, text) = experiment(root, &out, &args);
-    assert!(text.contains("9 configurations x 1 ping: 9 agent runs"), "{text}");
+    assert!(
+        text.contains("9 configurations x 1 ping: 9 agent runs"),
+        "{text}"
+    );
     let found = results(&out.0);
     for (behaviour, kind, valid, words) in expect {
         let (_, result) = found
@@ -116,12 +158,9 @@ fn every_behaviour_one_shot_ends_each_ping_with_its_fate() {
 /// Continuous mode under seeded API errors and a model that writes each reply twice: every
 /// ping answered and named, the client's retries counted.
 #[test]
+#[ignore = "needs root"]
 fn continuous_under_errors_and_a_deviation_names_every_fate() {
-    let Some(root) =
-        common::repo_with_claude_code("continuous_under_errors_and_a_deviation_names_every_fate")
-    else {
-        return;
-    };
+    let root = common::repo_with_claude_code();
     let out = common::TempDir::new("continuous-faults");
     let args = [
         "--agent",
@@ -164,10 +203,9 @@ fn continuous_under_errors_and_a_deviation_names_every_fate() {
 /// Ctrl-C in the middle of a continuous run with a slow model: the run stops, cleans up
 /// (no namespace, no process of the run left), writes what ran, and exits 130.
 #[test]
+#[ignore = "needs root"]
 fn ctrl_c_mid_run_leaves_nothing_behind() {
-    let Some(root) = common::repo_with_claude_code("ctrl_c_mid_run_leaves_nothing_behind") else {
-        return;
-    };
+    let root = common::repo_with_claude_code();
     let out = common::TempDir::new("ctrl-c");
     let mut child = Command::new(root.join("scripts/experiment.sh"))
         .args(["--agent", "dry-run", "--continuous", "--count", "20"])
@@ -223,4 +261,49 @@ fn ctrl_c_mid_run_leaves_nothing_behind() {
     let run: Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
     assert_eq!(run["interrupted"], true, "{run}");
     assert!(out.join("leaderboard.md").exists());
+}
+
+/// A slow model in continuous mode (issue 20, item 3): pings five a second for 10 s, a model
+/// that takes about 1.7 s to write each reply and about 3.5 s a packet, pings that give up
+/// after 6 s. The bridge hands the agent only packets it can still answer in time at the pace
+/// of its answers so far, so its work is not thrown away on pings that gave up (at most one
+/// late reply, where the machine's load made one answer slower than the estimate; the bridge
+/// before this policy handed over the oldest packet and had three of four answers late), and
+/// every other ping is named as dropped in the queue. Asserted on counts, not times.
+#[test]
+#[ignore = "needs root"]
+fn a_slow_model_in_continuous_mode_answers_only_what_it_can_in_time() {
+    let root = common::repo_with_claude_code();
+    let out = common::TempDir::new("slow-model");
+    let args = [
+        "--agent",
+        "dry-run",
+        "--continuous",
+        "--count",
+        "50",
+        "--interval",
+        "0.2",
+        "--ping-wait",
+        "6",
+        "--session-packets",
+        "50",
+        "--model-behaviour",
+        "latency:ttft=1.5",
+    ];
+    let (ok, text) = experiment(root, &out, &args);
+    assert!(ok, "{text}");
+    let (_, result) = results(&out.0).remove(0);
+    let pings = result["pings"].as_array().unwrap();
+    let kinds: Vec<&str> = pings
+        .iter()
+        .map(|p| p["fate_kind"].as_str().unwrap())
+        .collect();
+    let count = |kind: &str| kinds.iter().filter(|k| **k == kind).count();
+    let (answered, late) = (count("answered"), count("late"));
+    assert!(late <= 1, "work wasted on pings that gave up: {kinds:?}");
+    assert!(answered >= 3, "{kinds:?}");
+    assert_eq!(answered + late + count("expired_in_queue"), 50, "{kinds:?}");
+    for p in pings.iter().filter(|p| p["fate_kind"] == "answered") {
+        assert_eq!(p["valid"], true, "{p}");
+    }
 }
