@@ -40,7 +40,10 @@ fn claude_code_answers_a_real_ping_through_the_prompt() {
     };
     let out = common::TempDir::new("harness");
     let args = ["--agent", "dry-run", "--count", "2", "--ping-wait", "60"];
-    experiment(root, &out, &args, &[]);
+    // A user whose settings make auto mode the default: the harness still runs in the
+    // default mode, where a command the settings do not allow is refused.
+    let home = auto_mode_home(&out);
+    experiment(root, &out, &args, &[("HOME", &home)]);
 
     // Both pings saw their reply, and the bridge judged both replies valid.
     for i in 1..=2 {
@@ -63,6 +66,7 @@ fn claude_code_answers_a_real_ping_through_the_prompt() {
         assert_eq!(r["verdict"], "valid");
     }
     // Claude Code ran in default permission mode and reported its turns and tokens.
+    assert_eq!(permission_mode(&out.join("claude-1.jsonl")), "default");
     let result: Value =
         serde_json::from_slice(&std::fs::read(out.join("claude-1.json")).unwrap()).unwrap();
     assert_eq!(result["is_error"], false, "{result}");
@@ -173,6 +177,34 @@ fn one_session_serves_ten_pings_at_one_second_intervals() {
     eprintln!("{summary}");
 }
 
+/// A private HOME in `out` whose user settings say `defaultMode: auto` (as a user of Claude
+/// Code 2.1.283 and later may have chosen), with onboarding done.
+fn auto_mode_home(out: &common::TempDir) -> String {
+    let home = out.join("home");
+    std::fs::create_dir_all(home.join(".claude")).unwrap();
+    std::fs::write(
+        home.join(".claude/settings.json"),
+        r#"{"permissions": {"defaultMode": "auto"}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        home.join(".claude.json"),
+        r#"{"hasCompletedOnboarding": true}"#,
+    )
+    .unwrap();
+    home.display().to_string()
+}
+
+/// The permission mode a run's client said it started in (its `system`/`init` event).
+fn permission_mode(stream: &Path) -> String {
+    let text = std::fs::read_to_string(stream).unwrap();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l.split_once('\t')?.1).ok())
+        .find(|e| e["type"] == "system" && e["subtype"] == "init")
+        .and_then(|e| e["permissionMode"].as_str().map(String::from))
+        .unwrap_or_else(|| panic!("no init event in {}", stream.display()))
+}
+
 /// From a stamped Claude Code event stream (`<unix time>\t<json>` lines): when the READ
 /// that returned each packet began, by the packet's ICMP sequence number.
 fn read_starts(path: &Path) -> std::collections::HashMap<u64, f64> {
@@ -263,7 +295,9 @@ fn lean_harness_runs_for_a_login_without_bare() {
         .collect();
     assert!(posts.len() >= 3, "{requests}");
     for r in &posts {
-        assert_eq!(r["tools"], 1, "more than Bash offered: {r}");
+        // 2.1.332 with a login adds a deferred placeholder tool, which the model never sees.
+        let offered = r["tools"].as_u64().unwrap() - r["deferred_tools"].as_u64().unwrap();
+        assert_eq!(offered, 1, "more than Bash offered: {r}");
         assert!(r["bytes"].as_u64().unwrap() < 20_000, "not lean: {r}");
     }
     let result: Value =
@@ -385,9 +419,12 @@ fn a_matrix_of_two_models_and_two_prompts_writes_the_leaderboard() {
     let run: Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
     assert_eq!(run["configurations"].as_array().unwrap().len(), 4);
     assert!(run["tunbridge"]["commit"].is_string(), "{run}");
-    assert!(run["claude_code"]["version"]
-        .as_str()
-        .is_some_and(|v| v.contains("2.1.197")));
+    assert_eq!(
+        run["claude_code"]["version"],
+        common::pinned_client(),
+        "{run}"
+    );
+    assert_eq!(run["claude_code"]["permission_mode"], "default", "{run}");
     assert!(run["prompts"]["prompts/ping-respond-fast.md"].is_string());
     for c in run["configurations"].as_array().unwrap() {
         assert_eq!(c["state"], "done", "{c}");
@@ -413,7 +450,8 @@ fn max_cost_stops_a_matrix_early_and_says_why() {
         return;
     };
     let out = common::TempDir::new("budget");
-    // The scripted model's default-harness ping costs about $0.32 as the client prices it.
+    // The scripted model's default-harness ping costs about $0.18 (2.1.332) to $0.32 (2.1.197)
+    // as the client prices it: its second request already crosses $0.1.
     let args = [
         "--agent",
         "dry-run",
@@ -424,19 +462,19 @@ fn max_cost_stops_a_matrix_early_and_says_why() {
         "--repeat",
         "3",
         "--max-cost",
-        "0.3",
+        "0.1",
         "--ping-wait",
         "20",
     ];
     let stdout = experiment(root, &out, &args, &[]);
-    assert!(stdout.contains("stops starting runs at $0.3"), "{stdout}");
+    assert!(stdout.contains("stops starting runs at $0.1"), "{stdout}");
     assert!(
-        stdout.contains("stopped early: --max-cost $0.3 reached"),
+        stdout.contains("stopped early: --max-cost $0.1 reached"),
         "{stdout}"
     );
     let run: Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
     assert!(run["budget"]["stopped"].is_string(), "{run}");
-    assert!(run["budget"]["spent_usd"].as_f64().unwrap() >= 0.3, "{run}");
+    assert!(run["budget"]["spent_usd"].as_f64().unwrap() >= 0.1, "{run}");
     // One agent run in all: the first configuration's first ping; nothing after it.
     let first = out.join(run["configurations"][0]["folder"].as_str().unwrap());
     let second = out.join(run["configurations"][1]["folder"].as_str().unwrap());
@@ -445,7 +483,7 @@ fn max_cost_stops_a_matrix_early_and_says_why() {
     assert!(!second.join("claude-1.json").exists());
     let board = std::fs::read_to_string(out.join("leaderboard.md")).unwrap();
     assert!(
-        board.contains("stopped early: --max-cost $0.3 reached"),
+        board.contains("stopped early: --max-cost $0.1 reached"),
         "{board}"
     );
     assert!(out.join("leaderboard.svg").exists());
