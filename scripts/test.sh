@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests, and the integration tests that need root
 # (each makes its own network namespace; nothing touches the host's networking).
-# Installs what the tests need first: iproute2, iputils-ping, tcpdump, gcc, Node.js and
-# the pinned Claude Code client for the harness tests (scripts/lib/common.sh).
+# Installs what the tests need first: iproute2, iputils-ping, tcpdump, gcc, tmux, Node.js,
+# the pinned Claude Code client and the oldest supported one (target/clients/) for the
+# harness tests (scripts/lib/common.sh).
 # As root it then runs the tests that need no root (the unit tests, the server and
 # corpus tests on the in-memory device, the properties, the harness package's Python
 # tests) once more as the user nobody, so a test that quietly needs root fails here
@@ -12,8 +13,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 . scripts/lib/common.sh
 
-tb_install_commands ip ping tcpdump python3 npm node gcc setpriv
+tb_install_commands ip ping tcpdump python3 npm node gcc setpriv tmux
 tb_install_client
+tb_install_oldest_client
 
 if ! tb_is_root; then
     echo "test.sh: warning: not root; the integration tests will be skipped" >&2

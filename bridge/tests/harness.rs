@@ -488,3 +488,59 @@ fn max_cost_stops_a_matrix_early_and_says_why() {
     );
     assert!(out.join("leaderboard.svg").exists());
 }
+
+/// Issue 20: the oldest supported Claude Code (`--client`, from `target/clients/`, which
+/// `scripts/test.sh` installs) runs the harness as the pinned one does: a one-shot ping and
+/// a three-ping `/ping-serve` session, in the default permission mode, every reply valid,
+/// its version in run.json and the summary.
+#[test]
+fn the_oldest_supported_client_answers_one_shot_and_continuous() {
+    let name = "the_oldest_supported_client_answers_one_shot_and_continuous";
+    let Some(root) = common::repo_with_claude_code(name) else {
+        return;
+    };
+    let Some((version, claude)) = common::oldest_client(name) else {
+        return;
+    };
+    let claude = claude.display().to_string();
+    let runs: [(&str, &[&str], usize, &str); 2] = [
+        ("old-oneshot", &["--count", "1"], 1, "claude-1.jsonl"),
+        (
+            "old-continuous",
+            &["--continuous", "--count", "3"],
+            3,
+            "claude-s1.jsonl",
+        ),
+    ];
+    for (tag, args, pings, stream) in runs {
+        let out = common::TempDir::new(tag);
+        let base = [
+            "--agent",
+            "dry-run",
+            "--client",
+            &claude,
+            "--ping-wait",
+            "60",
+        ];
+        experiment(root, &out, &[&base[..], args].concat(), &[]);
+        let records = common::records(&out.join("records.jsonl"));
+        assert_eq!(records.len(), pings, "{tag}: {records:?}");
+        for r in &records {
+            assert_eq!(r["verdict"], "valid", "{tag}: {r}");
+        }
+        assert_eq!(permission_mode(&out.join(stream)), "default", "{tag}");
+        let run: Value =
+            serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+        let client = &run["claude_code"];
+        assert_eq!(client["version"], version.as_str(), "{client}");
+        assert_eq!(client["source"], "--client", "{client}");
+        assert_eq!(client["supported"], true, "{client}");
+        let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+        assert!(
+            summary.contains(&format!(
+                "Client: Claude Code {version}, permission mode default"
+            )),
+            "{summary}"
+        );
+    }
+}
