@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests, and the integration tests that need root
-# (each makes its own network namespace; nothing touches the host's networking).
+# (`#[ignore = "needs root"]`, run here with --include-ignored; each makes its own network
+# namespace; nothing touches the host's networking).
 # Installs what the tests need first: iproute2, iputils-ping, tcpdump, gcc, tmux, Node.js,
 # the pinned Claude Code client and the oldest supported one (target/clients/) for the
-# harness tests (scripts/lib/common.sh).
+# harness tests (scripts/lib/common.sh), builds as the user who runs it, and re-runs itself
+# with sudo when that user is not root.
 # As root it then runs the tests that need no root (the unit tests, the server and
 # corpus tests on the in-memory device, the properties, the harness package's Python
-# tests) once more as the user nobody, so a test that quietly needs root fails here
-# instead of skipping on a laptop.
+# tests) once more as the user nobody, so a test that quietly needs root fails here.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -17,15 +18,20 @@ tb_install_commands ip ping tcpdump python3 npm node gcc setpriv tmux
 tb_install_client
 tb_install_oldest_client
 
-if ! tb_is_root; then
-    echo "test.sh: warning: not root; the integration tests will be skipped" >&2
-fi
-
 say "building"
 cargo build --release --all-targets
 
-say "running the tests"
-cargo test --release --workspace --all-targets -- --test-threads="${TEST_THREADS:-4}"
+if ! tb_is_root; then
+    command -v sudo >/dev/null || TB_DIE_STATUS=2 die "the tests need root (network namespaces, TUN devices): run it as root (no sudo here); \`cargo test\` alone runs those that need none"
+    say "the tests need root (network namespaces, TUN devices); re-running with sudo"
+    # The build above stays valid: the same toolchain and cargo home, passed by name.
+    keep=(PATH="$PATH" RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}")
+    for var in CI TEST_THREADS; do [[ -z ${!var+set} ]] || keep+=("$var=${!var}"); done
+    exec sudo env "${keep[@]}" "$ROOT/scripts/test.sh" "$@"
+fi
+
+say "running the tests (those that need root included)"
+cargo test --release --workspace --all-targets -- --include-ignored --test-threads="${TEST_THREADS:-4}"
 
 # The harness package's unit tests (harness/tests: no root, no network, no client).
 python_tests() { python3 -m unittest discover -s harness/tests -t . 2>&1; }

@@ -8,7 +8,8 @@
 //! (recommended)"); checks the footer shows no mode other than the default one (2.1.283 and
 //! later start in auto mode otherwise; 2.1.332 calls the default "manual"); types
 //! `/ping-serve 3` and pings three times: three valid replies and the report on screen.
-//! Needs root, tmux and both clients; skipped without them, except under CI.
+//! Needs root, tmux and both clients (`#[ignore = "needs root"]`; `scripts/test.sh` installs
+//! the clients and tmux and runs them with `--include-ignored`, where anything missing fails).
 
 mod common;
 
@@ -154,11 +155,9 @@ impl Drop for Model {
 }
 
 /// The TUI of `claude` serves three pings with `/ping-serve 3`, as the module says.
-fn tui_serves_three_pings(name: &str, tag: &str, claude: &Path) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let Some((ns, dir, bridge)) = common::recorded_root_bridge(name, tag, &[]) else {
-        return;
-    };
+fn tui_serves_three_pings(tag: &str, claude: &Path) {
+    let root = common::repo_with_claude_code();
+    let (ns, dir, bridge) = common::recorded_root_bridge(tag, &[]);
     let home = dir.join("home");
     std::fs::create_dir(&home).unwrap();
     std::fs::write(
@@ -253,22 +252,15 @@ fn tui_serves_three_pings(name: &str, tag: &str, claude: &Path) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn the_pinned_client_serves_pings_in_the_tui() {
-    let name = "the_pinned_client_serves_pings_in_the_tui";
-    let Some(root) = common::repo_with_claude_code(name) else {
-        return;
-    };
-    tui_serves_three_pings(name, "tui-pin", &root.join("node_modules/.bin/claude"));
+    let claude = common::repo_with_claude_code().join("node_modules/.bin/claude");
+    tui_serves_three_pings("tui-pin", &claude);
 }
 
 #[test]
+#[ignore = "needs root"]
 fn the_oldest_supported_client_serves_pings_in_the_tui() {
-    let name = "the_oldest_supported_client_serves_pings_in_the_tui";
-    if common::repo_with_claude_code(name).is_none() {
-        return;
-    }
-    let Some((_, claude)) = common::oldest_client(name) else {
-        return;
-    };
-    tui_serves_three_pings(name, "tui-old", &claude);
+    common::repo_with_claude_code();
+    tui_serves_three_pings("tui-old", &common::oldest_client().1);
 }

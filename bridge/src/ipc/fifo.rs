@@ -1,5 +1,6 @@
-//! The FIFO endpoint: creating the two named pipes safely, reading command lines,
-//! and delivering answer lines only to a reader that is there.
+//! The two named pipes: creating them safely, reading command lines, and delivering
+//! answer lines only to a reader that is there (the daemon's turn over them is
+//! `daemon::endpoint`).
 //!
 //! The command FIFO is read in sessions: a writer's bytes up to its close (EOF),
 //! after which the FIFO is reopened so an idle pipe never spins. Lines are split by
@@ -23,8 +24,8 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::stat::Mode;
 
-use crate::lines::Lines;
-pub use crate::lines::{Incoming, LINE_IDLE};
+use crate::ipc::lines::Lines;
+pub use crate::ipc::lines::{Incoming, LINE_IDLE};
 
 /// Bytes taken from a FIFO per read: one page. A 64 KiB stack buffer, zeroed on
 /// every call, was 3% of the bridge's CPU time in a ping benchmark profile.
@@ -238,37 +239,37 @@ fn claimed(path: &Path) -> bool {
 
 /// What a path this bridge makes should hold: its FIFOs, or the channel's socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum PathKind {
     /// A named pipe.
     Fifo,
     /// A Unix socket.
     Socket,
 }
 
-impl Kind {
+impl PathKind {
     fn is(self, kind: std::fs::FileType) -> bool {
         match self {
-            Kind::Fifo => kind.is_fifo(),
-            Kind::Socket => kind.is_socket(),
+            PathKind::Fifo => kind.is_fifo(),
+            PathKind::Socket => kind.is_socket(),
         }
     }
 
     fn name(self) -> &'static str {
         match self {
-            Kind::Fifo => "FIFO",
-            Kind::Socket => "socket",
+            PathKind::Fifo => "FIFO",
+            PathKind::Socket => "socket",
         }
     }
 }
 
 /// Removes a stale FIFO of ours at `path`; refuses anything else that is there.
 fn clear_stale(path: &Path, owner: Owner) -> Result<(), FifoError> {
-    clear_stale_kind(path, owner, Kind::Fifo)
+    clear_stale_kind(path, owner, PathKind::Fifo)
 }
 
 /// Removes a stale `want` of ours (owned by root or `owner`) at `path`; refuses anything
 /// else that is there, leaving it alone.
-pub fn clear_stale_kind(path: &Path, owner: Owner, want: Kind) -> Result<(), FifoError> {
+pub fn clear_stale_kind(path: &Path, owner: Owner, want: PathKind) -> Result<(), FifoError> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -455,13 +456,13 @@ pub const PIPE_BUF: usize = 4096;
 
 /// The write end of the answer FIFO, held for one answer.
 #[derive(Debug)]
-pub struct Answer {
+pub struct AnswerPipe {
     file: File,
 }
 
-impl Answer {
+impl AnswerPipe {
     /// Opens the answer FIFO without waiting; `None` when no reader is there (or no FIFO).
-    pub fn open(path: &Path) -> io::Result<Option<Answer>> {
+    pub fn open(path: &Path) -> io::Result<Option<AnswerPipe>> {
         let opened = OpenOptions::new()
             .write(true)
             .custom_flags(libc_flags::O_NONBLOCK | libc_flags::O_NOFOLLOW)
@@ -469,7 +470,7 @@ impl Answer {
         match opened {
             Ok(file) => {
                 ensure_fifo(&file)?;
-                Ok(Some(Answer { file }))
+                Ok(Some(AnswerPipe { file }))
             }
             // ENXIO: a FIFO with no reader cannot be opened for writing without blocking.
             Err(e) if e.raw_os_error() == Some(Errno::ENXIO as i32) => Ok(None),
@@ -509,7 +510,7 @@ impl Answer {
 #[cfg(test)]
 mod test {
     use super::*;
-    use crate::protocol::MAX_LINE;
+    use crate::ipc::protocol::MAX_LINE;
     use crate::testdir::TestDir;
 
     fn temp_dir(tag: &str) -> TestDir {
@@ -686,16 +687,16 @@ mod test {
         let dir = temp_dir("answer");
         let path = dir.join("resp");
         let _fifo = Fifo::create(&path, me()).unwrap();
-        assert!(Answer::open(&path).unwrap().is_none());
+        assert!(AnswerPipe::open(&path).unwrap().is_none());
         let reader = nonblocking_reader(&path);
-        let answer = Answer::open(&path).unwrap().unwrap();
+        let answer = AnswerPipe::open(&path).unwrap().unwrap();
         assert!(!answer.reader_gone());
         assert_eq!(answer.write_some(b"OK\n").unwrap(), 3);
         drop(answer);
         let mut text = String::new();
         (&reader).read_to_string(&mut text).unwrap();
         assert_eq!(text, "OK\n");
-        let answer = Answer::open(&path).unwrap().unwrap();
+        let answer = AnswerPipe::open(&path).unwrap().unwrap();
         drop(reader);
         assert!(answer.reader_gone());
         assert!(answer.write_some(b"OK\n").is_err(), "no reader: EPIPE");
@@ -707,7 +708,7 @@ mod test {
         let path = dir.join("resp");
         let _fifo = Fifo::create(&path, me()).unwrap();
         let reader = nonblocking_reader(&path);
-        let answer = Answer::open(&path).unwrap().unwrap();
+        let answer = AnswerPipe::open(&path).unwrap().unwrap();
         let big = vec![b'a'; 1 << 20];
         let first = answer.write_some(&big).unwrap();
         assert!(first > 0 && first < big.len(), "{first}");

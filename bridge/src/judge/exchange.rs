@@ -2,50 +2,30 @@
 //!
 //! A packet read from the device is parsed once into a [`Request`]: its address
 //! [`Family`], its [`Kind`] (the kinds of request the bridge knows an answer to), the
-//! [`FlowKey`] a reply is matched by, and what the agent owes: a reference reply, or
-//! silence with the reason ([`Owed`]). A WRITE's bytes are parsed once into a
-//! [`Response`], which names the flow key it answers. The in-flight table, the egress
-//! policy, the verdict and the record speak in these types, never in byte offsets.
+//! [`FlowKey`] a reply is matched by, and what the agent owes ([`Owed`]): the reference
+//! stack's reply, or silence with the reason ([`stack::owed`]). A WRITE's bytes are parsed
+//! once into a [`Response`], which names the flow key it answers. The in-flight table, the
+//! egress policy, the verdict and the record speak in these types, never in byte offsets.
 //!
-//! Adding a kind of request means adding a [`Kind`] variant and, for it, three things
-//! in the `impl Kind` below: recognising it (`request_key` and `reply_key`), building
-//! its reference reply (`reference`), and listing the reply fields a stack may choose
-//! freely (`free_fields`). Nothing else changes.
+//! Adding a kind of request means adding a [`Kind`] variant and recognising it in the
+//! `impl Kind` below (`request_key` and `reply_key`), then building its reply in the
+//! reference stack, with the fields a stack may choose ([`stack::Choices`]). The verdict
+//! needs nothing new: every kind is judged the same way.
 
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::stack;
-use crate::wire::ip::{be16, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use crate::judge::stack::{self, Silence};
+use crate::wire::ip::{be16, Family, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::wire::{self, icmpv4, icmpv6, ipv4, ipv6, udp};
-
-/// The IP version of a packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Family {
-    /// IPv4 (RFC 791).
-    Ipv4,
-    /// IPv6 (RFC 8200).
-    Ipv6,
-}
-
-impl Family {
-    /// The family a packet's version nibble names; `None` for any other version or no bytes.
-    pub fn of(packet: &[u8]) -> Option<Family> {
-        match packet.first().map(|b| b >> 4) {
-            Some(4) => Some(Family::Ipv4),
-            Some(6) => Some(Family::Ipv6),
-            _ => None,
-        }
-    }
-
-    /// Whether requests of this family are handed to the agent; others are ignored on arrival.
-    pub fn is_served(self) -> bool {
-        SERVED.contains(&self)
-    }
-}
 
 /// The families whose packets reach the agent.
 pub const SERVED: &[Family] = &[Family::Ipv4, Family::Ipv6];
+
+/// Whether requests of `family` are handed to the agent; others are ignored on arrival.
+pub fn is_served(family: Family) -> bool {
+    SERVED.contains(&family)
+}
 
 /// The transport protocol of a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -158,35 +138,6 @@ pub enum Kind {
     TcpReset,
 }
 
-/// A field of a reply that a stack may set as it likes; the verdict does not compare it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FreeField {
-    /// IPv4 TTL (any value but 0).
-    Ttl,
-    /// IPv4 identification.
-    IpIdent,
-    /// IPv4 DSCP and ECN.
-    DscpEcn,
-    /// IPv4 don't-fragment flag.
-    DontFrag,
-    /// IPv4 header checksum form (0x0000 or 0xffff for a zero sum; it must verify).
-    IpChecksum,
-    /// ICMP checksum form (it must verify).
-    IcmpChecksum,
-    /// IPv6 traffic class.
-    TrafficClass,
-    /// IPv6 flow label (RFC 6437: the source chooses it).
-    FlowLabel,
-    /// How much of the invoking packet an ICMP error quotes, within [`stack::quote_bounds`].
-    QuoteLength,
-    /// A reset's window.
-    Window,
-    /// A UDP checksum of 0 over IPv4: none computed (RFC 768).
-    UdpNoChecksum,
-    /// ICMPv6 or TCP checksum form (0x0000 or 0xffff for a zero sum; it must verify).
-    TransportChecksum,
-}
-
 impl Kind {
     /// Every kind, in the order a request is tried against them.
     pub const ALL: &'static [Kind] = &[
@@ -238,40 +189,6 @@ impl Kind {
             Kind::UdpClosed => quoted_key(packet),
             Kind::TcpReset => ports_key(packet, PROTO_TCP, true),
         }
-    }
-
-    /// Builds the reference reply to a request of this kind, or says why it is owed none.
-    pub fn reference(self, request: &[u8]) -> Result<Vec<u8>, Silence> {
-        match self {
-            Kind::Icmpv4Echo => wire::echo_reply(request).map_err(Silence::Dropped),
-            _ => stack::owed(request)
-                .map(|reply| reply.bytes)
-                .map_err(Silence::Stack),
-        }
-    }
-
-    /// The fields of a reply that a stack may choose freely (RFC 791, 792, 1122, 4443,
-    /// 6437, 9293): the IP header's, then the kind's own. Over IPv6 the IPv4-only ones
-    /// do not arise, and the other way round.
-    pub fn free_fields(self) -> impl Iterator<Item = FreeField> {
-        use FreeField::*;
-        const IP: &[FreeField] = &[
-            Ttl,
-            IpIdent,
-            DscpEcn,
-            DontFrag,
-            IpChecksum,
-            TrafficClass,
-            FlowLabel,
-        ];
-        let own: &[FreeField] = match self {
-            Kind::Icmpv4Echo => &[IcmpChecksum],
-            Kind::Icmpv6Echo => &[TransportChecksum],
-            Kind::UdpEcho => &[UdpNoChecksum],
-            Kind::UdpClosed => &[QuoteLength, IcmpChecksum, TransportChecksum],
-            Kind::TcpReset => &[Window, TransportChecksum],
-        };
-        IP.iter().chain(own).copied()
     }
 }
 
@@ -418,31 +335,10 @@ fn quoted_key(packet: &[u8]) -> Option<FlowKey> {
 /// What the agent owes for a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Owed {
-    /// This reply, or one that differs from it only in free fields.
+    /// This reply, or one that differs from it only in a stack's free choices.
     Reply(Vec<u8>),
     /// Nothing, for this reason.
     Silence(Silence),
-}
-
-/// Why the agent owes no reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Silence {
-    /// The packet is no kind of request the bridge knows the answer to.
-    Unknown,
-    /// It looks like a known kind, but a host would drop it: this is what is wrong.
-    Dropped(wire::Error),
-    /// The reference stack owes it nothing (a reset, a bad checksum, ...): this is why.
-    Stack(stack::Silence),
-}
-
-impl fmt::Display for Silence {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Silence::Unknown => f.write_str("not a request the bridge knows the answer to"),
-            Silence::Dropped(why) => why.fmt(f),
-            Silence::Stack(why) => why.fmt(f),
-        }
-    }
 }
 
 /// A request off the TUN device, parsed once.
@@ -460,27 +356,19 @@ pub struct Request {
 
 impl Request {
     /// Parses a packet read from the device; any bytes give a request (owed silence at worst).
+    /// The reference stack says what is owed; the kind and key say which reply answers it.
     pub fn parse(packet: &[u8]) -> Request {
-        let family = Family::of(packet);
         let known = Kind::ALL
             .iter()
             .find_map(|&kind| Some((kind, kind.request_key(packet)?)));
-        let Some((kind, key)) = known else {
-            return Request {
-                family,
-                kind: None,
-                key: None,
-                owed: Owed::Silence(Silence::Unknown),
-            };
-        };
-        let owed = match kind.reference(packet) {
+        let owed = match stack::owed(packet) {
             Ok(reply) => Owed::Reply(reply),
             Err(why) => Owed::Silence(why),
         };
         Request {
-            family,
-            kind: Some(kind),
-            key: Some(key),
+            family: Family::of(packet),
+            kind: known.map(|(kind, _)| kind),
+            key: known.map(|(_, key)| key),
             owed,
         }
     }
@@ -573,6 +461,7 @@ fn addresses(bytes: &[u8]) -> Result<(Family, IpAddr, IpAddr), wire::Error> {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::wire::edited;
     use crate::wire::fixtures::*;
     use std::net::Ipv4Addr;
 
@@ -630,7 +519,7 @@ mod test {
         assert!(request.key.is_some());
         assert!(matches!(
             request.owed,
-            Owed::Silence(Silence::Dropped(wire::Error::BadIcmpChecksum { .. }))
+            Owed::Silence(Silence::BadChecksum(wire::Error::BadIcmpChecksum { .. }))
         ));
     }
 
@@ -642,7 +531,7 @@ mod test {
             assert!(request.reference().is_none());
         }
         assert_eq!(Request::parse(&[0x60]).family, Some(Family::Ipv6));
-        assert!(Family::Ipv6.is_served() && Family::Ipv4.is_served());
+        assert!(is_served(Family::Ipv6) && is_served(Family::Ipv4));
     }
 
     #[test]
@@ -679,12 +568,15 @@ mod test {
     #[test]
     fn stack_kinds_share_keys_with_their_replies() {
         // A quote cut short (within the bounds) still carries the key.
-        let short: (&[u8], &[u8], Kind) = (
-            &UDP6_CLOSED,
-            &UDP6_PORT_UNREACHABLE[..40 + 8 + 44],
-            Kind::UdpClosed,
-        );
-        for (request, reply, kind) in KERNEL_PAIRS.into_iter().chain([short]) {
+        use Kind::*;
+        // The kind the bridge must take each kernel pair's request for, in their order.
+        let kinds = [
+            Icmpv6Echo, Icmpv6Echo, Icmpv6Echo, UdpEcho, UdpEcho, UdpEcho, UdpEcho, UdpClosed,
+            UdpClosed, TcpReset, TcpReset,
+        ];
+        let short: (&[u8], &[u8]) = (&UDP6_CLOSED, &UDP6_PORT_UNREACHABLE[..40 + 8 + 44]);
+        let pairs = KERNEL_PAIRS.into_iter().chain([short]);
+        for ((request, reply), kind) in pairs.zip(kinds.into_iter().chain([UdpClosed])) {
             let protocol = match kind {
                 Kind::Icmpv4Echo => Protocol::Icmpv4,
                 Kind::Icmpv6Echo => Protocol::Icmpv6,
@@ -712,9 +604,6 @@ mod test {
     fn a_reset_is_owed_silence() {
         let request = Request::parse(&TCP4_RST);
         assert_eq!(request.kind, Some(Kind::TcpReset));
-        assert_eq!(
-            request.owed,
-            Owed::Silence(Silence::Stack(stack::Silence::Reset))
-        );
+        assert_eq!(request.owed, Owed::Silence(Silence::Reset));
     }
 }

@@ -13,8 +13,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::exchange::FlowKey;
-use crate::verdict::Verdict;
+use crate::judge::exchange::FlowKey;
+use crate::judge::verdict::Verdict;
 
 /// One request as the daemon saw it, from arrival to the reply (or its absence).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -241,7 +241,7 @@ mod test {
 
     #[test]
     fn new_names_the_flow() {
-        use crate::exchange::{Flow, Protocol};
+        use crate::judge::exchange::{Flow, Protocol};
         let mut key = FlowKey {
             protocol: Protocol::Icmpv4,
             host: [192, 0, 2, 1].into(),

@@ -27,8 +27,8 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::stat::Mode;
 use tracing::{debug, warn};
 
-use crate::fifo::{clear_stale_kind, FifoError, Kind, Owner, PathState, Placed, CHUNK};
-use crate::lines::{Incoming, Lines};
+use crate::ipc::fifo::{clear_stale_kind, FifoError, Owner, PathKind, PathState, Placed, CHUNK};
+use crate::ipc::lines::{Incoming, Lines};
 
 /// Most clients connected at once; one more is told so and closed.
 pub const MAX_CLIENTS: usize = 64;
@@ -95,6 +95,14 @@ impl std::error::Error for ChannelError {}
 /// A client's connection, as the server names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConnId(u64);
+
+impl ConnId {
+    /// A connection named by its number, as the tests name one.
+    #[cfg(test)]
+    pub(crate) fn from_raw(n: u64) -> ConnId {
+        ConnId(n)
+    }
+}
 
 impl fmt::Display for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -479,7 +487,7 @@ fn listen(path: &Path, owner: Owner) -> Result<(UnixListener, Placed), ChannelEr
     if UnixStream::connect(path).is_ok() {
         return Err(ChannelError::InUse(path.into()));
     }
-    clear_stale_kind(path, owner, Kind::Socket).map_err(ChannelError::Path)?;
+    clear_stale_kind(path, owner, PathKind::Socket).map_err(ChannelError::Path)?;
     let bind_err = |source| ChannelError::Bind {
         path: path.into(),
         source,
@@ -497,7 +505,7 @@ fn listen(path: &Path, owner: Owner) -> Result<(UnixListener, Placed), ChannelEr
 #[cfg(test)]
 mod test {
     use super::*;
-    use crate::protocol::MAX_LINE;
+    use crate::ipc::protocol::MAX_LINE;
     use crate::testdir::TestDir;
     use std::io::{BufRead, BufReader};
     use std::os::unix::fs::{FileTypeExt, MetadataExt};

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::record::{Entry, Outcome};
+use crate::instrument::record::{Entry, Outcome};
 
 /// What went wrong while reading record files.
 #[derive(Debug, thiserror::Error)]

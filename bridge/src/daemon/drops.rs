@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::record::{rfc3339, Entry, Outcome};
+use crate::instrument::record::{rfc3339, Entry, Outcome};
 
 /// How long drops are counted before they are reported.
 pub const INTERVAL: Duration = Duration::from_secs(1);

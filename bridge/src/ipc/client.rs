@@ -3,7 +3,7 @@
 //! `tunbridge read` and `tunbridge write <hex>` exist so that an agent whose shell
 //! commands are checked one by one (Claude Code's default permission mode) can be
 //! allowed exactly these two commands. They speak over the bridge's private channel (a
-//! Unix socket beside the FIFOs, see [`crate::channel`]): a connection of their own, so
+//! Unix socket beside the FIFOs, see [`crate::ipc::channel`]): a connection of their own, so
 //! their answer cannot reach anyone else, whatever other clients do, and the bridge sees
 //! at once when one goes away. They wait as long as the bridge's read timeout, which the
 //! bridge names in its greeting. [`Client::exchange_fifo`] speaks the shared FIFOs
@@ -22,8 +22,8 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag};
 use nix::poll::PollFlags;
 
-use crate::channel::{parse_greeting, socket_path};
-use crate::fifo::{wait, CHUNK};
+use crate::ipc::channel::{parse_greeting, socket_path};
+use crate::ipc::fifo::{wait, CHUNK};
 
 /// How long the bridge may take to greet a new connection.
 const GREETING_WAIT: Duration = Duration::from_secs(10);

@@ -1,4 +1,5 @@
-//! The FIFO protocol: one command line in, exactly one answer line out.
+//! The protocol, on the FIFOs and the channel alike: one command line in, exactly one
+//! answer line out.
 //!
 //! Parsing a line into a [`Command`] is kept apart from acting on it. A line that
 //! is not a valid command becomes a [`ProtocolError`], whose text is the reason in
@@ -6,7 +7,7 @@
 
 use std::fmt;
 
-use crate::exchange::Response;
+use crate::judge::exchange::Response;
 use crate::wire;
 
 /// Longest command line accepted, in bytes; longer lines are refused whole.
@@ -136,7 +137,7 @@ pub fn check_packet(packet: Vec<u8>, mtu: usize) -> Result<Response, ProtocolErr
 
 /// One answer line, without its newline.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
+pub enum Answer {
     /// A packet handed to the agent, shown as lowercase hex.
     Packet(Vec<u8>),
     /// No packet arrived within the read timeout.
@@ -147,27 +148,27 @@ pub enum Reply {
     Err(String),
 }
 
-impl Reply {
+impl Answer {
     /// What kind of answer this is, without payload hex, for log lines: `packet` (a READ's
     /// packet, whose hex is not logged), `TIMEOUT`, `OK` or `ERR`.
     pub fn label(&self) -> &'static str {
         match self {
-            Reply::Packet(_) => "packet",
-            Reply::Timeout => "TIMEOUT",
-            Reply::Ok => "OK",
-            Reply::Err(_) => "ERR",
+            Answer::Packet(_) => "packet",
+            Answer::Timeout => "TIMEOUT",
+            Answer::Ok => "OK",
+            Answer::Err(_) => "ERR",
         }
     }
 }
 
-impl fmt::Display for Reply {
+impl fmt::Display for Answer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Reply::Packet(p) => f.write_str(&hex::encode(p)),
-            Reply::Timeout => f.write_str("TIMEOUT"),
-            Reply::Ok => f.write_str("OK"),
+            Answer::Packet(p) => f.write_str(&hex::encode(p)),
+            Answer::Timeout => f.write_str("TIMEOUT"),
+            Answer::Ok => f.write_str("OK"),
             // A reason never spans lines: the protocol is one line per answer.
-            Reply::Err(reason) => write!(f, "ERR {}", reason.replace(['\n', '\r'], " ")),
+            Answer::Err(reason) => write!(f, "ERR {}", reason.replace(['\n', '\r'], " ")),
         }
     }
 }
@@ -263,11 +264,11 @@ mod test {
 
     #[test]
     fn replies_are_one_line() {
-        assert_eq!(Reply::Packet(vec![0x45, 0xAB]).to_string(), "45ab");
-        assert_eq!(Reply::Timeout.to_string(), "TIMEOUT");
-        assert_eq!(Reply::Ok.to_string(), "OK");
-        assert_eq!(Reply::Err("a\nb".into()).to_string(), "ERR a b");
-        assert_eq!(Reply::Packet(vec![0x45]).label(), "packet");
-        assert_eq!(Reply::Err("x".into()).label(), "ERR");
+        assert_eq!(Answer::Packet(vec![0x45, 0xAB]).to_string(), "45ab");
+        assert_eq!(Answer::Timeout.to_string(), "TIMEOUT");
+        assert_eq!(Answer::Ok.to_string(), "OK");
+        assert_eq!(Answer::Err("a\nb".into()).to_string(), "ERR a b");
+        assert_eq!(Answer::Packet(vec![0x45]).label(), "packet");
+        assert_eq!(Answer::Err("x".into()).label(), "ERR");
     }
 }

@@ -6,56 +6,9 @@
 //! policy holds for both families: a WRITE's source is the agent's address of its family
 //! and its destination the host side's.
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::str::FromStr;
 
-use crate::exchange::{self, Response};
-
-/// An IPv6 address with its prefix length, as in `2001:db8::1/64`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ipv6Cidr {
-    /// The address.
-    pub addr: Ipv6Addr,
-    /// The prefix length, 0..=128.
-    pub prefix: u8,
-}
-
-impl FromStr for Ipv6Cidr {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (addr, prefix) = parse_cidr(s, "IPv6", 128)?;
-        Ok(Ipv6Cidr { addr, prefix })
-    }
-}
-
-/// Parses `ADDR/PREFIX` of a family whose prefixes go up to `max` (no prefix: `max`, one
-/// host); the error says which part is not what it should be.
-pub(crate) fn parse_cidr<A: FromStr>(s: &str, family: &str, max: u8) -> Result<(A, u8), String> {
-    let (addr, prefix) = match s.split_once('/') {
-        Some((addr, prefix)) => (addr, Some(prefix)),
-        None => (s, None),
-    };
-    let addr = addr
-        .parse()
-        .map_err(|_| format!("{addr:?} is not an {family} address"))?;
-    let prefix = match prefix {
-        None => max,
-        Some(prefix) => prefix
-            .parse::<u8>()
-            .ok()
-            .filter(|p| *p <= max)
-            .ok_or_else(|| format!("{prefix:?} is not a prefix length 0..{max}"))?,
-    };
-    Ok((addr, prefix))
-}
-
-impl fmt::Display for Ipv6Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
+use crate::judge::exchange::{self, Response};
 
 /// The host side's and the agent's addresses; IPv6 is `None` when it is off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,24 +66,6 @@ mod test {
                 )
             }),
         }
-    }
-
-    #[test]
-    fn cidr_parses() {
-        let c: Ipv6Cidr = "2001:db8::1/64".parse().unwrap();
-        assert_eq!(c.addr, "2001:db8::1".parse::<Ipv6Addr>().unwrap());
-        assert_eq!(c.prefix, 64);
-        assert_eq!(c.to_string(), "2001:db8::1/64");
-        assert_eq!("::1".parse::<Ipv6Cidr>().unwrap().prefix, 128);
-        assert!("2001:db8::1/129".parse::<Ipv6Cidr>().is_err());
-        assert!("192.0.2.1/24".parse::<Ipv6Cidr>().is_err());
-        let err = |s: &str| s.parse::<Ipv6Cidr>().unwrap_err();
-        assert_eq!(err("nope/64"), "\"nope\" is not an IPv6 address");
-        assert_eq!(err("::1/"), "\"\" is not a prefix length 0..128");
-        let v4 = "192.0.2.1/33"
-            .parse::<crate::device::Ipv4Cidr>()
-            .unwrap_err();
-        assert_eq!(v4, "\"33\" is not a prefix length 0..32");
     }
 
     #[test]

@@ -9,9 +9,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::exchange::FlowKey;
-use crate::queue::{push_evicting, Queued};
-use crate::verdict::Verdict;
+use crate::daemon::queue::{push_evicting, Queued};
+use crate::judge::exchange::FlowKey;
+use crate::judge::verdict::Verdict;
 
 /// The most requests awaiting a reply at once; past it the oldest is given up on.
 pub const CAPACITY: usize = 1024;
@@ -106,7 +106,7 @@ impl InFlight {
 #[cfg(test)]
 mod test {
     use super::*;
-    use crate::exchange::{Flow, Protocol};
+    use crate::judge::exchange::{Flow, Protocol};
     use std::net::{IpAddr, Ipv4Addr};
 
     fn key(seq: u16, peer: u8) -> FlowKey {
@@ -119,7 +119,7 @@ mod test {
     }
 
     fn awaiting(key: Option<FlowKey>, ago_ms: u64, now: Instant) -> Awaiting {
-        let mut request = Queued::now(vec![0x45]);
+        let mut request = Queued::new(vec![0x45], now, std::time::SystemTime::now());
         request.parsed.key = key;
         Awaiting {
             request,

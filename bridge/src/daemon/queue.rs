@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::exchange::Request;
+use crate::judge::exchange::Request;
 
 /// A packet waiting for the agent, with the times it arrived.
 #[derive(Debug, Clone)]
@@ -23,13 +23,13 @@ pub struct Queued {
 }
 
 impl Queued {
-    /// Wraps a packet that arrived now, parsing it once.
-    pub fn now(packet: Vec<u8>) -> Self {
+    /// Wraps a packet that arrived at `arrival` (`arrival_wall` on the wall clock), parsing it once.
+    pub fn new(packet: Vec<u8>, arrival: Instant, arrival_wall: SystemTime) -> Self {
         Queued {
             parsed: Request::parse(&packet),
             packet,
-            arrival: Instant::now(),
-            arrival_wall: SystemTime::now(),
+            arrival,
+            arrival_wall,
         }
     }
 }
@@ -112,10 +112,11 @@ mod test {
     use super::*;
 
     fn item(tag: u8, age_ms: u64, now: Instant) -> Queued {
-        Queued {
-            arrival: now - Duration::from_millis(age_ms),
-            ..Queued::now(vec![tag])
-        }
+        Queued::new(
+            vec![tag],
+            now - Duration::from_millis(age_ms),
+            SystemTime::now(),
+        )
     }
 
     #[test]

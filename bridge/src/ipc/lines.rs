@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::protocol::MAX_LINE;
+use crate::ipc::protocol::MAX_LINE;
 
 /// How long an unfinished command line may sit before it is dropped.
 pub const LINE_IDLE: Duration = Duration::from_secs(1);

@@ -9,16 +9,13 @@
 //! left untouched. It is read without blocking: the server polls its descriptor
 //! beside the command FIFO's.
 
-use std::fmt;
 use std::io;
-use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use nix::errno::Errno;
 
-use crate::peer::Ipv6Cidr;
+use crate::wire::cidr::{Ipv4Cidr, Ipv6Cidr};
 
 pub mod memory;
 
@@ -67,48 +64,6 @@ pub enum DeviceError {
     /// IPv6 could not be set up on the device.
     #[error("cannot set up IPv6 on {name}: {reason} (needs `ip` from iproute2; or use --no-ipv6)")]
     Ipv6 { name: String, reason: String },
-}
-
-/// An IPv4 address with its prefix length, as in `192.0.2.1/24`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ipv4Cidr {
-    /// The address.
-    pub addr: Ipv4Addr,
-    /// The prefix length, 0..=32.
-    pub prefix: u8,
-}
-
-impl Ipv4Cidr {
-    /// The netmask of the prefix.
-    pub fn netmask(&self) -> Ipv4Addr {
-        let bits = if self.prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(self.prefix))
-        };
-        Ipv4Addr::from(bits)
-    }
-
-    /// Whether `other` lies in this prefix.
-    pub fn contains(&self, other: Ipv4Addr) -> bool {
-        let mask = u32::from(self.netmask());
-        u32::from(self.addr) & mask == u32::from(other) & mask
-    }
-}
-
-impl FromStr for Ipv4Cidr {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (addr, prefix) = crate::peer::parse_cidr(s, "IPv4", 32)?;
-        Ok(Ipv4Cidr { addr, prefix })
-    }
-}
-
-impl fmt::Display for Ipv4Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
 }
 
 /// Moves this thread, and the threads it starts later, into a named network namespace.
@@ -330,21 +285,5 @@ mod test {
         assert!(!missing.exists(), "created");
         std::fs::write(&missing, b"").unwrap();
         assert!(require_clone_device(&missing).is_ok());
-    }
-
-    #[test]
-    fn cidr_parses_and_masks() {
-        let c: Ipv4Cidr = "192.0.2.1/24".parse().unwrap();
-        assert_eq!(c.addr, Ipv4Addr::new(192, 0, 2, 1));
-        assert_eq!(c.netmask(), Ipv4Addr::new(255, 255, 255, 0));
-        assert!(c.contains(Ipv4Addr::new(192, 0, 2, 2)));
-        assert!(!c.contains(Ipv4Addr::new(192, 0, 3, 2)));
-        assert_eq!("10.0.0.1".parse::<Ipv4Cidr>().unwrap().prefix, 32);
-        assert!("192.0.2.1/33".parse::<Ipv4Cidr>().is_err());
-        assert!("nope/24".parse::<Ipv4Cidr>().is_err());
-        assert_eq!(
-            "0.0.0.0/0".parse::<Ipv4Cidr>().unwrap().netmask(),
-            Ipv4Addr::UNSPECIFIED
-        );
     }
 }
