@@ -226,7 +226,8 @@ fn tui_serves_three_pings(tag: &str, claude: &Path) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let ping = ns.exec(&["ping", "-c", "3", "-i", "0.5", "-W", "30", common::PEER]);
+    // -w, not -W: once replies come, -W waits only two round trips for the last one.
+    let ping = ns.exec(&["ping", "-c", "3", "-i", "0.5", "-w", "60", common::PEER]);
     let ping = String::from_utf8_lossy(&ping.stdout);
     let screen = tmux.wait_for(long, "report", |s| s.contains("Stopped: 3 packets served."));
     assert!(ping.contains("3 received"), "{ping}\n{screen}");
