@@ -16,6 +16,7 @@ import threading
 import time
 
 from harness import ROOT
+from harness.clients import RUN_FLAGS
 from harness.harnesses import HARNESSES, Client
 from harness.session import Stamp
 
@@ -121,7 +122,7 @@ class Claude:
 
     def argv(self, args: str = "", budget: float = None) -> list:
         argv = [self.client, "-p", self.harness.prompt(os.path.join(ROOT, self.config.prompt), args),
-                "--output-format", "stream-json", "--verbose", "--include-partial-messages"]
+                "--output-format", "stream-json", "--verbose", "--include-partial-messages", *RUN_FLAGS]
         if self.config.model:
             argv += ["--model", self.config.model]
         if budget is not None:

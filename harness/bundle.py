@@ -486,6 +486,11 @@ def models_of(out, runs):
     return seen
 
 
+def client_line(meta) -> str:
+    """Which Claude Code ran, in which permission mode, against which backend."""
+    return f"Client: Claude Code {meta['client_version']}, permission mode {meta.get('permission_mode')}."
+
+
 def table(pings, runs, overhead, model_log, meta, totals):
     """summary.md's text."""
     continuous = meta.get("mode") == "continuous"
@@ -498,6 +503,8 @@ def table(pings, runs, overhead, model_log, meta, totals):
             if continuous else "one-shot (one agent run per ping)")
     say(f"# Experiment: {meta.get('agent')}, model {meta.get('model') or 'default'}, prompt `{meta.get('prompt')}`{harness}\n")
     say(f"Mode: {mode}. Where the time went: [timeline.svg](timeline.svg).\n")
+    if llm and meta.get("client_version"):
+        say(client_line(meta) + "\n")
     if meta.get("behaviour"):
         say(f"The scripted model's behaviour: `{meta['behaviour']}` (docs/RUNNER.md, *Behaviours*).\n")
     if meta.get("stopped"):
@@ -542,7 +549,7 @@ def table(pings, runs, overhead, model_log, meta, totals):
             f"{fmt(totals.get('agent_ms_median'), '{:.2f}')} ms.")
     if llm:
         whole = whole_usage(pings, overhead)
-        say(client_line(pings, runs, whole))
+        say(troubles_line(pings, whole))
         say(caching_line(whole, pings))
     thinking_sent = sorted({json.dumps(r.get("thinking"), sort_keys=True) for r in model_log
                             if r.get("method") == "POST" and "thinking" in r})
@@ -561,7 +568,8 @@ def fate_counts(pings) -> str:
                                                       if kv[0] in fates.KINDS else 99)) or "none"
 
 
-def client_line(pings, runs, whole) -> str:
+def troubles_line(pings, whole) -> str:
+    """Claude Code's totals: requests, output, cost reported, retries, refusals."""
     troubles = client_troubles_of(pings)
     retries = ", ".join(f"{n} of a {k}" if k != "cut" else f"{n} of a cut stream"
                         for k, n in sorted(troubles["retries"].items())) or "none"

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from harness import ROOT, bench, dryrun, leaderboard, matrix, scenarios
+from harness import ROOT, bench, clients, dryrun, leaderboard, matrix, scenarios
 from harness.config import ConfigError, Options, matrix as expand
 
 COMMANDS = ("run", "suite", "compare", "bench", "dry-run", "names")
@@ -45,6 +45,9 @@ def run_parser(prog: str) -> argparse.ArgumentParser:
                    "errors, python-first, raw-fifo, malformed-hex, write-twice, no-write (docs/RUNNER.md)")
     r = ap.add_argument_group("every configuration")
     r.add_argument("--agent", default="claude", help="claude (default), dry-run (the scripted model) or native")
+    r.add_argument("--client", metavar="PATH", help="run this Claude Code (`claude`) instead of the one on PATH "
+                   "or the pinned one in ./node_modules; its version is recorded, and one outside the "
+                   "supported range gets a warning")
     r.add_argument("--count", "--repeat", type=int, dest="count", help="pings per configuration (default 3; "
                    "none with --suite unless given)")
     r.add_argument("--ping-opts", action="append", default=[], help="extra ping options; repeat to cycle")
@@ -74,6 +77,7 @@ def parse_run(argv, prog="python3 -m harness run"):
                    ping_wait=a.ping_wait, suite=a.suite, flaw=a.flaw, model_delay=a.model_delay,
                    run_timeout=a.run_timeout,
                    out=os.path.abspath(out), jobs=a.jobs, max_cost=a.max_cost, argv=list(argv))
+    opts.client = os.path.join(ROOT, os.path.expanduser(a.client)) if a.client else None
     try:
         if opts.suite is not None:
             for p in a.prompt or [None]:
@@ -101,6 +105,13 @@ def cmd_run(argv) -> int:
               f"  to check the set-up without an API key:  scripts/experiment.sh --agent dry-run --count {opts.count or 3}",
               file=sys.stderr)
         return 2
+    if opts.agent != "native":
+        try:
+            client = clients.find(opts.agent, opts.client)
+        except clients.ClientError as e:
+            return fail(str(e))
+        if client.warning():
+            print(f"harness: {client.warning()}", file=sys.stderr)
     if os.geteuid() != 0:
         return fail("needs root for the TUN device and the network namespace: run scripts/experiment.sh, "
                     "which re-runs itself with sudo")

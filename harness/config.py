@@ -101,6 +101,7 @@ class Options:
     jobs: int = 1
     max_cost: float = None
     argv: list = field(default_factory=list)
+    client: str = None            # --client PATH: the user's own Claude Code
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -131,6 +132,8 @@ def check_options(o: Options) -> None:
         raise ConfigError("--run-timeout must be a positive number of seconds")
     if o.max_cost is not None and o.max_cost <= 0:
         raise ConfigError("--max-cost must be a positive number of US dollars")
+    if o.client and o.agent == "native":
+        raise ConfigError("--client runs Claude Code (--agent claude or dry-run), not the native agent")
     if o.flaw and o.agent != "dry-run":
         raise ConfigError("--flaw needs --agent dry-run")
     if o.model_delay is not None and o.agent != "dry-run":

@@ -59,7 +59,8 @@ def run(opts, configs, oauth: bool) -> int:
     results = {}
     with Progress(total, opts.jobs) as progress:
         ctx = runner.Run(opts, binaries["tunbridge"], binaries["client"], binaries["native"], oauth,
-                         runner.Budget(opts.max_cost), progress, single=single)
+                         runner.Budget(opts.max_cost), progress, single=single,
+                         claude_code=binaries["claude_code"])
         previous = signal.signal(signal.SIGTERM, interrupt)
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=opts.jobs)
         try:

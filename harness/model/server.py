@@ -194,6 +194,8 @@ class Server(http.server.ThreadingHTTPServer):
                 "path": handler.path,
                 "bytes": len(raw), "model": body.get("model"), "stream": body.get("stream"),
                 "tools": len(body.get("tools") or []), "messages": len(body.get("messages") or []),
+                # Tools the client defers (`defer_loading`, 2.1.3xx) are not in the model's prompt.
+                "deferred_tools": sum(1 for t in body.get("tools") or [] if t.get("defer_loading")),
                 "answer": kind, "thinking": body.get("thinking"),
             }
             if turn is not None and "procedure" in turn:

@@ -94,6 +94,36 @@ pub fn wait_until(limit: Duration, done: impl Fn() -> bool) {
     }
 }
 
+/// The Claude Code version `package.json` pins (the newest end of the supported range).
+pub fn pinned_client() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let package: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("package.json")).unwrap()).unwrap();
+    package["dependencies"]["@anthropic-ai/claude-code"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The oldest Claude Code the harness supports (`harness/clients.py`) and its `claude`,
+/// which `scripts/test.sh` installs into `target/clients/VERSION`; missing, a failure.
+pub fn oldest_client() -> (String, PathBuf) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let out = Command::new("python3")
+        .args(["-c", "from harness.clients import OLDEST; print(OLDEST)"])
+        .current_dir(root)
+        .output()
+        .expect("python3");
+    let version = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(!version.is_empty(), "harness.clients.OLDEST not found");
+    let claude = root.join(format!("target/clients/{version}/node_modules/.bin/claude"));
+    assert!(
+        claude.exists(),
+        "Claude Code {version} is not in target/clients: scripts/test.sh installs it"
+    );
+    (version, claude)
+}
+
 /// A network namespace of our own, deleted on drop.
 pub struct Netns {
     pub name: String,
