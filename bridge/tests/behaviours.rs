@@ -62,12 +62,25 @@ fn results(out: &Path) -> Vec<(String, Value)> {
 }
 
 /// One ping per behaviour, one-shot: each ends with the fate the behaviour allows, the
-/// reply valid where the behaviour lets the model answer.
+/// reply valid where the behaviour lets the model answer. The two ends of the supported range
+/// answer some faults differently (2.1.197 recovers a cut stream without a retry event), so
+/// both run it.
 #[test]
 #[ignore = "needs root"]
 fn every_behaviour_one_shot_ends_each_ping_with_its_fate() {
+    every_behaviour_one_shot("behaviours", &[]);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn every_behaviour_one_shot_with_the_oldest_client() {
+    let (_, claude) = common::oldest_client();
+    every_behaviour_one_shot("behaviours-oldest", &["--client", claude.to_str().unwrap()]);
+}
+
+fn every_behaviour_one_shot(tag: &str, client: &[&str]) {
     let root = common::repo_with_claude_code();
-    let out = common::TempDir::new("behaviours");
+    let out = common::TempDir::new(tag);
     // (behaviour, fate kind, valid reply, words the fate must say)
     let expect = [
         ("python-first", "refused_then_answered", true, "`python3 -c"),
@@ -117,6 +130,7 @@ fn every_behaviour_one_shot_ends_each_ping_with_its_fate() {
     ];
     let mut args = vec!["--agent", "dry-run", "--count", "1", "--ping-wait", "20"];
     args.extend(["--jobs", "2", "--run-timeout", "120"]);
+    args.extend(client);
     for (behaviour, ..) in &expect {
         args.extend(["--model-behaviour", behaviour]);
     }
