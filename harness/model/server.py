@@ -220,8 +220,8 @@ def main(argv=None) -> None:
     ap.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free one")
     ap.add_argument("--log", help="append one JSON line per request to this file; `answer` is what we "
                     "answered: read, write, replied, timeout, not_answered, bad_read, refused, "
-                    "write_failed, unexpected, served (ping-serve's final report), side, probe, "
-                    "count_tokens")
+                    "write_failed, unexpected, served (ping-serve's final report), python and no_write "
+                    "(deviations), side, probe, count_tokens; `behaviour`: what the behaviours decided")
     ap.add_argument("--dump-dir", help="write each request body to DIR/NNN.json")
     ap.add_argument("--read-cmd", default=READ_CMD, help="the prompt's read command, exactly")
     ap.add_argument("--write-cmd", default=WRITE_CMD, help="the prompt's write command; {hex} is the reply")

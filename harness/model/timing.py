@@ -89,7 +89,6 @@ class Latency(Behaviour):
         return self.ttft + sum(tokens_of(streamed_text(b)) for b in turn["content"]) / self.tps
 
     def before_turn(self, x, turn):
-        x.notes["latency"] = {"ttft_s": self.ttft, "tps": self.tps, "scale": self.p["scale"]}
         if not x.stream:
             self.wait(x, self.turn_seconds(turn))
 
