@@ -35,8 +35,9 @@ from harness.model.dialogue import READ_CMD, WRITE_CMD, decide
 
 def usage_for(body_len: int, turn: dict) -> dict:
     """The usage of an answer without caching: input a quarter of the request's bytes,
-    output a quarter of the answer's (thinking included)."""
-    out = max(1, len(json.dumps(turn["content"])) // 4)
+    output a quarter of the answer's plus its thinking tokens (billed, redacted or not)."""
+    said = [b for b in turn["content"] if b["type"] not in ("thinking", "redacted_thinking")]
+    out = max(1, len(json.dumps(said)) // 4 + turn.get("thinking_tokens", 0))
     return {"input_tokens": max(1, body_len // 4), "output_tokens": out,
             "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
 
