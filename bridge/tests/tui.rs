@@ -13,9 +13,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A tmux server of the test's own (its own socket), killed with everything in it on drop.
@@ -117,43 +116,6 @@ impl Drop for Tmux {
     }
 }
 
-/// The scripted model (`python3 -m harness.model`) on a free loopback port, its request log
-/// in `log`; stopped on drop.
-struct Model {
-    child: Child,
-    url: String,
-}
-
-impl Model {
-    fn start(root: &Path, log: &Path) -> Model {
-        let mut child = Command::new("python3")
-            .args(["-m", "harness.model", "--port", "0", "--log"])
-            .arg(log)
-            .current_dir(root)
-            .env("PYTHONPATH", root)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 -m harness.model");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("the model said {line:?}"))
-            .to_string();
-        Model { child, url }
-    }
-}
-
-impl Drop for Model {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The TUI of `claude` serves three pings with `/ping-serve 3`, as the module says.
 fn tui_serves_three_pings(tag: &str, claude: &Path) {
     let root = common::repo_with_claude_code();
@@ -166,7 +128,9 @@ fn tui_serves_three_pings(tag: &str, claude: &Path) {
     )
     .unwrap();
     let log = dir.join("model.jsonl");
-    let model = Model::start(root, &log);
+    let log_arg = log.display().to_string();
+    let model = common::ScriptedModel::start(&["--port", "0", "--log", &log_arg])
+        .expect("the scripted model did not start");
     let bin = PathBuf::from(common::BIN);
     let env = [
         format!("HOME={}", home.display()),
