@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A tmux server of the test's own (its own socket), killed with everything in it on drop.
+/// A tmux server of the test's own (its own socket), killed with everything in it on drop;
+/// the drop waits until the program in the window has exited, so it writes nothing more into
+/// the test's HOME once the test removes it.
 struct Tmux {
     socket: String,
 }
@@ -109,10 +111,35 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
+        let pane = Command::new("tmux")
+            .args([
+                "-L",
+                &self.socket,
+                "display-message",
+                "-p",
+                "-t",
+                "main",
+                "#{pane_pid}",
+            ])
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+            });
         let _ = Command::new("tmux")
             .args(["-L", &self.socket, "kill-server"])
             .stderr(Stdio::null())
             .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Some(pid) = pane {
+            if !Path::new(&format!("/proc/{pid}")).exists() || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
