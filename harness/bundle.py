@@ -488,7 +488,8 @@ def models_of(out, runs):
 
 def client_line(meta) -> str:
     """Which Claude Code ran, in which permission mode, against which backend."""
-    return f"Client: Claude Code {meta['client_version']}, permission mode {meta.get('permission_mode')}."
+    backend = f", backend {meta['backend']}" if meta.get("backend") else ""
+    return f"Client: Claude Code {meta['client_version']}, permission mode {meta.get('permission_mode')}{backend}."
 
 
 def table(pings, runs, overhead, model_log, meta, totals):

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from harness import ROOT, bench, clients, dryrun, leaderboard, matrix, scenarios
+from harness import ROOT, backends, bench, clients, dryrun, leaderboard, matrix, scenarios
 from harness.config import ConfigError, Options, matrix as expand
 
 COMMANDS = ("run", "suite", "compare", "bench", "dry-run", "names")
@@ -45,6 +45,10 @@ def run_parser(prog: str) -> argparse.ArgumentParser:
                    "errors, python-first, raw-fifo, malformed-hex, write-twice, no-write (docs/RUNNER.md)")
     r = ap.add_argument_group("every configuration")
     r.add_argument("--agent", default="claude", help="claude (default), dry-run (the scripted model) or native")
+    r.add_argument("--backend", metavar="NAME[=URL]|URL", help="where Claude Code sends its requests: "
+                   "anthropic, ollama, llama-server, vllm or litellm (each at its usual local address, "
+                   "or NAME=URL), or the URL of any Anthropic-compatible server; sets what the client "
+                   "needs and checks the model's context first (docs/BACKENDS.md)")
     r.add_argument("--client", metavar="PATH", help="run this Claude Code (`claude`) instead of the one on PATH "
                    "or the pinned one in ./node_modules; its version is recorded, and one outside the "
                    "supported range gets a warning")
@@ -78,6 +82,7 @@ def parse_run(argv, prog="python3 -m harness run"):
                    run_timeout=a.run_timeout,
                    out=os.path.abspath(out), jobs=a.jobs, max_cost=a.max_cost, argv=list(argv))
     opts.client = os.path.join(ROOT, os.path.expanduser(a.client)) if a.client else None
+    opts.backend = a.backend
     try:
         if opts.suite is not None:
             for p in a.prompt or [None]:
@@ -100,7 +105,9 @@ def cmd_run(argv) -> int:
         opts, configs = parse_run(argv)
     except ConfigError as e:
         return fail(str(e))
-    if opts.agent == "claude" and credentials_missing():
+    backend = backends.parse(opts.backend) if opts.backend else None
+    local = backend is not None and backend.preset.local
+    if opts.agent == "claude" and not local and credentials_missing():
         print("harness: Claude Code has no credentials (set ANTHROPIC_API_KEY, or run `claude` once to log in).\n"
               f"  to check the set-up without an API key:  scripts/experiment.sh --agent dry-run --count {opts.count or 3}",
               file=sys.stderr)
@@ -115,7 +122,19 @@ def cmd_run(argv) -> int:
     if os.geteuid() != 0:
         return fail("needs root for the TUN device and the network namespace: run scripts/experiment.sh, "
                     "which re-runs itself with sudo")
-    oauth = (opts.agent == "claude" and not os.environ.get("ANTHROPIC_API_KEY")) or \
+    try:
+        if opts.agent == "claude" and not backend and os.environ.get("ANTHROPIC_BASE_URL"):
+            backends.check_url(os.environ["ANTHROPIC_BASE_URL"], "ANTHROPIC_BASE_URL")
+        if backend:
+            opts.backend_checks = backends.preflight(backend, configs, opts, client.version)
+    except backends.BackendError as e:
+        return fail(str(e))
+    for line in opts.backend_checks:
+        print(f"harness: backend {backend.label()}: {line}", file=sys.stderr)
+    if local and opts.max_cost:
+        print(f"harness: note: --max-cost adds up the cost Claude Code reports, which for a model it does not "
+              f"know is its own guess, not what {backend.name} costs you", file=sys.stderr)
+    oauth = (opts.agent == "claude" and not local and not os.environ.get("ANTHROPIC_API_KEY")) or \
             (opts.agent == "dry-run" and os.environ.get("TUNBRIDGE_DRY_RUN_AUTH") == "oauth")
     os.chdir(ROOT)
     return matrix.run(opts, configs, oauth)

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from harness import ROOT, bundle, clients, pingout, procs, scenarios
+from harness import ROOT, backends, bundle, clients, pingout, procs, scenarios
 from harness.agents import Claude, Native, ScriptedModel, write_run
 from harness.bridge import Bridge
 from harness.config import Config, Options
@@ -145,7 +145,8 @@ def meta_of(run: Run, config: Config, scenario=None, stopped=None) -> dict:
             "scenario": scenario.name if scenario else None, "flaw": o.flaw, "behaviour": config.behaviour,
             "stopped": stopped, "config": config.index, "label": config.label(),
             "client_version": run.claude_code.version if run.claude_code else None,
-            "permission_mode": clients.PERMISSION_MODE if run.claude_code else None}
+            "permission_mode": clients.PERMISSION_MODE if run.claude_code else None,
+            "backend": (backends.describe(o) or {}).get("label")}
 
 
 def run_bundle(run: Run, config: Config, out: str, key: str, scenario=None) -> dict:
