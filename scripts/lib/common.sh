@@ -24,6 +24,17 @@ tb_as_root() {
     if tb_is_root; then "$@"; else sudo "$@"; fi
 }
 
+# For a user who is not root: has sudo ask for the password now, saying why ($1), so that the
+# one prompt comes before the minutes of installing and building, not after them. Nothing
+# when root, or when sudo needs no password (NOPASSWD, or asked a moment ago on this terminal).
+tb_sudo_now() {
+    tb_is_root && return 0
+    command -v sudo >/dev/null || return 0
+    sudo -n true 2>/dev/null && return 0
+    say "$1: sudo asks for your password now, once"
+    sudo -v || TB_DIE_STATUS=2 die "sudo refused, so there is no root for the TUN device"
+}
+
 # --- installing what is missing --------------------------------------------------------
 # The commands the scripts use, and the Debian package that provides each.
 declare -A TB_APT_PACKAGE=(
@@ -72,7 +83,7 @@ tb_install_client() {
     fi
     [[ $have == "$want" && -x $ROOT/node_modules/.bin/claude ]] && return 0
     say "installing the pinned Claude Code client $want into ./node_modules (npm ci)"
-    (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error)
+    (cd "$ROOT" && npm ci --no-audit --no-fund --no-update-notifier --loglevel=error)
 }
 
 # Installs Claude Code at the oldest version the harness supports (harness/clients.py) into
@@ -85,7 +96,7 @@ tb_install_oldest_client() {
     [[ $("$dir/node_modules/.bin/claude" --version 2>/dev/null) == "$version "* ]] && return 0
     say "installing Claude Code $version, the oldest supported, into target/clients/$version (npm install)"
     mkdir -p "$dir"
-    npm install --prefix "$dir" --no-save --no-audit --no-fund --loglevel=error "@anthropic-ai/claude-code@$version"
+    npm install --prefix "$dir" --no-save --no-audit --no-fund --no-update-notifier --loglevel=error "@anthropic-ai/claude-code@$version"
 }
 
 # --- cleanup ---------------------------------------------------------------------------
