@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 
-from harness import ROOT, pingout, plot, stats
+from harness import ROOT, pingout, plot, procs, stats
 from harness.netns import Namespace
 from harness.procs import Procs
 
@@ -330,7 +330,7 @@ def main(argv=None) -> int:
         return 2
     variants = a.variants.split() + (["tunbridge-cpu"] if a.cpu is not None else [])
     a.out = os.path.abspath(a.out or os.path.join(ROOT, "target", "bench", time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())))
-    os.makedirs(a.out, exist_ok=True)
+    procs.makedirs(a.out)
     with tempfile.TemporaryDirectory(prefix="tbbench.") as work, Namespace(f"tbbench-{os.getpid()}") as ns:
         with open(os.path.join(a.out, "machine.txt"), "w") as f:
             f.write(machine(a, variants))

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from harness import ROOT, backends, bench, clients, dryrun, leaderboard, matrix, scenarios
+from harness import ROOT, backends, bench, clients, dryrun, leaderboard, matrix, procs, scenarios
 from harness.config import ConfigError, Options, matrix as expand
 
 COMMANDS = ("run", "suite", "compare", "bench", "dry-run", "names")
@@ -172,7 +172,7 @@ def cmd_compare(argv) -> int:
         rows.append(leaderboard.row_of(scorecard_result(card), path))
     sys.stdout.write(leaderboard.markdown(rows, "Leaderboard: " + ", ".join(a.paths)))
     if a.out:
-        os.makedirs(a.out, exist_ok=True)
+        procs.makedirs(a.out)
         leaderboard.write(a.out, rows)
     return 0
 

@@ -47,7 +47,7 @@ def budget_line(opts, configs, total: int) -> str:
 
 def run(opts, configs, oauth: bool) -> int:
     single = len(configs) == 1
-    os.makedirs(opts.out, exist_ok=True)
+    procs.makedirs(opts.out)
     binaries = runner.find_binaries(opts)
     total = plan(opts, configs)
     say(budget_line(opts, configs, total))

@@ -41,6 +41,25 @@ def chown_tree(path: str) -> None:
                 pass
 
 
+def makedirs(path: str) -> None:
+    """os.makedirs(path, exist_ok=True), and the folders it made are the run user's: root
+    leaves no folder in their checkout that they cannot write to or remove (`out/` of
+    `out/<run>`)."""
+    made, top = [], os.path.abspath(path)
+    while not os.path.isdir(top):
+        made.append(top)
+        top = os.path.dirname(top)
+    os.makedirs(path, exist_ok=True)
+    _, uid, gid, _ = run_user()
+    if uid == os.getuid():
+        return
+    for name in made:
+        try:
+            os.lchown(name, uid, gid)
+        except OSError:
+            pass
+
+
 def stop(proc: subprocess.Popen, grace: float = 3.0) -> None:
     """TERM (to its group when it leads one), then KILL after `grace` seconds; reaps it."""
     if proc.poll() is not None:

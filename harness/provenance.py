@@ -37,7 +37,8 @@ def output(argv, cwd=ROOT):
 
 def git() -> dict:
     commit = output(["git", "rev-parse", "HEAD"])
-    dirty = output(["git", "status", "--porcelain", "--untracked-files=no"])
+    # No index refresh: as root in a user's checkout it would leave .git/index root's.
+    dirty = output(["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"])
     return {"commit": commit, "changes": bool(dirty) if commit else None}
 
 

@@ -37,6 +37,7 @@ needs=(ip ping python3)
 if ! tb_is_root && ! command -v sudo >/dev/null; then
     TB_DIE_STATUS=2 die "needs root for the TUN device: run it as root (there is no sudo here)"
 fi
+tb_sudo_now "the bridge needs root for the TUN device"
 tb_install_commands "${needs[@]}"
 # The dry run speaks the API of the pinned client, so it installs and uses that one (into
 # ./node_modules only); the real run takes the user's own `claude` first; --client names one.
@@ -55,7 +56,10 @@ PY=$(command -v python3)
 if ! tb_is_root; then
     build
     say "the bridge needs root for the TUN device; re-running with sudo"
-    exec sudo --preserve-env=ANTHROPIC_API_KEY,ANTHROPIC_AUTH_TOKEN,ANTHROPIC_BASE_URL,ANTHROPIC_MODEL,CLAUDE_CODE_OAUTH_TOKEN,CLAUDE_CODE_MAX_OUTPUT_TOKENS,HOME,TUNBRIDGE_DRY_RUN_AUTH,TUNBRIDGE,CLAUDE_CODE_MAX_RETRIES,API_TIMEOUT_MS \
+    # Root writes no bytecode into the user's checkout (a root-owned __pycache__ they could
+    # not remove); everything else root makes there is given to the user (harness/procs.py).
+    export PYTHONDONTWRITEBYTECODE=1
+    exec sudo --preserve-env=PYTHONDONTWRITEBYTECODE,ANTHROPIC_API_KEY,ANTHROPIC_AUTH_TOKEN,ANTHROPIC_BASE_URL,ANTHROPIC_MODEL,CLAUDE_CODE_OAUTH_TOKEN,CLAUDE_CODE_MAX_OUTPUT_TOKENS,HOME,TUNBRIDGE_DRY_RUN_AUTH,TUNBRIDGE,CLAUDE_CODE_MAX_RETRIES,API_TIMEOUT_MS \
         "$PY" -m harness run "$@"
 fi
 if [[ -z ${SUDO_USER:-} ]] && command -v cargo >/dev/null \
