@@ -14,24 +14,41 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 . scripts/lib/common.sh
 
+if ! tb_is_root; then
+    command -v sudo >/dev/null || TB_DIE_STATUS=2 die "the tests need root (network namespaces, TUN devices): run it as root (no sudo here); \`cargo test\` alone runs those that need none"
+    tb_sudo_now "the tests need root (network namespaces, TUN devices)"
+fi
 tb_install_commands ip ping tcpdump python3 npm node gcc setpriv tmux
 tb_install_client
 tb_install_oldest_client
 
 say "building"
 cargo build --release --all-targets
+# The test binaries too (the examples as tests are built only by `cargo test`), so that root,
+# below, builds nothing in a user's checkout.
+cargo test --release --workspace --all-targets --no-run --quiet
 
 if ! tb_is_root; then
-    command -v sudo >/dev/null || TB_DIE_STATUS=2 die "the tests need root (network namespaces, TUN devices): run it as root (no sudo here); \`cargo test\` alone runs those that need none"
     say "the tests need root (network namespaces, TUN devices); re-running with sudo"
-    # The build above stays valid: the same toolchain and cargo home, passed by name.
-    keep=(PATH="$PATH" RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}")
+    # The build above stays valid: the same toolchain and cargo home, passed by name. The
+    # tests then run as CI runs them, as root with nothing of the sudo user's (SUDO_USER
+    # would make the harness run its agents as you, in the tests' root-owned folders), and
+    # root writes no bytecode into your checkout.
+    keep=(PATH="$PATH" RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}"
+        PYTHONDONTWRITEBYTECODE=1)
     for var in CI TEST_THREADS; do [[ -z ${!var+set} ]] || keep+=("$var=${!var}"); done
-    exec sudo env "${keep[@]}" "$ROOT/scripts/test.sh" "$@"
+    exec sudo env -u SUDO_USER -u SUDO_UID -u SUDO_GID -u SUDO_COMMAND "${keep[@]}" "$ROOT/scripts/test.sh" "$@"
 fi
 
 say "running the tests (those that need root included)"
-cargo test --release --workspace --all-targets -- --include-ignored --test-threads="${TEST_THREADS:-4}"
+# A HOME of their own: the real Claude Code client, which the tests run, writes its session
+# transcripts and state there, not into yours. The toolchain is named, so cargo is unmoved.
+export RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup} CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}
+tb_traps
+TESTS_HOME=$(mktemp -d "${TMPDIR:-/tmp}/tunbridge-tests-home.XXXXXX")
+tb_track_dir "$TESTS_HOME"
+HOME=$TESTS_HOME cargo test --release --workspace --all-targets --no-fail-fast \
+    -- --include-ignored --test-threads="${TEST_THREADS:-4}"
 
 # The harness package's unit tests (harness/tests: no root, no network, no client).
 python_tests() { python3 -m unittest discover -s harness/tests -t . 2>&1; }
@@ -68,7 +85,6 @@ for line in sys.stdin:
 }
 
 if tb_is_root; then
-    tb_traps
     say "running the tests that need no root again, as nobody"
     unprivileged lib server corpus properties
     nobody=(setpriv --reuid=nobody --regid=nogroup --clear-groups env -i PATH=/usr/bin:/bin HOME=/tmp)
