@@ -39,9 +39,9 @@ import sys
 import tempfile
 import time
 
-from harness import ROOT, pingout, plot, procs, stats
+from harness import ROOT, pingout, plot, provenance, stats
 from harness.netns import Namespace
-from harness.procs import Procs
+from harness.procs import Procs, makedirs
 
 VARIANTS = [
     ("tunbridge", "tunbridge + native agent (channel)"),
@@ -295,7 +295,7 @@ def machine(a, variants) -> str:
             return subprocess.run(argv, capture_output=True, text=True).stdout.strip().splitlines()[0]
         except (OSError, IndexError):
             return "unknown"
-    commit = out(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
+    commit = out([*provenance.GIT, "-C", ROOT, "rev-parse", "--short", "HEAD"])
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                "unknown")
     return "\n".join([
@@ -330,7 +330,7 @@ def main(argv=None) -> int:
         return 2
     variants = a.variants.split() + (["tunbridge-cpu"] if a.cpu is not None else [])
     a.out = os.path.abspath(a.out or os.path.join(ROOT, "target", "bench", time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())))
-    procs.makedirs(a.out)
+    makedirs(a.out)
     with tempfile.TemporaryDirectory(prefix="tbbench.") as work, Namespace(f"tbbench-{os.getpid()}") as ns:
         with open(os.path.join(a.out, "machine.txt"), "w") as f:
             f.write(machine(a, variants))

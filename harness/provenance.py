@@ -35,10 +35,15 @@ def output(argv, cwd=ROOT):
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
+# Root in a user's checkout (after sudo, or with SUDO_USER unset as the tests run): git's
+# ownership check would refuse it, and the run is already running this checkout's code. No
+# optional locks: a status that refreshed .git/index would leave it root's.
+GIT = ["git", "-c", f"safe.directory={os.path.realpath(ROOT)}", "--no-optional-locks"]
+
+
 def git() -> dict:
-    commit = output(["git", "rev-parse", "HEAD"])
-    # No index refresh: as root in a user's checkout it would leave .git/index root's.
-    dirty = output(["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"])
+    commit = output([*GIT, "rev-parse", "HEAD"])
+    dirty = output([*GIT, "status", "--porcelain", "--untracked-files=no"])
     return {"commit": commit, "changes": bool(dirty) if commit else None}
 
 
