@@ -13,13 +13,27 @@ cd "$ROOT"
 NETNS=${NETNS:-tunbridge}
 BIN=${TUNBRIDGE:-$ROOT/target/release/tunbridge}
 
+if ! tb_is_root; then
+    command -v sudo >/dev/null || TB_DIE_STATUS=2 die "the bridge needs root for the TUN device; run it as root (no sudo here)"
+    tb_sudo_now "the bridge needs root for the TUN device"
+fi
 tb_install_commands ip
 if [[ ! -x $BIN ]]; then
     say "building tunbridge (cargo build --release)"
     cargo build --release -q -p tunbridge
 fi
 if ! tb_is_root; then
-    command -v sudo >/dev/null || TB_DIE_STATUS=2 die "the bridge needs root for the TUN device; run it as root (no sudo here)"
+    # The files the bridge writes (--record, --pcap) are made here, as you, so they stay
+    # yours: the bridge opens them while it is still root.
+    args=("$@")
+    for ((i = 0; i < ${#args[@]}; i++)); do
+        case ${args[i]} in
+            --record | --pcap) file=${args[i + 1]:-} ;;
+            --record=* | --pcap=*) file=${args[i]#*=} ;;
+            *) continue ;;
+        esac
+        [[ -z $file || -e $file || -L $file ]] || touch -- "$file" 2>/dev/null || true
+    done
     say "the bridge needs root for the TUN device; re-running with sudo"
     exec sudo NETNS="$NETNS" TUNBRIDGE="$BIN" RUST_LOG="${RUST_LOG:-info}" "$0" "$@"
 fi

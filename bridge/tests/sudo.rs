@@ -8,6 +8,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -26,6 +27,14 @@ env -0 > "$TB_SUDO.env"
 
 /// A stand-in that only logs its call (cargo, npm: what the user's side would build or install).
 const LOGGED: &str = "#!/bin/sh\necho \"$(basename \"$0\") $*\" >> \"$TB_CALLS\"\n";
+
+/// The password was asked for before anything else ran: sudo's first two calls.
+fn asked_first(calls: &[String]) {
+    assert!(
+        calls.len() >= 2 && calls[..2] == ["sudo -n true", "sudo -v"],
+        "sudo asks for the password first: {calls:?}"
+    );
+}
 
 struct User {
     uid: u32,
@@ -174,9 +183,9 @@ impl World {
         (read("argv"), env)
     }
 
-    /// Runs the recorded request as root the way sudo runs it for `user`, with `last` in
+    /// The recorded request as root would run it after sudo for `user`, with `last` in
     /// place of the command's last word when given.
-    fn as_sudo_would(&self, user: &User, last: Option<&[&str]>) -> Output {
+    fn as_sudo_would(&self, user: &User, last: Option<&[&str]>) -> Command {
         let (mut argv, caller) = self.sudo_request();
         let mut env: HashMap<String, String> = HashMap::from([
             ("PATH".into(), SECURE_PATH.into()),
@@ -195,17 +204,21 @@ impl World {
             }
             argv.remove(0);
         }
+        // `sudo NAME=VALUE... COMMAND`: those are set too.
+        while let Some((name, value)) = argv[0].split_once('=').filter(|(n, _)| !n.contains('/')) {
+            env.insert(name.into(), value.into());
+            argv.remove(0);
+        }
         if let Some(last) = last {
             argv.pop();
             argv.extend(last.iter().map(|s| s.to_string()));
         }
-        Command::new(&argv[0])
-            .args(&argv[1..])
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
             .env_clear()
             .envs(env)
-            .current_dir(&self.checkout)
-            .output()
-            .expect("the command sudo was asked to run")
+            .current_dir(&self.checkout);
+        cmd
     }
 
     /// Every path in the checkout that is not `user`'s.
@@ -271,7 +284,7 @@ fn experiment_as_a_sudo_user_leaves_their_checkout_theirs() {
         "experiment.sh as the user:\n{}",
         text(&out)
     );
-    let run = w.as_sudo_would(&user, None);
+    let run = w.as_sudo_would(&user, None).output().unwrap();
     let said = text(&run);
     assert!(run.status.success(), "the harness as root:\n{said}");
     let results: Vec<_> = std::fs::read_dir(w.checkout.join("out")).unwrap().collect();
@@ -290,7 +303,7 @@ fn experiment_as_a_sudo_user_leaves_their_checkout_theirs() {
     );
     // The password was asked for before anything else, and nothing was built.
     let calls = w.calls();
-    assert_eq!(calls[..2], ["sudo -n true", "sudo -v"], "{calls:?}");
+    asked_first(&calls);
     assert_eq!(
         calls.len(),
         3,
@@ -311,7 +324,7 @@ fn tests_as_a_sudo_user_build_as_them_and_run_as_ci_runs_them() {
     assert!(out.status.success(), "test.sh as the user:\n{said}");
     let calls = w.calls();
     // The password first, then everything that builds, as the user; then sudo, once more.
-    assert_eq!(calls[..2], ["sudo -n true", "sudo -v"], "{calls:?}");
+    asked_first(&calls);
     let ask = said.find("sudo asks for your password now").expect(&said);
     assert!(ask < said.find("==> building").expect(&said), "{said}");
     let last = calls.last().unwrap();
@@ -332,7 +345,7 @@ fn tests_as_a_sudo_user_build_as_them_and_run_as_ci_runs_them() {
 
     // What the suite would see, as root: the user's toolchain, no bytecode, and nothing of
     // the sudo user's (as in CI), so the harness runs its agents as root in the tests' folders.
-    let seen = w.as_sudo_would(&user, Some(&["env"]));
+    let seen = w.as_sudo_would(&user, Some(&["env"])).output().unwrap();
     let seen = text(&seen);
     let home = w.home.display();
     for want in [
@@ -352,4 +365,71 @@ fn tests_as_a_sudo_user_build_as_them_and_run_as_ci_runs_them() {
             "{gone}:\n{seen}"
         );
     }
+}
+
+#[test]
+#[ignore = "needs root"]
+fn bridge_as_a_sudo_user_leaves_its_record_theirs() {
+    common::require_root();
+    let user = nobody();
+    let dir = common::TempDir::new("sudo-bridge");
+    let w = world(&dir, &user, &["cargo"]);
+    let netns = format!("tbt-sudo-bridge-{}", std::process::id());
+    let (cmd, resp) = (dir.join("cmd"), dir.join("resp"));
+    let args = [
+        "--record",
+        "run.jsonl",
+        "--pcap=capture.pcap",
+        "--cmd-fifo",
+        cmd.to_str().unwrap(),
+        "--resp-fifo",
+        resp.to_str().unwrap(),
+    ];
+    let env = [("TUNBRIDGE", common::BIN), ("NETNS", &netns)];
+    let out = w.as_user(&user, "scripts/bridge.sh", &args, &env);
+    assert!(
+        out.status.success(),
+        "bridge.sh as the user:\n{}",
+        text(&out)
+    );
+    asked_first(&w.calls());
+
+    // As Ctrl-C in its terminal: SIGINT to its process group once the bridge is ready.
+    let mut bridge = w
+        .as_sudo_would(&user, None)
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_until(std::time::Duration::from_secs(20), || {
+        std::fs::metadata(format!("{}.sock", cmd.display())).is_ok()
+    });
+    let group = nix::unistd::Pid::from_raw(-(bridge.id() as i32));
+    nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGINT).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while bridge.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
+            panic!("bridge.sh did not stop on SIGINT");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = bridge.wait_with_output().unwrap();
+    assert!(
+        text(&out).contains(&format!("deleting network namespace {netns}")),
+        "{}",
+        text(&out)
+    );
+    let namespaces = run(Command::new("ip").args(["netns", "list"]));
+    assert!(!String::from_utf8_lossy(&namespaces.stdout).contains(&netns));
+
+    let pcap = std::fs::read(w.checkout.join("capture.pcap")).unwrap();
+    assert!(pcap.len() >= 24, "the pcap has its header");
+    let foreign = w.not_theirs(&user);
+    assert!(
+        foreign.is_empty(),
+        "root left these in the user's checkout:\n{}",
+        foreign.join("\n")
+    );
 }
