@@ -41,7 +41,7 @@ import time
 
 from harness import ROOT, pingout, plot, provenance, stats
 from harness.netns import Namespace
-from harness.procs import Procs, makedirs
+from harness.procs import Procs, chown_tree, makedirs
 
 VARIANTS = [
     ("tunbridge", "tunbridge + native agent (channel)"),
@@ -351,6 +351,7 @@ def main(argv=None) -> int:
     with open(os.path.join(a.out, "machine.txt"), "a") as f:
         f.write(f"load after: {' '.join(open('/proc/loadavg').read().split()[:3])}\n")
     report(a.out, a.svg or os.path.join(a.out, "rtt.svg"))
+    chown_tree(a.out)
     print(f"==> done: raw data, summary and plot in {a.out}", flush=True)
     return 0
 

@@ -19,6 +19,7 @@ if ! tb_is_root; then
 fi
 tb_install_commands ip
 if [[ ! -x $BIN ]]; then
+    tb_not_as_root_for_a_user "building tunbridge"
     say "building tunbridge (cargo build --release)"
     cargo build --release -q -p tunbridge
 fi

@@ -48,6 +48,7 @@ fi
 BIN=${TUNBRIDGE:-}
 build() {   # unless TUNBRIDGE names the binary; the native agent is always built here
     [[ -n $BIN && ( $AGENT != native || -x target/release/examples/native_agent ) ]] && return 0
+    tb_not_as_root_for_a_user "building tunbridge"
     command -v cargo >/dev/null || TB_DIE_STATUS=2 die "needs cargo to build tunbridge (https://rustup.rs)"
     say "building tunbridge (cargo build --release)"
     cargo build --release -q -p tunbridge --bin tunbridge --example native_agent

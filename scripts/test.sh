@@ -14,6 +14,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 . scripts/lib/common.sh
 
+tb_not_as_root_for_a_user "building the tests"
 if ! tb_is_root; then
     command -v sudo >/dev/null || TB_DIE_STATUS=2 die "the tests need root (network namespaces, TUN devices): run it as root (no sudo here); \`cargo test\` alone runs those that need none"
     tb_sudo_now "the tests need root (network namespaces, TUN devices)"

@@ -1,8 +1,10 @@
-//! The README's two commands as a user with sudo, where CI has only root: the scripts run as
-//! the user `nobody` in a checkout of their own, with a stand-in `sudo` on PATH that records
-//! what it is asked to run instead of running it; the test then runs that as root the way
-//! sudo would (SUDO_USER and its kin set, only the variables `--preserve-env` names kept, the
-//! secure PATH). What the user then finds in their checkout must all be theirs. Needs root.
+//! The README's commands as a user with sudo, where CI has only root: experiment.sh, test.sh
+//! and bridge.sh run as the user `nobody` in a checkout of their own, with a stand-in `sudo`
+//! on PATH that records what it is asked to run instead of running it; the test then runs
+//! that as root the way sudo would (SUDO_USER and its kin set, only the variables
+//! `--preserve-env` names kept, the secure PATH). What the user then finds in their checkout
+//! must all be theirs; and `sudo scripts/X.sh` in a fresh checkout refuses to build as root
+//! there, in one line. Needs root.
 
 mod common;
 
@@ -426,6 +428,48 @@ fn bridge_as_a_sudo_user_leaves_its_record_theirs() {
 
     let pcap = std::fs::read(w.checkout.join("capture.pcap")).unwrap();
     assert!(pcap.len() >= 24, "the pcap has its header");
+    let foreign = w.not_theirs(&user);
+    assert!(
+        foreign.is_empty(),
+        "root left these in the user's checkout:\n{}",
+        foreign.join("\n")
+    );
+}
+
+#[test]
+#[ignore = "needs root"]
+fn sudo_before_a_script_refuses_to_build_as_root_in_the_users_checkout() {
+    common::require_root();
+    let user = nobody();
+    let dir = common::TempDir::new("sudo-prefix");
+    let w = world(&dir, &user, &[]);
+    // `sudo scripts/X.sh` in a fresh checkout: root, the user's SUDO_*, sudo's PATH (no cargo).
+    for (script, args) in [
+        ("experiment.sh", &["--agent", "dry-run", "--count", "1"][..]),
+        ("experiment.sh", &["--agent", "native", "--count", "1"][..]),
+        ("test.sh", &[][..]),
+        ("bridge.sh", &[][..]),
+        ("bench.sh", &[][..]),
+    ] {
+        let out = Command::new(w.checkout.join("scripts").join(script))
+            .args(args)
+            .env_clear()
+            .envs([
+                ("PATH", SECURE_PATH),
+                ("HOME", "/root"),
+                ("SUDO_USER", "nobody"),
+                ("SUDO_UID", &user.uid.to_string()),
+                ("SUDO_GID", &user.gid.to_string()),
+            ])
+            .current_dir(&w.checkout)
+            .output()
+            .unwrap();
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{script} {args:?}:\n{said}");
+        let want = format!("run {script} without sudo (it builds as you and asks for sudo itself)");
+        assert!(said.contains(&want), "{script} {args:?}:\n{said}");
+        assert_eq!(said.lines().count(), 1, "one line: {said}");
+    }
     let foreign = w.not_theirs(&user);
     assert!(
         foreign.is_empty(),

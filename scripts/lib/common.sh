@@ -24,6 +24,22 @@ tb_as_root() {
     if tb_is_root; then "$@"; else sudo "$@"; fi
 }
 
+# Root through a user's sudo, in that user's checkout (`sudo scripts/...`, or a script's own
+# re-run): true.
+tb_root_in_users_checkout() {
+    tb_is_root && [[ ${SUDO_UID:-0} != 0 && $(stat -c %u "$ROOT") == "$SUDO_UID" ]]
+}
+# There, root's Python writes no bytecode: a root-owned __pycache__ the user could not remove.
+if tb_root_in_users_checkout; then export PYTHONDONTWRITEBYTECODE=1; fi
+
+# Before installing or building into the checkout ($1 says what): refuses it as root in a
+# user's checkout, where what it made would be root's among their files (and sudo's PATH
+# has no cargo); run without sudo, every script builds as the user and asks for sudo itself.
+tb_not_as_root_for_a_user() {
+    tb_root_in_users_checkout || return 0
+    TB_DIE_STATUS=2 die "not $1 as root in ${SUDO_USER:-the sudo user}'s checkout: run $TB_SCRIPT without sudo (it builds as you and asks for sudo itself)"
+}
+
 # For a user who is not root: has sudo ask for the password now, saying why ($1), so that the
 # one prompt comes before the minutes of installing and building, not after them. Nothing
 # when root, or when sudo needs no password (NOPASSWD, or asked a moment ago on this terminal).
@@ -82,6 +98,7 @@ tb_install_client() {
             "$ROOT/node_modules/@anthropic-ai/claude-code/package.json")
     fi
     [[ $have == "$want" && -x $ROOT/node_modules/.bin/claude ]] && return 0
+    tb_not_as_root_for_a_user "installing Claude Code into ./node_modules"
     say "installing the pinned Claude Code client $want into ./node_modules (npm ci)"
     (cd "$ROOT" && npm ci --no-audit --no-fund --no-update-notifier --loglevel=error)
 }
@@ -94,6 +111,7 @@ tb_install_oldest_client() {
     version=$(cd "$ROOT" && python3 -c 'from harness.clients import OLDEST; print(OLDEST)')
     dir=$ROOT/target/clients/$version
     [[ $("$dir/node_modules/.bin/claude" --version 2>/dev/null) == "$version "* ]] && return 0
+    tb_not_as_root_for_a_user "installing Claude Code $version into target/clients"
     say "installing Claude Code $version, the oldest supported, into target/clients/$version (npm install)"
     mkdir -p "$dir"
     npm install --prefix "$dir" --no-save --no-audit --no-fund --no-update-notifier --loglevel=error "@anthropic-ai/claude-code@$version"
