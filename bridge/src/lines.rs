@@ -16,6 +16,10 @@ use crate::protocol::MAX_LINE;
 /// How long an unfinished command line may sit before it is dropped.
 pub const LINE_IDLE: Duration = Duration::from_secs(1);
 
+/// A buffer emptied with more room than this gives the room back, so one long line does
+/// not keep its memory for the life of the stream.
+const KEEP: usize = 64 * 1024;
+
 /// One event from a command stream.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Incoming {
@@ -31,6 +35,8 @@ pub enum Incoming {
 #[derive(Debug)]
 pub struct Lines {
     buf: Vec<u8>,
+    /// How far `buf` is known to hold no newline: each byte is searched once.
+    scanned: usize,
     /// Inside an over-long line: its length so far.
     skipping: Option<usize>,
     /// Events decided while taking bytes, given out before the lines in `buf`.
@@ -49,6 +55,7 @@ impl Lines {
     pub fn new() -> Lines {
         Lines {
             buf: Vec::new(),
+            scanned: 0,
             skipping: None,
             ready: VecDeque::new(),
             last_data: Instant::now(),
@@ -81,7 +88,7 @@ impl Lines {
             return None;
         }
         let n = self.skipping.take().unwrap_or(self.buf.len());
-        self.buf.clear();
+        self.forget();
         Some(Incoming::Dropped(n))
     }
 
@@ -102,11 +109,31 @@ impl Lines {
         self.skipping.is_none() && self.buf.is_empty()
     }
 
+    /// True when an event is ready to be taken without more bytes (a whole line, or one
+    /// decided while taking bytes): reading more can wait.
+    pub fn has_event(&self) -> bool {
+        !self.ready.is_empty() || self.buf[self.scanned..].contains(&b'\n')
+    }
+
+    /// The bytes of memory held, for the channel's bound.
+    pub fn held(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Forgets everything held.
     pub fn clear(&mut self) {
-        self.buf.clear();
+        self.forget();
         self.skipping = None;
         self.ready.clear();
+    }
+
+    /// Empties the buffer; a large one gives its room back.
+    fn forget(&mut self) {
+        self.buf.clear();
+        self.scanned = 0;
+        if self.buf.capacity() > KEEP {
+            self.buf = Vec::new();
+        }
     }
 
     /// When the last bytes were taken: for an event just given, when its line was complete.
@@ -124,17 +151,24 @@ impl Iterator for Lines {
         if let Some(event) = self.ready.pop_front() {
             return Some(event);
         }
-        if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+        let newline = self.buf[self.scanned..].iter().position(|&b| b == b'\n');
+        if let Some(i) = newline.map(|i| i + self.scanned) {
             let mut line: Vec<u8> = self.buf.drain(..=i).collect();
+            self.scanned = 0;
+            if self.buf.is_empty() {
+                self.forget();
+            }
             line.pop();
             if line.last() == Some(&b'\r') {
                 line.pop();
             }
             return Some(Incoming::Line(line));
         }
+        self.scanned = self.buf.len();
         if self.buf.len() > MAX_LINE {
             self.skipping = Some(self.buf.len());
             self.buf = Vec::new();
+            self.scanned = 0;
         }
         None
     }
