@@ -13,6 +13,7 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag};
-use nix::poll::PollFlags;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::channel::{parse_greeting, socket_path};
 use crate::fifo::{wait, CHUNK};
@@ -145,6 +146,7 @@ impl Client {
         let read_timeout = parse_greeting(&hello).ok_or(ClientError::NotABridge(hello))?;
         let buf = answers.buf;
         Ok(Session {
+            client: self.clone(),
             stream,
             buf,
             wait: self.timeout.unwrap_or(read_timeout + MARGIN),
@@ -187,8 +189,14 @@ impl Client {
 }
 
 /// A connection to the bridge's channel kept for many exchanges ([`Client::session`]).
+///
+/// Between exchanges the bridge may close it: to make room for another client at its cap,
+/// or because it restarted. A connection found closed (or holding a line no command asked
+/// for, the bridge's reason) before a command is sent is replaced by a new one; a command
+/// is never sent twice.
 #[derive(Debug)]
 pub struct Session {
+    client: Client,
     stream: UnixStream,
     buf: Vec<u8>,
     wait: Duration,
@@ -197,6 +205,9 @@ pub struct Session {
 impl Session {
     /// Sends one command line and returns its one answer line, without its newline.
     pub fn exchange(&mut self, command: &str) -> Result<String, ClientError> {
+        if self.closed_by_bridge() {
+            *self = self.client.session()?;
+        }
         (&self.stream)
             .write_all(one_line(command).as_bytes())
             .map_err(|source| ClientError::Io {
@@ -210,6 +221,13 @@ impl Session {
         let line = answers.line(self.wait);
         self.buf = answers.buf;
         line
+    }
+
+    /// Whether the bridge has closed the connection, or is closing it: with no command
+    /// under way, anything to read (its one-line reason, or the end) says so.
+    fn closed_by_bridge(&self) -> bool {
+        let mut fds = [PollFd::new(self.stream.as_fd(), PollFlags::POLLIN)];
+        !self.buf.is_empty() || matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
     }
 }
 
