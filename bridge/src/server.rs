@@ -34,7 +34,7 @@ use crate::channel::{socket_path, Channel, ChannelError, ConnId, Event};
 use crate::device::{self, Device, DeviceError, Ipv4Cidr, Recv, Tun};
 use crate::drops::{self, Drops};
 use crate::exchange::{Family, FlowKey, Response, ShowKey};
-use crate::fifo::{Answer, CommandReader, Fifo, FifoError, Incoming, Owner, PathState};
+use crate::fifo::{self, Answer, CommandReader, Fifo, FifoError, Incoming, Owner, PathState};
 use crate::inflight::{self, Awaiting, InFlight};
 use crate::journal::Journal;
 use crate::peer::{Ends, Ipv6Cidr};
@@ -55,6 +55,9 @@ const HOUSEKEEPING: Duration = Duration::from_millis(500);
 const READER_RETRY: Duration = Duration::from_millis(1);
 /// Most packets read from the device in one go, before commands get their turn.
 const DRAIN_BATCH: usize = 64;
+/// The answer to a READ still waiting when the bridge stops: not `TIMEOUT`, so an agent
+/// does not take a shutdown for a quiet network and read on.
+const STOPPING: &[u8] = b"ERR bridge stopping";
 /// The device read buffer: the largest IPv4 packet.
 const RECV_BUFFER: usize = 65536;
 
@@ -240,6 +243,7 @@ pub fn serve(
         unconfirmed: HashMap::new(),
         turn: None,
         unsettled: None,
+        in_pipe: None,
         drops: Drops::new(drops::INTERVAL),
         packet: vec![0u8; RECV_BUFFER],
         line: Vec::new(),
@@ -274,6 +278,18 @@ enum Turn {
         deadline: Instant,
         item: Option<Queued>,
     },
+}
+
+/// The last answer written to the answer FIFO, until its reader has had the grace period
+/// to take it. Bytes still in the pipe then were never read: the reader died, while a
+/// stray process held the FIFO open (so the write found a reader).
+struct InPipe {
+    /// The answer line, newline included.
+    line: Vec<u8>,
+    /// The hand-over of the packet it carries, if it is a READ's.
+    handover: Option<Instant>,
+    /// When to look.
+    due: Instant,
 }
 
 /// A reply written to the device and not yet judged and recorded.
@@ -338,6 +354,8 @@ struct Bridge {
     unconfirmed: HashMap<ConnId, Instant>,
     turn: Option<Turn>,
     unsettled: Option<Written>,
+    /// The last FIFO answer, until it is known to be read or taken back.
+    in_pipe: Option<InPipe>,
     /// Packets dropped unread since the last summary.
     drops: Drops,
     /// The device read buffer.
@@ -362,6 +380,8 @@ impl Bridge {
             }
             self.advance(woken);
             if last_check.elapsed() >= HOUSEKEEPING {
+                // The channel's time limits: silent and stalled connections.
+                self.serve_channel();
                 self.check_fifos()?;
                 self.expire();
                 self.summarise_drops(false);
@@ -405,6 +425,12 @@ impl Bridge {
             None => TICK,
         };
         let waiter = self.waiting.iter().map(|w| until(w.deadline)).min();
+        let turn = match (&self.in_pipe, &self.turn) {
+            (Some(p), None | Some(Turn::Reader { .. } | Turn::Packet { .. })) => {
+                until(p.due).min(turn)
+            }
+            _ => turn,
+        };
         if self.channel.has_pending() {
             return Duration::ZERO;
         }
@@ -491,6 +517,7 @@ impl Bridge {
     /// written to the device is judged and recorded once its OK is on its way (or waits
     /// for its reader), before the next command.
     fn advance(&mut self, woken: Woken) {
+        self.reclaim();
         if woken.channel || self.channel.has_pending() {
             self.serve_channel();
         }
@@ -514,6 +541,45 @@ impl Bridge {
         }
         self.settle_written();
         self.serve_waiters(self.fifo_asked());
+    }
+
+    /// Takes the last FIFO answer out of the pipe if its reader has not read it within
+    /// the grace period; a packet in it goes back to the head of the queue, for the next
+    /// READ. Not while an answer is being written.
+    fn reclaim(&mut self) {
+        let due = self
+            .in_pipe
+            .as_ref()
+            .is_some_and(|p| p.due <= Instant::now());
+        if !due || matches!(self.turn, Some(Turn::Sending { .. })) {
+            return;
+        }
+        let Some(p) = self.in_pipe.take() else {
+            return;
+        };
+        let taken = match fifo::take_unread(&self.config.resp_fifo, p.line.len() + 1) {
+            Ok(taken) => taken,
+            Err(e) => return warn!(error = %e, "cannot look into the answer FIFO"),
+        };
+        if taken.is_empty() {
+            return;
+        }
+        if taken != p.line {
+            return warn!(
+                len = taken.len(),
+                "stray bytes taken out of the answer FIFO"
+            );
+        }
+        let Some(a) = p.handover.and_then(|h| self.inflight.take_handed(h)) else {
+            return warn!(
+                len = taken.len(),
+                "an answer nobody read taken out of the answer FIFO"
+            );
+        };
+        warn!(flow = %ShowKey(a.key()),
+              "packet never read from the answer FIFO; back to the head of the queue");
+        let evicted = self.queue.push_front(a.request);
+        self.dropped(evicted.into_iter().collect(), Outcome::Overflow);
     }
 
     /// Judges and records the reply written last, if that is not done yet.
@@ -660,10 +726,16 @@ impl Bridge {
             info!("READ abandoned: its reader went away");
             return Step::Done;
         }
-        if Instant::now() >= deadline || self.stop.load(Ordering::Relaxed) {
-            info!("READ timed out");
+        let stopping = self.stop.load(Ordering::Relaxed);
+        if Instant::now() >= deadline || stopping {
             self.line.clear();
-            self.line.extend_from_slice(b"TIMEOUT\n");
+            if stopping {
+                self.line.extend_from_slice(STOPPING);
+            } else {
+                info!("READ timed out");
+                self.line.extend_from_slice(b"TIMEOUT");
+            }
+            self.line.push(b'\n');
             let deadline = Instant::now() + self.config.reply_grace;
             return self.send(answer, 0, deadline, None);
         }
@@ -703,8 +775,16 @@ impl Bridge {
             Err(e) => Some(e.to_string()),
         };
         drop(answer);
+        let now = Instant::now();
+        if failed.is_none() {
+            self.in_pipe = Some(InPipe {
+                line: self.line.clone(),
+                handover: item.as_ref().map(|_| now),
+                due: now + self.config.reply_grace,
+            });
+        }
         match (failed, item) {
-            (None, Some(item)) => self.delivered(item, Instant::now()),
+            (None, Some(item)) => self.delivered(item, now),
             (None, None) => {}
             (Some(error), Some(item)) => {
                 warn!(error, "packet not delivered; back to the head of the queue");
@@ -737,7 +817,7 @@ impl Bridge {
 
     /// Takes what the channel has: commands, and clients that went away.
     fn serve_channel(&mut self) {
-        for event in self.channel.service() {
+        for event in self.channel.service(Instant::now()) {
             match event {
                 Event::Command {
                     conn,
@@ -847,8 +927,13 @@ impl Bridge {
         {
             let w = self.waiting.remove(i).map(|w| w.conn);
             if let Some(conn) = w {
-                info!(conn = %conn, "READ timed out");
-                let _ = self.channel.answer(conn, b"TIMEOUT");
+                let answer = if stopping {
+                    STOPPING
+                } else {
+                    info!(conn = %conn, "READ timed out");
+                    b"TIMEOUT"
+                };
+                let _ = self.channel.answer(conn, answer);
             }
         }
     }
@@ -1061,12 +1146,12 @@ impl Bridge {
         );
         // Best effort: channel clients learn at once that no packet is coming.
         for w in std::mem::take(&mut self.waiting) {
-            let _ = self.channel.answer(w.conn, b"TIMEOUT");
+            let _ = self.channel.answer(w.conn, STOPPING);
         }
         match self.turn.take() {
             Some(Turn::Packet { answer, .. }) => {
                 // Best effort: the client learns at once that no packet is coming.
-                let _ = answer.write_some(b"TIMEOUT\n");
+                let _ = answer.write_some(b"ERR bridge stopping\n");
             }
             Some(Turn::Sending {
                 item: Some(item), ..
