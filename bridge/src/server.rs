@@ -30,7 +30,7 @@ use nix::sched::{sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
 use tracing::{debug, error, info, trace, warn};
 
-use crate::channel::{socket_path, Channel, ChannelError, ConnId, Event};
+use crate::channel::{self, socket_path, Channel, ChannelError, ConnId, Event};
 use crate::device::{self, Device, DeviceError, Ipv4Cidr, Recv, Tun};
 use crate::drops::{self, Drops};
 use crate::exchange::{Family, FlowKey, Response, ShowKey};
@@ -58,6 +58,9 @@ const DRAIN_BATCH: usize = 64;
 /// The answer to a READ still waiting when the bridge stops: not `TIMEOUT`, so an agent
 /// does not take a shutdown for a quiet network and read on.
 const STOPPING: &[u8] = b"ERR bridge stopping";
+/// The most bytes an answer FIFO holds (Linux's default pipe size): what is taken out of it
+/// when an answer was not read.
+const PIPE_SIZE: usize = 65536;
 /// The device read buffer: the largest IPv4 packet.
 const RECV_BUFFER: usize = 65536;
 
@@ -178,6 +181,8 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), ServeError> {
     // A second bridge on these FIFOs refuses before it touches anything. The FIFOs are made
     // after the device: scripts take their existence as the sign that the device is up.
     Fifo::ensure_unclaimed(&config.cmd_fifo).map_err(ServeError::Fifo)?;
+    let socket = socket_path(&config.cmd_fifo);
+    channel::ensure_free(&socket, config.owner).map_err(ServeError::Channel)?;
     let device = Tun::open(&config.tun, config.address, config.address6, config.mtu)
         .map_err(ServeError::Device)?;
     if let Some(cpu) = config.cpu {
@@ -557,18 +562,28 @@ impl Bridge {
         let Some(p) = self.in_pipe.take() else {
             return;
         };
-        let taken = match fifo::take_unread(&self.config.resp_fifo, p.line.len() + 1) {
+        let taken = match fifo::take_unread(&self.config.resp_fifo, PIPE_SIZE) {
             Ok(taken) => taken,
             Err(e) => return warn!(error = %e, "cannot look into the answer FIFO"),
         };
         if taken.is_empty() {
             return;
         }
-        if taken != p.line {
+        // Bytes before the line are an earlier answer nobody read, or someone else's.
+        let Some(stray) = taken.len().checked_sub(p.line.len()) else {
             return warn!(
                 len = taken.len(),
                 "stray bytes taken out of the answer FIFO"
             );
+        };
+        if !taken.ends_with(&p.line) {
+            return warn!(
+                len = taken.len(),
+                "stray bytes taken out of the answer FIFO"
+            );
+        }
+        if stray > 0 {
+            warn!(len = stray, "stray bytes taken out of the answer FIFO");
         }
         let Some(a) = p.handover.and_then(|h| self.inflight.take_handed(h)) else {
             return warn!(

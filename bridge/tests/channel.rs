@@ -265,12 +265,18 @@ fn a_connection_that_never_sends_a_command_is_closed_after_the_silence_limit() {
     let (bridge, _net) = Bridge::memory(&dir, &[]);
     let started = Instant::now();
     let mut silent = Raw::greeted(&bridge);
+    // A session opened long before its first command, as an MCP server at start-up.
+    let mut session = bridge.client().session().expect("session");
     // Half a command is not a command.
     silent.send(b"REA");
     let farewell = silent.line(SILENCE + Duration::from_secs(5));
     assert!(farewell.starts_with("ERR "), "{farewell}");
     assert!(started.elapsed() >= SILENCE - Duration::from_millis(500));
     assert_eq!(silent.next(Duration::from_secs(2)), Next::End);
+    // The session finds its connection closed and sends its first command on a new one.
+    bridge.wait_count("no command since it connected", 2, Duration::from_secs(2));
+    let answer = session.exchange("WRITE zz").expect("a new connection");
+    assert!(answer.starts_with("ERR bad hex"), "{answer}");
 }
 
 #[test]
@@ -382,6 +388,21 @@ fn a_packet_left_unread_in_the_answer_fifo_goes_to_the_next_reader() {
     stray.wait().unwrap();
     assert_ne!(line, "TIMEOUT", "the packet was lost into the pipe");
     assert_eq!(hex::decode(&line).unwrap(), request);
+    // Any answer its dead client left in the pipe is taken out: the next raw client reads
+    // only its own.
+    let mut stray = Command::new("sh").args(["-c", &script]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    write_raw(&bridge.cmd, b"WRITE zz\n");
+    std::thread::sleep(Duration::from_millis(1500));
+    let next = format!(
+        "echo READ > '{}' && timeout 5 cat '{}'",
+        bridge.cmd.display(),
+        bridge.resp.display()
+    );
+    let out = Command::new("sh").args(["-c", &next]).output().unwrap();
+    stray.kill().unwrap();
+    stray.wait().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "TIMEOUT\n");
 }
 
 /// The fuzz: clients with random byte streams, split at random points, ending in a
