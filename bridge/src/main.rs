@@ -9,8 +9,9 @@ use std::time::Duration;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use tunbridge::cli::{Cli, Cmd};
-use tunbridge::logsink::LogSink;
-use tunbridge::{report, server, timeline};
+use tunbridge::daemon::logsink::LogSink;
+use tunbridge::daemon::server;
+use tunbridge::instrument::{report, timeline};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -78,7 +79,7 @@ fn serve(args: &tunbridge::cli::ServeArgs) -> ExitCode {
 }
 
 /// Prints the bridge's answer line; `ERR` answers exit 1.
-fn answer(result: Result<String, tunbridge::client::ClientError>) -> ExitCode {
+fn answer(result: Result<String, tunbridge::ipc::client::ClientError>) -> ExitCode {
     match result {
         Ok(line) => {
             println!("{line}");

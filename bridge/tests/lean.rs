@@ -2,8 +2,8 @@
 //! against the scripted dry-run model, through `scripts/experiment.sh --agent dry-run
 //! --lean --prompt prompts/ping-respond-fast.md` (or `ping-respond.md`), in default
 //! permission mode, in a private network namespace. The model's request log shows what
-//! Claude Code sent; the bridge's record judges every reply. Needs root and `npm ci` (which
-//! `scripts/test.sh` runs); skipped without them, except under CI.
+//! Claude Code sent; the bridge's record judges every reply. Needs root and `npm ci`
+//! (`#[ignore = "needs root"]`; `scripts/test.sh` runs both, and then a missing one is a failure).
 
 mod common;
 
@@ -40,20 +40,9 @@ fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Whether the test can run: root, and the pinned client installed.
-fn ready(name: &str) -> bool {
-    if !common::root_or_skip(name) {
-        return false;
-    }
-    if !repo_root().join("node_modules/.bin/claude").exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "Claude Code is not installed: run npm ci"
-        );
-        eprintln!("skipped {name}: Claude Code is not installed (npm ci)");
-        return false;
-    }
-    true
+/// Fails unless the test can run: root, and the pinned client installed.
+fn ready() {
+    common::repo_with_claude_code();
 }
 
 /// Runs `experiment.sh --agent dry-run --lean --prompt <prompt> --count <count>` with
@@ -171,10 +160,9 @@ fn request_checksums(pcap: &Path) -> Vec<u16> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn lean_harness_keeps_requests_small_and_answers_in_one_turn() {
-    if !ready("lean_harness_keeps_requests_small_and_answers_in_one_turn") {
-        return;
-    }
+    ready();
     let out = common::TempDir::new("lean");
     for run in &experiment(&out, FAST_PROMPT, 2, &[]) {
         let largest = check_run(run, "fast");
@@ -209,10 +197,9 @@ fn lean_harness_keeps_requests_small_and_answers_in_one_turn() {
 
 /// Issue 6: the published procedure (full RFC 1071 recomputation) also fits the lean limit.
 #[test]
+#[ignore = "needs root"]
 fn lean_harness_fits_the_full_recompute_prompt() {
-    if !ready("lean_harness_fits_the_full_recompute_prompt") {
-        return;
-    }
+    ready();
     let out = common::TempDir::new("lean-full");
     let runs = experiment(&out, FULL_PROMPT, 1, &[]);
     let largest = check_run(&runs[0], "full");
@@ -223,10 +210,9 @@ fn lean_harness_fits_the_full_recompute_prompt() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn fast_prompt_end_to_end_every_size_and_carry_case() {
-    if !ready("fast_prompt_end_to_end_every_size_and_carry_case") {
-        return;
-    }
+    ready();
     let out = common::TempDir::new("fast-e2e");
     let args: Vec<&str> = CASES
         .iter()
