@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use common::*;
-use tunbridge::ipc::channel::{socket_path, MAX_CLIENTS};
 use tunbridge::cli::{Cli, Cmd};
+use tunbridge::ipc::channel::{socket_path, MAX_CLIENTS};
 
 /// How long a connection may stay without sending a whole command (docs/SECURITY.md).
 const SILENCE: Duration = Duration::from_secs(10);

@@ -347,7 +347,10 @@ impl FifoEndpoint {
         // Bytes before the line are an earlier answer nobody read, or someone else's.
         let whole = taken.ends_with(&sent.line);
         let Some(stray) = taken.len().checked_sub(sent.line.len()).filter(|_| whole) else {
-            warn!(len = taken.len(), "stray bytes taken out of the answer FIFO");
+            warn!(
+                len = taken.len(),
+                "stray bytes taken out of the answer FIFO"
+            );
             return None;
         };
         if stray > 0 {

@@ -757,7 +757,10 @@ mod test {
         // Taken back once: a second look finds nothing in flight for that hand-over.
         b.ledger.take_back(b.at(3).0, Caller::Fifo, b.at(1005).0);
         b.ask(conn(2), 1006, 30_000);
-        assert_eq!(b.handouts(1006), [(conn(2), Some(REQUEST_56_SEQ2.to_vec()))]);
+        assert_eq!(
+            b.handouts(1006),
+            [(conn(2), Some(REQUEST_56_SEQ2.to_vec()))]
+        );
     }
 
     #[test]

@@ -1061,10 +1061,7 @@ mod test {
         let _busy = busy_clients(&mut ch, MAX_CLIENTS - 1);
         let mut extra = BufReader::new(UnixStream::connect(ch.path()).unwrap());
         let events = ch.service(Instant::now());
-        assert_eq!(
-            events,
-            [gone(silent_conn, false, Ending::MadeRoom)]
-        );
+        assert_eq!(events, [gone(silent_conn, false, Ending::MadeRoom)]);
         let told = to_the_end(&mut silent);
         assert_eq!(told.len(), 1, "{told:?}");
         assert!(told[0].starts_with("ERR closing: "), "{told:?}");
@@ -1091,10 +1088,7 @@ mod test {
         let _late = UnixStream::connect(ch.path()).unwrap();
         let events = ch.service(Instant::now() + IDLE_MIN);
         let first = clients[0].1;
-        assert_eq!(
-            events,
-            [gone(first, false, Ending::MadeRoom)]
-        );
+        assert_eq!(events, [gone(first, false, Ending::MadeRoom)]);
         let told = to_the_end(&mut clients[0].0);
         assert!(told[0].starts_with("ERR closing: "), "{told:?}");
     }
@@ -1111,10 +1105,7 @@ mod test {
         let now = Instant::now();
         assert!(ch.service(now + SILENCE_LIMIT / 2).is_empty());
         let events = ch.service(now + SILENCE_LIMIT);
-        assert_eq!(
-            events,
-            [gone(ConnId(0), false, Ending::Silent)]
-        );
+        assert_eq!(events, [gone(ConnId(0), false, Ending::Silent)]);
         let told = to_the_end(&mut silent);
         assert_eq!(told.len(), 1, "{told:?}");
         assert!(told[0].contains("no command within 10 s"), "{told:?}");
@@ -1171,10 +1162,7 @@ mod test {
         assert!(taken < 4 << 20, "{taken} bytes taken");
         assert!(answered > 0);
         let events = ch.service(Instant::now() + STALL_LIMIT);
-        assert_eq!(
-            events,
-            [gone(ConnId(0), true, Ending::Stalled)]
-        );
+        assert_eq!(events, [gone(ConnId(0), true, Ending::Stalled)]);
         assert_eq!(ch.clients(), 0);
     }
 

@@ -274,4 +274,46 @@ mod test {
             ]
         );
     }
+
+    #[test]
+    fn has_event_says_whether_a_line_waits_without_more_bytes() {
+        let mut lines = Lines::new();
+        let now = Instant::now();
+        lines.push(b"REA", now);
+        assert!(!lines.has_event());
+        lines.push(b"D\nWRITE", now);
+        assert!(lines.has_event());
+        assert_eq!(lines.next(), Some(Incoming::Line(b"READ".to_vec())));
+        assert!(!lines.has_event(), "only half a line left");
+        lines.push(b" 45\n", now + LINE_IDLE * 2);
+        assert!(lines.has_event(), "the dropped half line, then the line");
+    }
+
+    #[test]
+    fn a_long_line_gives_its_room_back_once_taken() {
+        let mut lines = Lines::new();
+        let now = Instant::now();
+        let mut long = vec![b'a'; MAX_LINE - 1];
+        long.push(b'\n');
+        for chunk in long.chunks(4096) {
+            lines.push(chunk, now);
+            let _ = lines.next();
+        }
+        assert!(
+            lines.held() <= KEEP,
+            "{} bytes held after the line",
+            lines.held()
+        );
+        lines.push(&vec![b'b'; MAX_LINE / 2], now);
+        assert_eq!(lines.next(), None);
+        assert_eq!(
+            lines.idle(now + LINE_IDLE * 2),
+            Some(Incoming::Dropped(MAX_LINE / 2))
+        );
+        assert!(
+            lines.held() <= KEEP,
+            "{} bytes held after the drop",
+            lines.held()
+        );
+    }
 }
