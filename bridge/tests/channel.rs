@@ -260,6 +260,34 @@ fn silent_connections_do_not_lock_real_clients_out() {
 }
 
 #[test]
+fn with_every_client_waiting_in_read_a_newcomer_is_refused_in_one_line() {
+    let dir = TempDir::new("ch-full");
+    let (bridge, _net) = Bridge::memory(&dir, &[]);
+    let _waiting: Vec<Raw> = (0..MAX_CLIENTS)
+        .map(|_| {
+            let mut raw = Raw::connect(&bridge);
+            raw.send(b"READ\n");
+            raw
+        })
+        .collect();
+    bridge.wait_total(Count::Asked, MAX_CLIENTS as u64, Duration::from_secs(5));
+    // No silent or idle connection to make room: `tunbridge read` is told so and exits 1.
+    let read = bridge.cli(&["read"]);
+    assert_eq!(
+        String::from_utf8_lossy(&read.stdout),
+        "ERR too many clients connected\n"
+    );
+    assert_eq!(read.status.code(), Some(1), "{read:?}");
+    let refused = bridge.client().session().expect_err("a session at the cap");
+    assert!(
+        refused
+            .to_string()
+            .contains("refused the connection: ERR too many clients"),
+        "{refused}"
+    );
+}
+
+#[test]
 fn a_connection_that_never_sends_a_command_is_closed_after_the_silence_limit() {
     let dir = TempDir::new("ch-silence");
     let (bridge, _net) = Bridge::memory(&dir, &[]);

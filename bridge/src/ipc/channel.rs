@@ -415,7 +415,7 @@ impl Channel {
             return Err(Gone);
         }
         // Its next command may be waiting, or its end (a client that shut its side).
-        self.pending = true;
+        self.pending |= c.lines.has_event() || c.ended;
         self.watch(conn.0);
         Ok(())
     }
@@ -1291,7 +1291,11 @@ mod test {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+        // More cases with PROPTEST_CASES=N.
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(24),
+            ..ProptestConfig::default()
+        })]
 
         /// Whatever clients send, and whether or not they read, the channel holds a bounded
         /// amount for each; a client that reads and shuts its side gets one answer per

@@ -48,6 +48,9 @@ pub enum ClientError {
     HungUp,
     /// The first line on the connection was not the bridge's greeting.
     NotABridge(String),
+    /// The bridge refused the connection, with its one-line reason (`ERR too many clients
+    /// connected`: every one of its connections has a command under way).
+    Refused(String),
     /// A system call failed.
     Io {
         step: &'static str,
@@ -72,6 +75,7 @@ impl fmt::Display for ClientError {
             Self::NoAnswer(d) => write!(f, "no answer from the bridge within {} s", d.as_secs()),
             Self::HungUp => write!(f, "the bridge closed the connection without an answer"),
             Self::NotABridge(l) => write!(f, "not a bridge's greeting: {:?}", clip(l)),
+            Self::Refused(l) => write!(f, "the bridge refused the connection: {l}"),
             Self::Io { step, source } => write!(f, "{step}: {source}"),
         }
     }
@@ -143,6 +147,9 @@ impl Client {
         let stream = self.connect()?;
         let mut answers = LineReader::new(&stream);
         let hello = answers.line(GREETING_WAIT)?;
+        if hello.starts_with("ERR") {
+            return Err(ClientError::Refused(hello));
+        }
         let read_timeout = parse_greeting(&hello).ok_or(ClientError::NotABridge(hello))?;
         let buf = answers.buf;
         Ok(Session {
