@@ -15,7 +15,8 @@ import sys
 import threading
 import time
 
-from harness import ROOT
+from harness import ROOT, backends
+from harness.clients import RUN_FLAGS
 from harness.harnesses import HARNESSES, Client
 from harness.session import Stamp
 
@@ -107,6 +108,8 @@ class Claude:
             if oauth:
                 env.pop("ANTHROPIC_API_KEY")
                 env["CLAUDE_CODE_OAUTH_TOKEN"] = "sk-ant-oat01-dry-run"
+        if opts.backend:   # a backend preset: where the requests go, and what that server needs
+            env = backends.parse(opts.backend).apply(env, config.model, config.thinking is not None)
         env.update(bridge_env)
         env.update(self.harness.env(self.setup))
         env.pop("PYTHONPATH", None)
@@ -117,7 +120,7 @@ class Claude:
 
     def argv(self, args: str = "", budget: float = None) -> list:
         argv = [self.client, "-p", self.harness.prompt(os.path.join(ROOT, self.config.prompt), args),
-                "--output-format", "stream-json", "--verbose", "--include-partial-messages"]
+                "--output-format", "stream-json", "--verbose", "--include-partial-messages", *RUN_FLAGS]
         if self.config.model:
             argv += ["--model", self.config.model]
         if budget is not None:

@@ -342,6 +342,12 @@ def models_of(out, runs):
     return seen
 
 
+def client_line(meta) -> str:
+    """Which Claude Code ran, in which permission mode, against which backend."""
+    backend = f", backend {meta['backend']}" if meta.get("backend") else ""
+    return f"Client: Claude Code {meta['client_version']}, permission mode {meta.get('permission_mode')}{backend}."
+
+
 def table(pings, runs, overhead, model_log, meta, totals):
     """summary.md's text."""
     continuous = meta.get("mode") == "continuous"
@@ -354,6 +360,8 @@ def table(pings, runs, overhead, model_log, meta, totals):
             if continuous else "one-shot (one agent run per ping)")
     say(f"# Experiment: {meta.get('agent')}, model {meta.get('model') or 'default'}, prompt `{meta.get('prompt')}`{harness}\n")
     say(f"Mode: {mode}. Where the time went: [timeline.svg](timeline.svg).\n")
+    if llm and meta.get("client_version"):
+        say(client_line(meta) + "\n")
     if meta.get("stopped"):
         say(f"**Stopped early: {meta['stopped']}.**\n")
     with_opts = any(p.opts for p in pings) and not continuous

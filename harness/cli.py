@@ -17,7 +17,7 @@ import os
 import sys
 import time
 
-from harness import ROOT, bench, dryrun, flood, leaderboard, matrix, scenarios
+from harness import ROOT, backends, bench, clients, dryrun, flood, leaderboard, matrix, scenarios
 from harness.config import ConfigError, Options, matrix as expand
 
 COMMANDS = ("run", "suite", "compare", "bench", "flood", "dry-run", "names")
@@ -43,6 +43,13 @@ def run_parser(prog: str) -> argparse.ArgumentParser:
                    "a comma list is cycled through within one configuration")
     r = ap.add_argument_group("every configuration")
     r.add_argument("--agent", default="claude", help="claude (default), dry-run (the scripted model) or native")
+    r.add_argument("--backend", metavar="NAME[=URL]|URL", help="where Claude Code sends its requests: "
+                   "anthropic, ollama, llama-server, vllm or litellm (each at its usual local address, "
+                   "or NAME=URL), or the URL of any Anthropic-compatible server; sets what the client "
+                   "needs and checks the model's context first (docs/BACKENDS.md)")
+    r.add_argument("--client", metavar="PATH", help="run this Claude Code (`claude`) instead of the one on PATH "
+                   "or the pinned one in ./node_modules; its version is recorded, and one outside the "
+                   "supported range gets a warning")
     r.add_argument("--count", "--repeat", type=int, dest="count", help="pings per configuration (default 3; "
                    "none with --suite unless given)")
     r.add_argument("--ping-opts", action="append", default=[], help="extra ping options; repeat to cycle")
@@ -69,6 +76,8 @@ def parse_run(argv, prog="python3 -m harness run"):
                    interval=a.interval, session_packets=a.session_packets, ping_opts=a.ping_opts,
                    ping_wait=a.ping_wait, suite=a.suite, flaw=a.flaw, model_delay=a.model_delay,
                    out=os.path.abspath(out), jobs=a.jobs, max_cost=a.max_cost, argv=list(argv))
+    opts.client = os.path.join(ROOT, os.path.expanduser(a.client)) if a.client else None
+    opts.backend = a.backend
     try:
         if opts.suite is not None:
             for p in a.prompt or [None]:
@@ -91,15 +100,36 @@ def cmd_run(argv) -> int:
         opts, configs = parse_run(argv)
     except ConfigError as e:
         return fail(str(e))
-    if opts.agent == "claude" and credentials_missing():
+    backend = backends.parse(opts.backend) if opts.backend else None
+    local = backend is not None and backend.preset.local
+    if opts.agent == "claude" and not local and credentials_missing():
         print("harness: Claude Code has no credentials (set ANTHROPIC_API_KEY, or run `claude` once to log in).\n"
               f"  to check the set-up without an API key:  scripts/experiment.sh --agent dry-run --count {opts.count or 3}",
               file=sys.stderr)
         return 2
+    if opts.agent != "native":
+        try:
+            client = clients.find(opts.agent, opts.client)
+        except clients.ClientError as e:
+            return fail(str(e))
+        if client.warning():
+            print(f"harness: {client.warning()}", file=sys.stderr)
     if os.geteuid() != 0:
         return fail("needs root for the TUN device and the network namespace: run scripts/experiment.sh, "
                     "which re-runs itself with sudo")
-    oauth = (opts.agent == "claude" and not os.environ.get("ANTHROPIC_API_KEY")) or \
+    try:
+        if opts.agent == "claude" and not backend and os.environ.get("ANTHROPIC_BASE_URL"):
+            backends.check_url(os.environ["ANTHROPIC_BASE_URL"], "ANTHROPIC_BASE_URL")
+        if backend:
+            opts.backend_checks = backends.preflight(backend, configs, opts, client.version)
+    except backends.BackendError as e:
+        return fail(str(e))
+    for line in opts.backend_checks:
+        print(f"harness: backend {backend.label()}: {line}", file=sys.stderr)
+    if local and opts.max_cost:
+        print(f"harness: note: --max-cost adds up the cost Claude Code reports, which for a model it does not "
+              f"know is its own guess, not what {backend.name} costs you", file=sys.stderr)
+    oauth = (opts.agent == "claude" and not local and not os.environ.get("ANTHROPIC_API_KEY")) or \
             (opts.agent == "dry-run" and os.environ.get("TUNBRIDGE_DRY_RUN_AUTH") == "oauth")
     os.chdir(ROOT)
     return matrix.run(opts, configs, oauth)

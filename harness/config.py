@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 
-from harness import ROOT
+from harness import ROOT, backends
 from harness.harnesses import HARNESSES
 from harness.traffic import ALL_KINDS
 
@@ -95,6 +95,9 @@ class Options:
     jobs: int = 1
     max_cost: float = None
     argv: list = field(default_factory=list)
+    client: str = None            # --client PATH: the user's own Claude Code
+    backend: str = None           # --backend NAME[=URL] or URL (harness/backends.py)
+    backend_checks: list = field(default_factory=list)   # what the pre-flight found
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -116,6 +119,15 @@ def check_options(o: Options) -> None:
         raise ConfigError("--jobs must be a positive number")
     if o.max_cost is not None and o.max_cost <= 0:
         raise ConfigError("--max-cost must be a positive number of US dollars")
+    if o.backend:
+        try:
+            backends.parse(o.backend)
+        except backends.BackendError as e:
+            raise ConfigError(str(e)) from None
+        if o.agent != "claude":
+            raise ConfigError("--backend is for --agent claude (a dry run talks to its scripted model)")
+    if o.client and o.agent == "native":
+        raise ConfigError("--client runs Claude Code (--agent claude or dry-run), not the native agent")
     if o.flaw and o.agent != "dry-run":
         raise ConfigError("--flaw needs --agent dry-run")
     if o.model_delay is not None and o.agent != "dry-run":
@@ -160,6 +172,11 @@ def matrix(o: Options, models=(), prompts=(), harnesses=(), thinking=(), traffic
             raise ConfigError(f"--harness takes {' or '.join(HARNESSES)}, not {h}")
     for t in thinking:
         thinking_tokens(t)
+    local = bool(o.backend) and backends.parse(o.backend).preset.local
+    if local and (not models or None in models):
+        raise ConfigError(f"--backend {o.backend} needs --model NAME: the model as that server names it")
+    if local and not thinking:   # a local server's thinking is off unless --thinking asks for it
+        thinking = ["off"]
     axes = [list(models) or [None], list(prompts), list(harnesses) or ["default"],
             list(thinking) or [None], [traffic_kinds(t) for t in traffic] or [()]]
     if o.agent == "native":

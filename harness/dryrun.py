@@ -19,9 +19,10 @@ import subprocess
 import sys
 import tempfile
 
-from harness import ROOT, procs
+from harness import ROOT, clients, procs
 from harness.agents import DRY_RUN_ENV, ScriptedModel
 from harness.bridge import Bridge, put_on_path
+from harness.clients import RUN_FLAGS
 from harness.netns import Namespace
 
 DONE = {"replied": "read and write", "timeout": "read (TIMEOUT: no packet was queued)",
@@ -76,14 +77,16 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python3 -m harness dry-run", description=__doc__.splitlines()[0])
     ap.add_argument("--with-bridge", action="store_true", help="(root) its own namespace, bridge and one ping")
     ap.add_argument("--out", help="keep the model log, JSON result and stderr here")
+    ap.add_argument("--client", metavar="PATH", help="this Claude Code instead of the pinned one")
     a = ap.parse_args(argv)
-    client = os.path.join(ROOT, "node_modules", ".bin", "claude")
-    if not os.path.exists(client):
-        client = shutil.which("claude")
-    if not client:
-        return fail("Claude Code is not installed; run `npm ci` here")
-    version = subprocess.run([client, "--version"], capture_output=True, text=True).stdout.strip()
-    say(f"Claude Code: {client} ({version})")
+    try:
+        found = clients.find("dry-run", a.client)
+    except clients.ClientError as e:
+        return fail(str(e))
+    client = found.path
+    say(f"Claude Code: {client} ({found.version})")
+    if found.warning():
+        print(f"dry-run: {found.warning()}", file=sys.stderr)
     binary = os.environ.get("TUNBRIDGE") or shutil.which("tunbridge") or os.path.join(ROOT, "target/release/tunbridge")
     if not os.access(binary, os.X_OK):
         return fail(f"no tunbridge binary at {binary}; run `cargo build --release` or set TUNBRIDGE")
@@ -125,8 +128,8 @@ def check(a, group, work, out, client, binary, cmd, resp, ns) -> int:
         env.update(put_on_path(binary, os.path.join(work, "bin")))
         result = os.path.join(out, "claude.json")
         with open(result, "w") as stdout, open(os.path.join(out, "claude.err"), "w") as stderr:
-            proc = group.start([client, "-p", "/ping-respond", "--output-format", "json", "--permission-mode",
-                                "default", "--settings", os.path.join(ROOT, ".claude/settings.json")],
+            proc = group.start([client, "-p", "/ping-respond", "--output-format", "json", *RUN_FLAGS,
+                                "--settings", os.path.join(ROOT, ".claude/settings.json")],
                                group=True, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
         ping = None
         if ns is not None:

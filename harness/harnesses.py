@@ -72,7 +72,8 @@ class Harness:
         return self.name
 
     def flags(self, client: Client) -> list:
-        """Client flags besides the prompt, the model and the output format."""
+        """Client flags besides the prompt, the model, the output format and the permission
+        mode (harness/clients.py: every run is in the default mode)."""
         return ["--settings", self.settings()]
 
     def env(self, client: Client) -> dict:
@@ -100,8 +101,7 @@ class Lean(Harness):
 
     def flags(self, client: Client) -> list:
         flags = ["--tools", "Bash", "--system-prompt-file", os.path.join(ROOT, "prompts", "lean-system.md"),
-                 "--strict-mcp-config", "--disable-slash-commands", "--no-session-persistence",
-                 "--permission-mode", "default"]
+                 "--strict-mcp-config", "--disable-slash-commands", "--no-session-persistence"]
         # --bare reads only ANTHROPIC_API_KEY: with a login the same flags run without it.
         if not client.oauth:
             flags.append("--bare")

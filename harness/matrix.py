@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 
-from harness import ROOT, leaderboard, procs, provenance, runner
+from harness import ROOT, backends, clients, leaderboard, procs, provenance, runner
 from harness.progress import Progress
 
 
@@ -51,6 +51,10 @@ def run(opts, configs, oauth: bool) -> int:
     binaries = runner.find_binaries(opts)
     total = plan(opts, configs)
     say(budget_line(opts, configs, total))
+    if binaries["claude_code"]:
+        cc, backend = binaries["claude_code"], backends.describe(opts)
+        say(f"Claude Code {cc.version} ({os.path.relpath(cc.path, ROOT) if cc.path.startswith(ROOT) else cc.path}, "
+            f"{cc.source}), permission mode {clients.PERMISSION_MODE}, backend {backend['label']}")
     prov = provenance.collect(opts, configs, binaries)
     for entry, c in zip(prov["configurations"], configs):
         entry["folder"] = os.path.relpath(folder(opts, c, single), opts.out) if not single else "."
@@ -59,7 +63,8 @@ def run(opts, configs, oauth: bool) -> int:
     results = {}
     with Progress(total, opts.jobs) as progress:
         ctx = runner.Run(opts, binaries["tunbridge"], binaries["client"], binaries["native"], oauth,
-                         runner.Budget(opts.max_cost), progress, single=single)
+                         runner.Budget(opts.max_cost), progress, single=single,
+                         claude_code=binaries["claude_code"])
         previous = signal.signal(signal.SIGTERM, interrupt)
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=opts.jobs)
         try:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from harness import ROOT
+from harness import ROOT, backends
 from harness.harnesses import SETTINGS
 
 
@@ -52,15 +52,15 @@ def collect(opts, configs, binaries) -> dict:
                     prompt_files[line[1:].strip()] = sha256(os.path.join(ROOT, line[1:].strip()))
         except OSError:
             pass
-    client = binaries.get("client")
+    claude_code = binaries.get("claude_code")
     return {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "argv": opts.argv,
         "options": opts.as_dict(),
         "configurations": [dict(vars(c), traffic=list(c.traffic), folder=None, state="planned") for c in configs],
         "tunbridge": {"version": output([binaries["tunbridge"], "--version"]), **git()},
-        "claude_code": {"path": client, "version": output([client, "--version"]) if client and os.path.exists(client)
-                        else None},
+        "claude_code": claude_code.as_dict() if claude_code else None,
+        "backend": backends.describe(opts),
         "models": {},
         "prompts": prompt_files,
         "settings": {"path": os.path.relpath(SETTINGS, ROOT), "sha256": sha256(SETTINGS)},

@@ -11,14 +11,13 @@ run share: the options, the binaries, the budget, the stop flag (Ctrl-C) and the
 import json
 import math
 import os
-import shutil
 import subprocess
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 
-from harness import ROOT, bundle, pingout, procs, scenarios
+from harness import ROOT, backends, bundle, clients, pingout, procs, scenarios
 from harness.agents import Claude, Native, ScriptedModel, write_run
 from harness.bridge import Bridge
 from harness.config import Config, Options
@@ -66,6 +65,7 @@ class Run:
     progress: object = None
     stop: threading.Event = field(default_factory=threading.Event)
     single: bool = True
+    claude_code: clients.ClaudeCode = None
 
     def say(self, text: str) -> None:
         self.progress.note(f"==> {text}")
@@ -142,7 +142,10 @@ def meta_of(run: Run, config: Config, scenario=None, stopped=None) -> dict:
             "count": 1 if scenario else o.count, "mode": "oneshot" if scenario else o.mode,
             "interval": o.interval, "session_packets": o.session_packets, "max_age": o.ping_wait,
             "scenario": scenario.name if scenario else None, "flaw": o.flaw, "stopped": stopped,
-            "config": config.index, "label": config.label()}
+            "config": config.index, "label": config.label(),
+            "client_version": run.claude_code.version if run.claude_code else None,
+            "permission_mode": clients.PERMISSION_MODE if run.claude_code else None,
+            "backend": (backends.describe(o) or {}).get("label")}
 
 
 def run_bundle(run: Run, config: Config, out: str, key: str, scenario=None) -> dict:
@@ -361,14 +364,12 @@ class Pinger:
 
 
 def find_binaries(opts: Options) -> dict:
-    """The tunbridge, Claude Code and native agent binaries the run uses."""
+    """The tunbridge, Claude Code and native agent binaries the run uses (`claude_code`: the
+    client with its version, harness/clients.py)."""
     tunbridge = os.environ.get("TUNBRIDGE") or os.path.join(ROOT, "target", "release", "tunbridge")
-    client = None
-    if opts.agent == "dry-run":
-        client = os.path.join(ROOT, "node_modules", ".bin", "claude")
-    elif opts.agent == "claude":
-        client = shutil.which("claude") or os.path.join(ROOT, "node_modules", ".bin", "claude")
+    claude_code = clients.find(opts.agent, opts.client) if opts.agent != "native" else None
     native = os.path.join(os.path.dirname(tunbridge), "examples", "native_agent")
     if not os.path.exists(native):
         native = os.path.join(ROOT, "target", "release", "examples", "native_agent")
-    return {"tunbridge": tunbridge, "client": client, "native": native}
+    return {"tunbridge": tunbridge, "client": claude_code.path if claude_code else None, "native": native,
+            "claude_code": claude_code}

@@ -10,6 +10,7 @@
 #   scripts/dry-run.sh                 against a running bridge (default FIFOs /tmp/tun_cmd, /tmp/tun_resp)
 #   scripts/dry-run.sh --with-bridge   as root: its own namespace, bridge and one ping; checks ping got the reply
 #   scripts/dry-run.sh --out DIR       keep the artifacts (model log, JSON result, stderr) in DIR
+#   scripts/dry-run.sh --client PATH   check this Claude Code instead of the pinned one
 #
 #   TUNBRIDGE=path/to/tunbridge        the binary the prompt's `tunbridge` resolves to
 #                                      (default: tunbridge on PATH, else target/release/tunbridge)
@@ -21,5 +22,5 @@ cd "$ROOT"
 
 for arg in "$@"; do [[ $arg == -h || $arg == --help ]] && { tb_usage; exit 0; }; done
 tb_install_commands python3 npm node
-[[ -x node_modules/.bin/claude ]] || command -v claude >/dev/null || tb_install_client
+[[ " $* " == *" --client "* || -x node_modules/.bin/claude ]] || command -v claude >/dev/null || tb_install_client
 exec python3 -m harness dry-run "$@"

@@ -10,7 +10,8 @@
 #                         [--ping-opts "OPTS"]... [--ping-wait S] [--out DIR]
 #                         [--continuous [--interval S] [--session-packets N]]
 #                         [--suite [NAMES]] [--flaw NAME] [--model-delay S]
-#                         [--jobs J] [--max-cost USD]
+#                         [--jobs J] [--max-cost USD] [--client PATH]
+#                         [--backend anthropic|ollama|llama-server|vllm|litellm[=URL]|URL]
 #   scripts/experiment.sh --compare DIR...        earlier results side by side
 #   scripts/experiment.sh --help                  every flag (docs/RUNNER.md has the whole account)
 #
@@ -20,13 +21,14 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 . scripts/lib/common.sh
 
-AGENT=claude
+AGENT=claude CLIENT=
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
     case ${args[i]} in
         --compare) tb_install_commands python3; exec python3 -m harness compare "${args[@]:i+1}" ;;
         -h|--help) tb_install_commands python3; exec python3 -m harness run --help ;;
         --agent) AGENT=${args[i+1]:-} ;;
+        --client) CLIENT=${args[i+1]:-} ;;
     esac
 done
 
@@ -37,8 +39,8 @@ if ! tb_is_root && ! command -v sudo >/dev/null; then
 fi
 tb_install_commands "${needs[@]}"
 # The dry run speaks the API of the pinned client, so it installs and uses that one (into
-# ./node_modules only); the real run takes the user's own `claude` first.
-if [[ $AGENT == dry-run ]] || { [[ $AGENT == claude ]] && ! command -v claude >/dev/null; }; then
+# ./node_modules only); the real run takes the user's own `claude` first; --client names one.
+if [[ -z $CLIENT ]] && { [[ $AGENT == dry-run ]] || { [[ $AGENT == claude ]] && ! command -v claude >/dev/null; }; }; then
     tb_install_client
 fi
 
@@ -53,7 +55,7 @@ PY=$(command -v python3)
 if ! tb_is_root; then
     build
     say "the bridge needs root for the TUN device; re-running with sudo"
-    exec sudo --preserve-env=ANTHROPIC_API_KEY,ANTHROPIC_AUTH_TOKEN,ANTHROPIC_BASE_URL,ANTHROPIC_MODEL,CLAUDE_CODE_OAUTH_TOKEN,HOME,TUNBRIDGE_DRY_RUN_AUTH,TUNBRIDGE \
+    exec sudo --preserve-env=ANTHROPIC_API_KEY,ANTHROPIC_AUTH_TOKEN,ANTHROPIC_BASE_URL,ANTHROPIC_MODEL,CLAUDE_CODE_OAUTH_TOKEN,CLAUDE_CODE_MAX_OUTPUT_TOKENS,HOME,TUNBRIDGE_DRY_RUN_AUTH,TUNBRIDGE \
         "$PY" -m harness run "$@"
 fi
 if [[ -z ${SUDO_USER:-} ]] && command -v cargo >/dev/null \

@@ -2,9 +2,10 @@
 # Runs the whole test suite: unit tests, and the integration tests that need root
 # (`#[ignore = "needs root"]`, run here with --include-ignored; each makes its own network
 # namespace; nothing touches the host's networking).
-# Installs what the tests need first: iproute2, iputils-ping, tcpdump, gcc, Node.js and
-# the pinned Claude Code client for the harness tests (scripts/lib/common.sh), builds as
-# the user who runs it, and re-runs itself with sudo when that user is not root.
+# Installs what the tests need first: iproute2, iputils-ping, tcpdump, gcc, tmux, Node.js,
+# the pinned Claude Code client and the oldest supported one (target/clients/) for the
+# harness tests (scripts/lib/common.sh), builds as the user who runs it, and re-runs itself
+# with sudo when that user is not root.
 # As root it then runs the tests that need no root (the unit tests, the server and
 # corpus tests on the in-memory device, the properties, the harness package's Python
 # tests) once more as the user nobody, so a test that quietly needs root fails here.
@@ -13,8 +14,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 . scripts/lib/common.sh
 
-tb_install_commands ip ping tcpdump python3 npm node gcc setpriv
+tb_install_commands ip ping tcpdump python3 npm node gcc setpriv tmux
 tb_install_client
+tb_install_oldest_client
 
 say "building"
 cargo build --release --all-targets

@@ -102,21 +102,28 @@ fn assert_all_valid(out: &common::TempDir, count: usize) {
     }
 }
 
-/// The model's Messages requests, one list per Claude Code run (each run opens with a probe).
+/// The model's Messages requests, one list per Claude Code run: those that came between
+/// the run's start and end (runs.jsonl). (2.1.197 opened each run with a `HEAD /` probe;
+/// 2.1.332 sends none.)
 fn runs(out: &common::TempDir) -> Vec<Vec<Value>> {
-    let mut runs: Vec<Vec<Value>> = Vec::new();
-    for r in jsonl(&out.join("model-requests.jsonl")) {
-        if r["answer"] == "probe" || runs.is_empty() {
-            runs.push(Vec::new());
-        }
-        if r["path"]
-            .as_str()
-            .is_some_and(|p| p.starts_with("/v1/messages"))
-        {
-            runs.last_mut().unwrap().push(r);
+    let requests = jsonl(&out.join("model-requests.jsonl"));
+    let mut runs = Vec::new();
+    for run in jsonl(&out.join("runs.jsonl")) {
+        let (start, end) = (run["start"].as_f64().unwrap(), run["end"].as_f64().unwrap());
+        let during: Vec<Value> = requests
+            .iter()
+            .filter(|r| (start..=end).contains(&r["time"].as_f64().unwrap()))
+            .filter(|r| {
+                r["path"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("/v1/messages"))
+            })
+            .cloned()
+            .collect();
+        if !during.is_empty() {
+            runs.push(during);
         }
     }
-    runs.retain(|r| !r.is_empty());
     runs
 }
 

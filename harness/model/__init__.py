@@ -4,5 +4,6 @@
 - dialogue.py: the next turn for a request, from the conversation alone;
 - stack.py: the reference stack the dialogue answers /ip-stack with;
 - flaws.py: wrong on purpose, to prove the judge (`--flaw`);
-- behaviour.py: how the answer goes out (`--behaviour`: a per-turn delay today).
+- behaviour.py: how the answer goes out (`--behaviour`: a per-turn delay today);
+- serving.py: a local server's own endpoints when it stands in for one (`--serve-as`).
 """

@@ -21,8 +21,8 @@ from harness.wire import checksum, incremental
 
 READ_CMD = "tunbridge read"
 WRITE_CMD = "tunbridge write {hex}"
-# The prompt is recognised by this marker in the first user turn; the fast prompt
-# (prompts/ping-respond-fast.md) by the second, and then followed step by step.
+# The prompt is recognised by this marker in the opening user turn (opening_text); the fast
+# prompt (prompts/ping-respond-fast.md) by the second, and then followed step by step.
 PROMPT_MARKER = "ping-respond"
 FAST_MARKER = "ping-respond-fast"
 # prompts/ip-stack.md: every kind of request, answered by harness/model/stack.py.
@@ -179,13 +179,26 @@ def last_tool_exchange(messages):
     return pairs[-1] if pairs else (None, None)
 
 
+def opening_text(body: dict) -> str:
+    """The user's opening turn: the text of every user message before the first assistant
+    message. Claude Code 2.1.318 and later send a prompt's `@file` include as a user message
+    of its own before the command's, so the procedure and the command's arguments may be
+    in different messages."""
+    parts = []
+    for m in body.get("messages", []):
+        if m.get("role") == "assistant":
+            break
+        if m.get("role") == "user":
+            parts.append(block_text(m.get("content")))
+    return "\n".join(parts)
+
+
 def procedure(body: dict, read_cmd: str):
     """Which prompt runs the main loop: "stack", "fast", "full", or None when this is no
-    main-loop request (Bash must be offered and the prompt must be in the first user turn)."""
+    main-loop request (Bash must be offered and the prompt must be in the opening turn)."""
     if not any(t.get("name") == "Bash" for t in body.get("tools") or []):
         return None
-    users = [m for m in body.get("messages", []) if m.get("role") == "user"]
-    first = block_text(users[0].get("content")) if users else ""
+    first = opening_text(body)
     if read_cmd in first and STACK_MARKER in first:
         return "stack"
     if PROMPT_MARKER not in first or read_cmd not in first:
@@ -246,9 +259,8 @@ def reply_fields(hexstr: str):
 
 
 def serve_limit(body: dict):
-    """For ping-serve: (True, N or None) from the first user turn; (False, None) otherwise."""
-    users = [m for m in body.get("messages", []) if m.get("role") == "user"]
-    first = block_text(users[0].get("content")) if users else ""
+    """For ping-serve: (True, N or None) from the opening turn; (False, None) otherwise."""
+    first = opening_text(body)
     match = SERVE_COUNT.search(first)
     if SERVE_MARKER not in first or match is None:
         return False, None

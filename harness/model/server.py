@@ -27,6 +27,14 @@ import time
 from harness.model import flaws
 from harness.model.behaviour import Behaviours
 from harness.model.dialogue import READ_CMD, WRITE_CMD, decide
+from harness.model.serving import Serving
+
+
+def billing_block(body: dict) -> bool:
+    """Whether the system prompt opens with Claude Code's attribution (billing) header."""
+    system = body.get("system")
+    first = system[0].get("text", "") if isinstance(system, list) and system else system or ""
+    return isinstance(first, str) and first.startswith("x-anthropic-billing-header")
 
 
 def usage_for(body_len: int, turn: dict) -> dict:
@@ -81,7 +89,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_json(200, {})
 
     def do_GET(self):
-        self.server.record(self, b"", {}, "unknown")
+        served = self.server.serving.get(self.path) if self.server.serving else None
+        self.server.record(self, b"", {}, "backend" if served else "unknown")
+        if served:
+            return self.send_json(*served)
         self.send_json(404, {"type": "error", "error": {"type": "not_found_error", "message": self.path}})
 
     def do_POST(self):
@@ -100,12 +111,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send_json(400, {"type": "error",
                                         "error": {"type": "invalid_request_error", "message": "bad JSON"}})
         path = self.path.split("?")[0]
+        served = self.server.serving.post(path, body) if self.server.serving else None
+        if served:
+            self.server.record(self, raw, body, "backend")
+            return self.send_json(*served)
         if path.endswith("/count_tokens"):
             self.server.record(self, raw, body, "count_tokens")
             return self.send_json(200, {"input_tokens": max(1, len(raw) // 4)})
         if not path.endswith("/v1/messages"):
             self.server.record(self, raw, body, "unknown")
             return self.send_json(404, {"type": "error", "error": {"type": "not_found_error", "message": path}})
+        if self.server.serving:
+            self.server.serving.messages(body)
         turn = decide(body, self.server.cfg)
         self.server.record(self, raw, body, turn["kind"], turn)
         self.server.behaviours.before_turn(turn)
@@ -133,6 +150,8 @@ class Server(http.server.ThreadingHTTPServer):
         super().__init__(addr, Handler)
         self.cfg = cfg
         self.behaviours = Behaviours.parse(cfg.behaviour)
+        kind = getattr(cfg, "serve_as", None)   # a test's namespace may not name it
+        self.serving = Serving(kind, cfg.context, cfg.served_model) if kind else None
         self.counter = itertools.count(1)
         self.lock = threading.Lock()
 
@@ -144,7 +163,14 @@ class Server(http.server.ThreadingHTTPServer):
                 "n": n, "time": round(time.time(), 3), "method": handler.command, "path": handler.path,
                 "bytes": len(raw), "model": body.get("model"), "stream": body.get("stream"),
                 "tools": len(body.get("tools") or []), "messages": len(body.get("messages") or []),
+                # Tools the client defers (`defer_loading`, 2.1.3xx) are not in the model's prompt.
+                "deferred_tools": sum(1 for t in body.get("tools") or [] if t.get("defer_loading")),
                 "answer": kind, "thinking": body.get("thinking"),
+                # What a backend preset changes: the credential header, the output limit,
+                # and the attribution block that would lead the system prompt.
+                "auth": {h: handler.headers[h] for h in ("x-api-key", "authorization") if handler.headers.get(h)},
+                "max_tokens": body.get("max_tokens"),
+                "attribution": billing_block(body),
             }
             if turn is not None and "procedure" in turn:
                 entry["procedure"] = turn["procedure"]
@@ -177,6 +203,10 @@ def main(argv=None) -> None:
     ap.add_argument("--behaviour", action="append", default=[], metavar="NAME[=VALUE]",
                     help="behave like a real model in one more way (harness/model/behaviour.py): "
                     "pace=SECONDS waits that long before each main-loop turn")
+    ap.add_argument("--serve-as", choices=Serving.KINDS, help="answer that server's own endpoints too "
+                    "(harness/model/serving.py): ollama, llama-server, vllm, litellm")
+    ap.add_argument("--context", type=int, default=131072, help="with --serve-as: the context it says it serves")
+    ap.add_argument("--served-model", help="with --serve-as: the one model it serves (default: any name)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print each log line to stderr too")
     cfg = ap.parse_args(argv)
     if cfg.dump_dir:

@@ -54,6 +54,19 @@ class Flags(unittest.TestCase):
         self.assertEqual(lean.env(LOGIN)["CLAUDE_CODE_DISABLE_CLAUDE_MDS"], "1")
         self.assertEqual(lean.label(True), "lean (login, without --bare)")
 
+    def test_every_harness_runs_in_the_default_permission_mode(self):
+        # A user's `defaultMode: auto` would otherwise make `-p` run in auto mode, where a
+        # command the settings do not allow may run instead of being refused.
+        from harness.agents import Claude
+        from harness.config import Config, Options
+        for name in HARNESSES:
+            for mode, args in (("oneshot", ""), ("continuous", "3")):
+                claude = Claude("/bin/claude", Config(harness=name), Options(agent="dry-run", mode=mode), "/tmp",
+                                None, {}, model_url="http://127.0.0.1:1")
+                argv = claude.argv(args)
+                self.assertEqual(argv.count("--permission-mode"), 1, argv)
+                self.assertEqual(argv[argv.index("--permission-mode") + 1], "default", argv)
+
     def test_a_new_harness_is_one_entry(self):
         class Mine(harnesses.Harness):
             name = "mine"

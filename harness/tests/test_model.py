@@ -72,6 +72,30 @@ class Dialogue(unittest.TestCase):
         self.assertEqual(dialogue.decide(refused, cfg())["kind"], "refused")
         self.assertEqual(dialogue.decide({"messages": [], "tools": []}, cfg())["kind"], "side")
 
+    def test_an_include_sent_as_its_own_user_message_is_read_with_the_command(self):
+        # From Claude Code 2.1.318 an `@file` include arrives as a user message of its own
+        # before the command's (captured from 2.1.332 running /ping-serve 4, texts cut);
+        # a `role: "system"` message follows. Every user message before the first assistant
+        # message is the opening turn.
+        include = ('<system-reminder>\nCalled the Read tool with the following input: '
+                   '{"file_path":"/repo/prompts/ping-respond.md"}\n</system-reminder>')
+        command = [{"type": "text", "text": "<system-reminder>\nResult of calling the Read tool:\n"
+                    "5\t# ping-respond: ... run `tunbridge read` ...</system-reminder>"},
+                   {"type": "text", "text": "<command-message>ping-serve</command-message>\n"
+                    "<command-name>/ping-serve</command-name>\n<command-args>4</command-args>\n"},
+                   {"type": "text", "text": "# ping-serve: answer pings one after another\n\n"
+                    "Packets to serve: 4\n"}]
+        request = body("")
+        request["messages"] = [{"role": "user", "content": include}, {"role": "user", "content": command},
+                               {"role": "system", "content": [{"type": "text", "text": "# Environment"}]}]
+        self.assertEqual(dialogue.decide(request, cfg())["kind"], "read")
+        self.assertEqual(dialogue.serve_limit(request), (True, 4))
+        # What the assistant says later is not the opening turn.
+        request["messages"] = request["messages"][:1] + [
+            {"role": "assistant", "content": [{"type": "text", "text": "ping-respond: `tunbridge read`"}]},
+            {"role": "user", "content": command}]
+        self.assertEqual(dialogue.decide(request, cfg())["kind"], "side")
+
     def test_the_stack_answers_silence_for_a_bad_checksum(self):
         bad = wire.spoil(REQUEST, 22)
         turn = dialogue.decide(body("ip-stack: `tunbridge read`", ("tunbridge read", bad.hex())), cfg())

@@ -29,6 +29,7 @@ tb_as_root() {
 declare -A TB_APT_PACKAGE=(
     [ip]=iproute2 [ping]=iputils-ping [tcpdump]=tcpdump [python3]=python3
     [npm]=npm [node]=nodejs [sudo]=sudo [rsvg-convert]=librsvg2-bin [gcc]=gcc [setpriv]=util-linux
+    [tmux]=tmux
 )
 
 # Installs the Debian packages for the commands given that are not on PATH, saying what
@@ -72,6 +73,19 @@ tb_install_client() {
     [[ $have == "$want" && -x $ROOT/node_modules/.bin/claude ]] && return 0
     say "installing the pinned Claude Code client $want into ./node_modules (npm ci)"
     (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error)
+}
+
+# Installs Claude Code at the oldest version the harness supports (harness/clients.py) into
+# target/clients/VERSION (npm install --prefix), unless it is there already, for the tests
+# that check the harness with both ends of the supported range. Needs npm.
+tb_install_oldest_client() {
+    local version dir
+    version=$(cd "$ROOT" && python3 -c 'from harness.clients import OLDEST; print(OLDEST)')
+    dir=$ROOT/target/clients/$version
+    [[ $("$dir/node_modules/.bin/claude" --version 2>/dev/null) == "$version "* ]] && return 0
+    say "installing Claude Code $version, the oldest supported, into target/clients/$version (npm install)"
+    mkdir -p "$dir"
+    npm install --prefix "$dir" --no-save --no-audit --no-fund --loglevel=error "@anthropic-ai/claude-code@$version"
 }
 
 # --- cleanup ---------------------------------------------------------------------------
