@@ -41,6 +41,9 @@ def run_parser(prog: str) -> argparse.ArgumentParser:
     m.add_argument("--traffic", action="append", default=[], metavar="KIND[,KIND...]",
                    help="what each round sends: ping, ping6, udp-echo[6], udp-closed[6], tcp-syn[6]; "
                    "a comma list is cycled through within one configuration")
+    m.add_argument("--model-behaviour", action="append", default=[], metavar="NAME[:KEY=VALUE;...][,NAME...]",
+                   help="dry run: the scripted model behaves like a real one: latency, thinking, caching, "
+                   "errors, python-first, raw-fifo, malformed-hex, write-twice, no-write (docs/RUNNER.md)")
     r = ap.add_argument_group("every configuration")
     r.add_argument("--agent", default="claude", help="claude (default), dry-run (the scripted model) or native")
     r.add_argument("--backend", metavar="NAME[=URL]|URL", help="where Claude Code sends its requests: "
@@ -61,6 +64,8 @@ def run_parser(prog: str) -> argparse.ArgumentParser:
                    "or the names given)")
     r.add_argument("--flaw", help="dry run: the scripted model is wrong on purpose (checksum, data, answer-all)")
     r.add_argument("--model-delay", type=float, help="dry run: seconds the scripted model takes per turn")
+    r.add_argument("--run-timeout", type=float, default=600.0, help="seconds an agent run may take before "
+                   "it is stopped (default 600; a continuous session also gets its pings' time)")
     r.add_argument("--jobs", type=int, default=1, help="configurations at once (default 1)")
     r.add_argument("--max-cost", type=float, help="USD: start no new agent run once the reported spend reaches it")
     r.add_argument("--out", help="where the results go (default out/<date>-<time>-<agent>)")
@@ -75,6 +80,7 @@ def parse_run(argv, prog="python3 -m harness run"):
     opts = Options(agent=a.agent, count=count, mode="continuous" if a.continuous else "oneshot",
                    interval=a.interval, session_packets=a.session_packets, ping_opts=a.ping_opts,
                    ping_wait=a.ping_wait, suite=a.suite, flaw=a.flaw, model_delay=a.model_delay,
+                   run_timeout=a.run_timeout,
                    out=os.path.abspath(out), jobs=a.jobs, max_cost=a.max_cost, argv=list(argv))
     opts.client = os.path.join(ROOT, os.path.expanduser(a.client)) if a.client else None
     opts.backend = a.backend
@@ -84,7 +90,7 @@ def parse_run(argv, prog="python3 -m harness run"):
                 scenarios.select(opts.suite, p or "prompts/ip-stack.md")
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    configs = expand(opts, a.model, a.prompt, a.harness or [], a.thinking, a.traffic)
+    configs = expand(opts, a.model, a.prompt, a.harness or [], a.thinking, a.traffic, a.model_behaviour)
     return opts, configs
 
 
