@@ -160,7 +160,7 @@ def cmd_compare(argv) -> int:
     for path in a.paths:
         found = leaderboard.find_results(path) if os.path.isdir(path) else []
         if found:
-            rows += [leaderboard.row_of(result, os.path.relpath(where)) for where, result in found]
+            rows += [leaderboard.row_of(result, shown_path(where)) for where, result in found]
             continue
         try:
             cards.append((path, scenarios.load_scorecard(path)))
@@ -171,11 +171,18 @@ def cmd_compare(argv) -> int:
         return 0
     for path, card in cards:
         rows.append(leaderboard.row_of(scorecard_result(card), path))
-    sys.stdout.write(leaderboard.markdown(rows, "Leaderboard: " + ", ".join(a.paths)))
+    picture = os.path.join(a.out, "leaderboard.svg") if a.out else None
+    sys.stdout.write(leaderboard.markdown(rows, "Leaderboard: " + ", ".join(a.paths), picture))
     if a.out:
         os.makedirs(a.out, exist_ok=True)
         leaderboard.write(a.out, rows)
     return 0
+
+
+def shown_path(path: str) -> str:
+    """`path` from the current folder when it is below it, else in full."""
+    relative = os.path.relpath(path)
+    return os.path.abspath(path) if relative.startswith("..") else relative
 
 
 def scorecard_result(card: list) -> dict:
