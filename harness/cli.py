@@ -17,7 +17,7 @@ import os
 import sys
 import time
 
-from harness import ROOT, backends, bench, clients, dryrun, flood, leaderboard, matrix, scenarios
+from harness import ROOT, ArgumentParser, backends, bench, clients, dryrun, flood, leaderboard, matrix, scenarios
 from harness.config import ConfigError, Options, matrix as expand
 
 COMMANDS = ("run", "suite", "compare", "bench", "flood", "dry-run", "names")
@@ -29,7 +29,7 @@ def fail(text: str, status: int = 2) -> int:
 
 
 def run_parser(prog: str) -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog=prog, description="Run the experiment: the bridge, an agent and pings, "
+    ap = ArgumentParser(prog=prog, description="Run the experiment: the bridge, an agent and pings, "
                                  "for one configuration or every combination of the repeatable flags.")
     m = ap.add_argument_group("the matrix (each repeatable; every combination is a configuration)")
     m.add_argument("--model", action="append", default=[], help="model name for Claude Code (default: its own)")
@@ -124,6 +124,10 @@ def cmd_run(argv) -> int:
         return fail("needs root for the TUN device and the network namespace: run scripts/experiment.sh, "
                     "which re-runs itself with sudo")
     try:
+        os.makedirs(opts.out, exist_ok=True)
+    except OSError as e:
+        return fail(f"cannot make the results folder --out {opts.out}: {e.strerror}")
+    try:
         if opts.agent == "claude" and not backend and os.environ.get("ANTHROPIC_BASE_URL"):
             backends.check_url(os.environ["ANTHROPIC_BASE_URL"], "ANTHROPIC_BASE_URL")
         if backend:
@@ -149,7 +153,7 @@ def cmd_suite(argv) -> int:
 
 
 def cmd_compare(argv) -> int:
-    ap = argparse.ArgumentParser(prog="python3 -m harness compare",
+    ap = ArgumentParser(prog="python3 -m harness compare",
                                  description="Earlier results side by side: one leaderboard of every bundle "
                                  "under the folders given (runs of this package or of the runner before it); "
                                  "scorecards side by side when the folders hold only suite results.")
@@ -195,7 +199,7 @@ def scorecard_result(card: list) -> dict:
 
 
 def cmd_names(argv) -> int:
-    ap = argparse.ArgumentParser(prog="python3 -m harness names", description="The scenarios the suite runs.")
+    ap = ArgumentParser(prog="python3 -m harness names", description="The scenarios the suite runs.")
     ap.add_argument("--prompt", default="prompts/ip-stack.md")
     ap.add_argument("--long", action="store_true", help="with what each expects and does")
     ap.add_argument("--caught-by", help="only those this dry-run flaw must fail")
