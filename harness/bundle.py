@@ -507,7 +507,7 @@ def table(pings, runs, overhead, model_log, meta, totals):
     if llm and meta.get("client_version"):
         say(client_line(meta) + "\n")
     if meta.get("behaviour"):
-        say(f"The scripted model's behaviour: `{meta['behaviour']}` (docs/RUNNER.md, *Behaviours*).\n")
+        say(f"The scripted model's behaviour: `{meta['behaviour']}` (docs/RUNNER.md, *A model that behaves like a real one*).\n")
     if meta.get("stopped"):
         say(f"**Stopped early: {meta['stopped']}.**\n")
     with_opts = any(p.opts for p in pings) and not continuous
