@@ -544,7 +544,7 @@ def table(pings, runs, overhead, model_log, meta, totals):
         invalid = ", ".join(f"{k} {v}" for k, v in (totals.get("invalid_by_class") or {}).items()) or "none"
         say(f"The bridge (`tunbridge report`): {totals.get('pings')} requests, {totals.get('answered')} answered, "
             f"{totals.get('valid')} valid, invalid by class: {invalid}; {totals.get('stale')} expired in the queue, "
-            f"{totals.get('overflow')} dropped as overflow, {totals.get('unanswered')} read but not answered, "
+            f"{totals.get('overflow')} dropped as overflow, {totals.get('unanswered')} never answered (read, or still queued when it stopped), "
             f"{totals.get('unmatched')} replies matching no request; median bridge RTT "
             f"{fmt(totals.get('rtt_ms_median'), '{:.2f}')} ms, median agent time "
             f"{fmt(totals.get('agent_ms_median'), '{:.2f}')} ms.")
