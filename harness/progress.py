@@ -6,7 +6,7 @@ n, the agent's phase, elapsed) and its events with `note(key, text)` (a ping's v
 session's end). On a terminal the live lines are redrawn in place below the notes, with a
 last line for the estimate; without one, notes are printed as they come and each live line
 at most every 10 s. The estimate is the mean agent run so far times the runs left, over the
-configurations running at once.
+configurations running at once; without a terminal it is printed as each agent run ends.
 """
 
 import os
@@ -80,9 +80,12 @@ class Progress:
             self.lines.pop(key, None)
 
     def ran(self, seconds: float) -> None:
-        """An agent run ended after `seconds`."""
+        """An agent run ended after `seconds`; without a terminal, the estimate is printed."""
         with self.lock:
             self.durations.append(seconds)
+            if not self.live:
+                self.stream.write(f"    {self.summary()}\n")
+                self.stream.flush()
 
     def skip(self, runs: int) -> None:
         """`runs` planned runs will not happen (the budget, or a configuration that stopped)."""

@@ -73,7 +73,9 @@ class ProgressTest(unittest.TestCase):
             p.ran(4.0)
             self.assertEqual(p.summary()[:40], "2/4 agent runs, 0:00 elapsed, about 0:06")
         lines = out.getvalue().splitlines()
-        self.assertEqual(lines, ["    #1: ping 1/2: model turn 1, 0 s", "    #1: ping 1/2: time=900 ms"])
+        self.assertEqual(lines, ["    #1: ping 1/2: model turn 1, 0 s", "    #1: ping 1/2: time=900 ms",
+                                 "    1/4 agent runs, 0:00 elapsed, about 0:06 left",
+                                 "    2/4 agent runs, 0:00 elapsed, about 0:06 left"])
         self.assertNotIn("\x1b", out.getvalue())
 
     def test_live_lines_are_redrawn_in_place(self):
