@@ -56,5 +56,5 @@ for line in sys.stdin:
 if tb_is_root; then
     tb_traps
     say "running the tests that need no root again, as nobody"
-    unprivileged lib server corpus properties
+    unprivileged lib server corpus properties tools
 fi

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use tunbridge::cli::{Cli, Cmd};
+use tunbridge::client::Unfinished;
 use tunbridge::logsink::LogSink;
 use tunbridge::{report, server, timeline};
 
@@ -17,11 +18,13 @@ fn main() -> ExitCode {
     match cli.command {
         Cmd::Serve(args) => serve(&args),
         Cmd::Read(args) => answer(args.client().exchange("READ")),
-        Cmd::Write { hex, client } => answer(
-            client
-                .client()
-                .exchange(&format!("WRITE {}", hex.join(" "))),
-        ),
+        Cmd::Write { hex, next, client } => {
+            let write = format!("WRITE {}", hex.join(" "));
+            match next {
+                false => answer(client.client().exchange(&write)),
+                true => answers(client.client().exchange_all(&[&write, "READ"])),
+            }
+        }
         Cmd::Report { files, format } => match report::run(&files, format) {
             Ok(table) => {
                 print!("{table}");
@@ -89,6 +92,30 @@ fn answer(result: Result<String, tunbridge::client::ClientError>) -> ExitCode {
             }
         }
         Err(e) => fail(&e),
+    }
+}
+
+/// Prints each answer line of `write --next`. Exit status: 3 when an answer came and then
+/// no more (the bridge stopped or the connection dropped), 2 when none came, 1 when the
+/// bridge answered ERR, else 0.
+fn answers(result: Result<Vec<String>, Unfinished>) -> ExitCode {
+    let (lines, error) = match result {
+        Ok(lines) => (lines, None),
+        Err(Unfinished { answers, error }) => (answers, Some(error)),
+    };
+    let mut out = std::io::stdout().lock();
+    for line in &lines {
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = out.flush();
+    match error {
+        Some(e) if lines.is_empty() => fail(&e),
+        Some(e) => {
+            let _ = writeln!(std::io::stderr(), "tunbridge: no next packet: {e}");
+            ExitCode::from(3)
+        }
+        None if lines.iter().any(|l| l.starts_with("ERR")) => ExitCode::from(1),
+        None => ExitCode::SUCCESS,
     }
 }
 
