@@ -47,6 +47,9 @@ pub enum Cmd {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Serve a running bridge to an MCP client (an agent) over stdio: tools to read a
+    /// packet, write one, and write one and read the next. Runs as the user, never root.
+    Mcp(ClientArgs),
     /// Summarise record files as a table, one column per file.
     Report {
         /// JSONL record files written by `serve --record`.

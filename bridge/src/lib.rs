@@ -16,6 +16,7 @@ pub mod inflight;
 pub mod journal;
 pub mod lines;
 pub mod logsink;
+pub mod mcp;
 /// The etherparse oracle the tests check reference replies with.
 #[cfg(test)]
 #[path = "../tests/common/oracle.rs"]

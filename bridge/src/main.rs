@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use tunbridge::cli::{Cli, Cmd};
-use tunbridge::client::Unfinished;
+use tunbridge::client::{Client, Unfinished};
 use tunbridge::logsink::LogSink;
 use tunbridge::{report, server, timeline};
 
@@ -25,6 +25,7 @@ fn main() -> ExitCode {
                 true => answers(client.client().exchange_all(&[&write, "READ"])),
             }
         }
+        Cmd::Mcp(args) => mcp(args.client()),
         Cmd::Report { files, format } => match report::run(&files, format) {
             Ok(table) => {
                 print!("{table}");
@@ -116,6 +117,21 @@ fn answers(result: Result<Vec<String>, Unfinished>) -> ExitCode {
         }
         None if lines.iter().any(|l| l.starts_with("ERR")) => ExitCode::from(1),
         None => ExitCode::SUCCESS,
+    }
+}
+
+/// `tunbridge mcp`: log lines go to stderr, for stdout carries only the protocol.
+fn mcp(client: Client) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    match tunbridge::mcp::run(&client) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
     }
 }
 

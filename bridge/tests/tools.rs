@@ -1,15 +1,23 @@
-//! The agent's fast tools: `tunbridge write <hex> --next`, against the server on an
-//! in-memory device, and against fake bridges that misbehave (a socket that answers the
-//! write and then hangs up, or goes quiet, or refuses). No root needed.
+//! The agent's fast tools: `tunbridge write <hex> --next` and the MCP server `tunbridge mcp`,
+//! against the server on an in-memory device, and against fake bridges that misbehave (a
+//! socket that answers the write and then hangs up, or goes quiet, or refuses).
+//!
+//! No root needed. `tunbridge mcp` refuses to run as root, so when the tests run as root
+//! the bridge gives its channel to `nobody` and the MCP server runs as `nobody`.
 
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
-use std::process::{Command, Output};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use common::*;
+use serde_json::{json, Value};
 
 /// The reply to a READ answer, as hex.
 fn reply_hex(line: &str) -> String {
@@ -111,7 +119,10 @@ fn fake_bridge(
     first: Option<&'static str>,
     then: Then,
 ) -> std::thread::JoinHandle<()> {
-    let listener = UnixListener::bind(dir.join("cmd.sock")).unwrap();
+    let path = dir.join("cmd.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    // Open to all, so that an MCP server running as nobody reaches it too.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
     std::thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
         let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -203,4 +214,324 @@ fn something_that_is_no_bridge_gives_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(err.contains("not a bridge's greeting"), "{err}");
+}
+
+// ------------------------------------------------------------ tunbridge mcp
+
+/// `tunbridge mcp` as a child speaking raw JSON lines.
+struct Mcp {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+}
+
+impl Mcp {
+    /// Starts the server for the bridge whose command FIFO is `cmd`, as `user` when given.
+    fn start(cmd: &Path, user: Option<(u32, u32)>) -> Mcp {
+        let mut command = Command::new(BIN);
+        command.arg("mcp").arg("--cmd-fifo").arg(cmd);
+        if let Some((uid, gid)) = user {
+            command.uid(uid).gid(gid);
+        }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tunbridge mcp");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Mcp {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    /// Sends one raw line.
+    fn send_raw(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn send(&mut self, message: Value) {
+        self.send_raw(&message.to_string());
+    }
+
+    /// The next line from the server, as JSON; panics after `limit`.
+    fn recv_within(&self, limit: Duration) -> Value {
+        let line = self
+            .lines
+            .recv_timeout(limit)
+            .expect("no message from tunbridge mcp");
+        assert!(!line.contains('\r'), "{line}");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    }
+
+    fn recv(&self) -> Value {
+        self.recv_within(Duration::from_secs(10))
+    }
+
+    /// Nothing comes within `wait`.
+    fn assert_silent(&self, wait: Duration) {
+        if let Ok(line) = self.lines.recv_timeout(wait) {
+            panic!("unexpected message: {line}");
+        }
+    }
+
+    /// The handshake as Claude Code 2.1.197 sends it (its exact lines).
+    fn initialize(&mut self) -> Value {
+        self.send_raw(r#"{"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"roots":{},"elicitation":{}},"clientInfo":{"name":"claude-code","title":"Claude Code","version":"2.1.197","description":"Anthropic's agentic coding tool","websiteUrl":"https://claude.com/claude-code"}},"jsonrpc":"2.0","id":0}"#);
+        let answer = self.recv();
+        self.send_raw(r#"{"method":"notifications/initialized","jsonrpc":"2.0"}"#);
+        answer
+    }
+
+    /// Calls tool `name`; returns the result's text and whether it is an error.
+    fn call(&mut self, id: Value, name: &str, arguments: Value) -> (String, bool) {
+        self.send(
+            json!({"jsonrpc": "2.0", "id": id.clone(), "method": "tools/call",
+                         "params": {"name": name, "arguments": arguments}}),
+        );
+        let answer = self.recv();
+        assert_eq!(answer["id"], id, "{answer}");
+        text_of(&answer)
+    }
+
+    /// Closes stdin and waits for the exit status.
+    fn close(&mut self, limit: Duration) -> std::process::ExitStatus {
+        self.stdin = None;
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tunbridge mcp did not exit at end of stdin"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Mcp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn text_of(answer: &Value) -> (String, bool) {
+    let result = &answer["result"];
+    let text = result["content"][0]["text"]
+        .as_str()
+        .expect("a text result");
+    (
+        text.to_string(),
+        result["isError"].as_bool().expect("isError"),
+    )
+}
+
+/// The user the MCP server runs as: none to change to, or `nobody` when the tests run as
+/// root (the bridge then gives its channel to nobody, as it gives it to the sudo user).
+fn agent_user() -> Option<(u32, u32)> {
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("user nobody");
+    Some((nobody.uid.as_raw(), nobody.gid.as_raw()))
+}
+
+/// An in-memory bridge with `extra` flags whose channel belongs to the agent's user, and
+/// `tunbridge mcp` for it, started as that user.
+fn mcp_bridge_raw(dir: &TempDir, extra: &[&str]) -> (Bridge, Network, Mcp) {
+    let user = agent_user();
+    let mut flags = extra.to_vec();
+    if user.is_some() {
+        flags.extend(["--user", "nobody"]);
+    }
+    let (bridge, net) = Bridge::memory(dir, &flags);
+    let mcp = Mcp::start(&bridge.cmd, user);
+    (bridge, net, mcp)
+}
+
+/// [`mcp_bridge_raw`], past the handshake.
+fn mcp_bridge(dir: &TempDir, extra: &[&str]) -> (Bridge, Network, Mcp) {
+    let (bridge, net, mut mcp) = mcp_bridge_raw(dir, extra);
+    let hello = mcp.initialize();
+    assert_eq!(hello["result"]["protocolVersion"], "2025-11-25");
+    (bridge, net, mcp)
+}
+
+#[test]
+fn mcp_serves_packets_read_write_and_write_read() {
+    let dir = TempDir::new("m-mcp");
+    let (_bridge, net, mut mcp) = mcp_bridge(&dir, &[]);
+    mcp.send(json!({"jsonrpc": "2.0", "id": "list", "method": "tools/list"}));
+    let list = mcp.recv();
+    assert_eq!(list["result"]["tools"].as_array().unwrap().len(), 3);
+    let first = ping_memory(&net, 1, 56);
+    let second = ping_memory(&net, 2, 57);
+    let (packet, err) = mcp.call(json!(1), "read_packet", json!({}));
+    assert!(!err);
+    assert_eq!(hex::decode(&packet).unwrap(), first);
+    let (text, err) = mcp.call(
+        json!("two"),
+        "write_and_read_next",
+        json!({"hex": reply_hex(&packet)}),
+    );
+    assert!(!err, "{text}");
+    let (ok, next) = text.split_once('\n').expect("two lines");
+    assert_eq!(ok, "OK");
+    assert_eq!(hex::decode(next).unwrap(), second);
+    assert_replied(&net, &first);
+    let (text, err) = mcp.call(json!(3), "write_packet", json!({"hex": reply_hex(next)}));
+    assert_eq!((text.as_str(), err), ("OK", false));
+    assert_replied(&net, &second);
+    assert_eq!(mcp.close(Duration::from_secs(5)).code(), Some(0));
+}
+
+#[test]
+fn mcp_errors_are_tool_errors_or_protocol_errors_never_a_crash() {
+    let dir = TempDir::new("m-mcperr");
+    let (_bridge, net, mut mcp) = mcp_bridge(&dir, &["--read-timeout", "1"]);
+    // The bridge refuses the hex: a tool error with its one-line reason.
+    let (text, err) = mcp.call(json!(1), "write_packet", json!({"hex": "45zz"}));
+    assert!(err && text.starts_with("ERR bad hex"), "{text}");
+    // A refused write still reads the next packet.
+    let request = ping_memory(&net, 1, 56);
+    let (text, err) = mcp.call(json!(2), "write_and_read_next", json!({"hex": "00"}));
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(err && lines[0].starts_with("ERR"), "{text}");
+    assert_eq!(hex::decode(lines[1]).unwrap(), request);
+    // No packet: TIMEOUT, which is an answer, not an error.
+    assert_eq!(
+        mcp.call(json!(3), "read_packet", json!({})),
+        ("TIMEOUT".into(), false)
+    );
+    // Wrong arguments: a tool error; nothing is sent.
+    let (text, err) = mcp.call(json!(4), "write_packet", json!({"hex": 17}));
+    assert!(err && text.contains("hex"), "{text}");
+    // Protocol errors.
+    mcp.send(json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "format_disk"}}));
+    assert_eq!(mcp.recv()["error"]["code"], -32602);
+    mcp.send_raw("{not json");
+    let e = mcp.recv();
+    assert_eq!(
+        (e["id"].clone(), e["error"]["code"].clone()),
+        (Value::Null, json!(-32700))
+    );
+    mcp.send(json!({"jsonrpc": "2.0", "id": 6, "method": "resources/list"}));
+    assert_eq!(mcp.recv()["error"]["code"], -32601);
+    mcp.send(json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list", "params": 3}));
+    assert_eq!(mcp.recv()["error"]["code"], -32600);
+    // A batch is not part of 2025-11-25.
+    mcp.send(json!([{"jsonrpc": "2.0", "id": 8, "method": "ping"}]));
+    assert_eq!(mcp.recv()["error"]["code"], -32600);
+    // Notifications, known or not, get nothing; the server still answers afterwards.
+    mcp.send(json!({"jsonrpc": "2.0", "method": "notifications/whatever"}));
+    mcp.send(json!({"jsonrpc": "2.0", "id": 9, "method": "ping"}));
+    assert_eq!(mcp.recv(), json!({"jsonrpc": "2.0", "id": 9, "result": {}}));
+    // An over-long line is refused and the next one is served.
+    mcp.send_raw(&"x".repeat(tunbridge::mcp::MAX_MESSAGE + 10));
+    assert_eq!(mcp.recv()["error"]["code"], -32700);
+    mcp.send(json!({"jsonrpc": "2.0", "id": 10, "method": "ping"}));
+    assert_eq!(mcp.recv()["id"], 10);
+}
+
+#[test]
+fn mcp_answers_a_ping_while_a_read_waits_and_a_cancelled_read_takes_no_packet() {
+    let dir = TempDir::new("m-mcpwait");
+    let (_bridge, net, mut mcp) = mcp_bridge(&dir, &[]);
+    mcp.send(json!({"jsonrpc": "2.0", "id": "r1", "method": "tools/call",
+                    "params": {"name": "read_packet", "arguments": {}}}));
+    // The READ waits in the bridge; the server still answers at once.
+    mcp.send(json!({"jsonrpc": "2.0", "id": "p", "method": "ping"}));
+    assert_eq!(mcp.recv_within(Duration::from_secs(2))["id"], "p");
+    // A second call queues behind the first.
+    mcp.send(json!({"jsonrpc": "2.0", "id": "r2", "method": "tools/call",
+                    "params": {"name": "read_packet", "arguments": {}}}));
+    mcp.send(
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                    "params": {"requestId": "r1", "reason": "the user pressed Esc"}}),
+    );
+    // r1 gets no answer; r2 is now the READ that waits, and gets the packet.
+    mcp.assert_silent(Duration::from_millis(300));
+    let request = ping_memory(&net, 1, 56);
+    let answer = mcp.recv();
+    assert_eq!(answer["id"], "r2");
+    assert_eq!(hex::decode(text_of(&answer).0).unwrap(), request);
+}
+
+#[test]
+fn mcp_exits_at_end_of_input_and_a_waiting_read_takes_no_packet() {
+    let dir = TempDir::new("m-mcpeof");
+    let (bridge, net, mut mcp) = mcp_bridge(&dir, &[]);
+    mcp.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                    "params": {"name": "read_packet", "arguments": {}}}));
+    mcp.assert_silent(Duration::from_millis(300));
+    assert_eq!(mcp.close(Duration::from_secs(5)).code(), Some(0));
+    let request = ping_memory(&net, 1, 56);
+    assert_eq!(hex::decode(bridge.exchange("READ")).unwrap(), request);
+}
+
+#[test]
+fn mcp_batches_in_2025_03_26() {
+    let dir = TempDir::new("m-mcpbatch");
+    let (_bridge, net, mut mcp) = mcp_bridge_raw(&dir, &[]);
+    mcp.send(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                    "params": {"protocolVersion": "2025-03-26", "capabilities": {},
+                               "clientInfo": {"name": "t", "version": "0"}}}));
+    assert_eq!(mcp.recv()["result"]["protocolVersion"], "2025-03-26");
+    let request = ping_memory(&net, 1, 56);
+    mcp.send(json!([
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": "a", "method": "tools/call", "params": {"name": "read_packet"}},
+        {"jsonrpc": "2.0", "id": 2, "method": "ping"},
+        {"jsonrpc": "2.0", "id": 3, "method": "nope"},
+    ]));
+    let batch = mcp.recv();
+    let items = batch.as_array().expect("one array for the batch");
+    assert_eq!(items.len(), 3, "{batch}");
+    let by_id = |id: Value| items.iter().find(|i| i["id"] == id).expect("a response");
+    assert_eq!(hex::decode(text_of(by_id(json!("a"))).0).unwrap(), request);
+    assert_eq!(by_id(json!(2))["result"], json!({}));
+    assert_eq!(by_id(json!(3))["error"]["code"], -32601);
+    // Notifications alone get nothing back.
+    mcp.send(json!([{"jsonrpc": "2.0", "method": "notifications/initialized"}]));
+    mcp.send(json!({"jsonrpc": "2.0", "id": 4, "method": "ping"}));
+    assert_eq!(mcp.recv()["id"], 4);
+}
+
+#[test]
+fn mcp_reports_a_bridge_that_is_not_there_or_hangs_up() {
+    let dir = TempDir::new("m-mcpnone");
+    let mut mcp = Mcp::start(&dir.join("cmd"), agent_user());
+    mcp.initialize();
+    let (text, err) = mcp.call(json!(1), "read_packet", json!({}));
+    assert!(
+        err && text.contains("is `tunbridge serve` running?"),
+        "{text}"
+    );
+    let fake = fake_bridge(&dir, HELLO, Some("OK\n"), Then::HangUp);
+    let (text, err) = mcp.call(json!(2), "write_and_read_next", json!({"hex": "4500"}));
+    fake.join().unwrap();
+    assert!(err, "{text}");
+    assert!(
+        text.starts_with("OK\ntunbridge: the bridge closed the connection"),
+        "{text}"
+    );
 }
