@@ -30,6 +30,7 @@ import threading
 import time
 
 import dry_run_flaws
+import dry_run_next
 import dry_run_stack
 
 READ_CMD = "tunbridge read"
@@ -196,13 +197,25 @@ def last_tool_exchange(messages):
     return pairs[-1] if pairs else (None, None)
 
 
+def opening(body: dict) -> str:
+    """The text of the user's opening turn: every user message before the first answer.
+    Claude Code 2.1.197 sends a slash command as one message; 2.1.332 puts an @-included
+    file in a message of its own before the command's."""
+    texts = []
+    for msg in body.get("messages", []):
+        if msg.get("role") == "assistant":
+            break
+        if msg.get("role") == "user":
+            texts.append(block_text(msg.get("content")))
+    return "\n".join(texts)
+
+
 def procedure(body: dict, read_cmd: str):
     """Which prompt runs the main loop: "stack", "fast", "full", or None when this is no
     main-loop request (Bash must be offered and the prompt must be in the first user turn)."""
     if not any(t.get("name") == "Bash" for t in body.get("tools") or []):
         return None
-    users = [m for m in body.get("messages", []) if m.get("role") == "user"]
-    first = block_text(users[0].get("content")) if users else ""
+    first = opening(body)
     if read_cmd in first and STACK_MARKER in first:
         return "stack"
     if PROMPT_MARKER not in first or read_cmd not in first:
@@ -226,15 +239,21 @@ def after_read(output: str, write_cmd: str, how: str) -> dict:
         if reply is None:
             return text_turn(report, "not_answered")
         return bash_turn(report, write_cmd.format(hex=reply.hex()), "Write the reply to the TUN bridge", "write")
-    try:
-        reply, f = (echo_reply_fast if how == "fast" else echo_reply)(packet)
-    except NotAnswerable as why:
-        return text_turn(f"Read a {len(packet)}-byte packet that I will not answer: {why}.",
-                         "not_answered")
-    say = (f"Echo request {f['src']} -> {f['dst']}, id 0x{f['id']:04x}, seq {f['seq']}, "
-           f"{f['data_len']} data bytes. Reply: IPv4 checksum 0x{f['ip_checksum']:04x}, "
-           f"ICMP checksum 0x{f['icmp_checksum']:04x}.")
+    reply, say = answer_echo(packet, echo_reply_fast if how == "fast" else echo_reply)
+    if reply is None:
+        return text_turn(say, "not_answered")
     return bash_turn(say, write_cmd.format(hex=reply.hex()), "Write the echo reply to the TUN bridge", "write")
+
+
+def answer_echo(packet: bytes, build=echo_reply) -> tuple:
+    """The echo reply to `packet` and one line on it; (None, why) when it is not answered."""
+    try:
+        reply, f = build(packet)
+    except NotAnswerable as why:
+        return None, f"Read a {len(packet)}-byte packet that I will not answer: {why}."
+    return reply, (f"Echo request {f['src']} -> {f['dst']}, id 0x{f['id']:04x}, seq {f['seq']}, "
+                   f"{f['data_len']} data bytes. Reply: IPv4 checksum 0x{f['ip_checksum']:04x}, "
+                   f"ICMP checksum 0x{f['icmp_checksum']:04x}.")
 
 
 def after_write(output: str, command: str, write_cmd: str, how: str) -> dict:
@@ -264,8 +283,7 @@ def reply_fields(hexstr: str):
 
 def serve_limit(body: dict):
     """For ping-serve: (True, N or None) from the first user turn; (False, None) otherwise."""
-    users = [m for m in body.get("messages", []) if m.get("role") == "user"]
-    first = block_text(users[0].get("content")) if users else ""
+    first = opening(body)
     match = SERVE_COUNT.search(first)
     if SERVE_MARKER not in first or match is None:
         return False, None
@@ -304,6 +322,10 @@ def serve_next(turn: dict, body: dict, cfg) -> dict:
 
 def decide(body: dict, cfg) -> dict:
     """The next assistant turn for this request."""
+    # The one-call prompts (one tool call per packet, Bash --next or MCP) have their own.
+    turn = dry_run_next.decide(body, opening(body), answer_echo)
+    if turn is not None:
+        return turn
     how = procedure(body, cfg.read_cmd)
     if how is None:
         return text_turn("OK.", "side")
@@ -443,7 +465,8 @@ class Server(http.server.ThreadingHTTPServer):
             if turn is not None and "procedure" in turn:
                 entry["procedure"] = turn["procedure"]
             if turn is not None:
-                entry["tool_use"] = [b["input"]["command"] for b in turn["content"] if b["type"] == "tool_use"]
+                entry["tool_use"] = [b["input"].get("command", b["name"]) for b in turn["content"]
+                                     if b["type"] == "tool_use"]
             if self.cfg.log:
                 with open(self.cfg.log, "a") as f:
                     f.write(json.dumps(entry) + "\n")
