@@ -79,13 +79,13 @@ say "dry-run model at $URL"
 # A throwaway config dir: no user-level allow rule, trust or login can help the run along,
 # so only the project grants the two commands: --settings .claude/settings.json and the
 # slash command's allowed-tools (either alone is enough). Default permission mode.
-say "running: claude -p \"/ping-respond\" --output-format json --permission-mode default --settings .claude/settings.json"
+say "running: claude -p \"/ping-respond\" --output-format json --permission-mode default --settings .claude/settings.json --strict-mcp-config"
 env -u ANTHROPIC_MODEL -u ANTHROPIC_AUTH_TOKEN -u CLAUDE_CODE_OAUTH_TOKEN \
     ANTHROPIC_BASE_URL="$URL" ANTHROPIC_API_KEY=dry-run \
     CLAUDE_CONFIG_DIR="$WORK/config" DISABLE_TELEMETRY=1 DISABLE_AUTOUPDATER=1 \
     CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
     "$CLAUDE" -p "/ping-respond" --output-format json --permission-mode default \
-    --settings "$ROOT/.claude/settings.json" > "$OUT/claude.json" 2> "$OUT/claude.err" &
+    --settings "$ROOT/.claude/settings.json" --strict-mcp-config > "$OUT/claude.json" 2> "$OUT/claude.err" &
 CLAUDE_PID=$!
 if [[ -n $WITH_BRIDGE ]]; then
     # The ping goes out once the client waits in READ, so its start-up (seconds on a busy

@@ -210,7 +210,9 @@ if [[ $AGENT == dry-run ]]; then
 fi
 # Streamed events, timestamped as they arrive (scripts/lib/session.py): model requests,
 # tool calls, tokens per request, and the phase the progress line shows.
-CLAUDE_FLAGS=(--output-format stream-json --verbose --include-partial-messages)
+# The Bash prompts run without MCP servers: the project's .mcp.json (tunbridge mcp, for the
+# MCP prompts) would otherwise load in -p and add its three tools to every request.
+CLAUDE_FLAGS=(--output-format stream-json --verbose --include-partial-messages --strict-mcp-config)
 [[ -n $MODEL ]] && CLAUDE_FLAGS+=(--model "$MODEL")
 [[ -n $THINKING_TOKENS ]] && export MAX_THINKING_TOKENS=$THINKING_TOKENS
 # Lean: only what the prompt needs. --tools Bash offers nothing else; no MCP servers, no
@@ -223,7 +225,7 @@ CLAUDE_FLAGS=(--output-format stream-json --verbose --include-partial-messages)
 SETTINGS=$ROOT/.claude/settings.json
 if ((LEAN)); then
     SETTINGS=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); s["disableAllHooks"]=True; print(json.dumps(s))' "$SETTINGS")
-    CLAUDE_FLAGS+=(--tools Bash --system-prompt-file "$ROOT/prompts/lean-system.md" --strict-mcp-config
+    CLAUDE_FLAGS+=(--tools Bash --system-prompt-file "$ROOT/prompts/lean-system.md"
                    --disable-slash-commands --no-session-persistence --permission-mode default)
     export CLAUDE_CODE_DISABLE_BACKGROUND_TASKS=1 CLAUDE_CODE_DISABLE_GIT_INSTRUCTIONS=1
     export CLAUDE_CODE_DISABLE_CLAUDE_MDS=1 CLAUDE_CODE_DISABLE_AUTO_MEMORY=1
