@@ -535,3 +535,29 @@ fn mcp_reports_a_bridge_that_is_not_there_or_hangs_up() {
         "{text}"
     );
 }
+
+#[test]
+fn mcp_bounds_the_calls_that_wait() {
+    let dir = TempDir::new("m-mcpmany");
+    let (_bridge, _net, mut mcp) = mcp_bridge(&dir, &[]);
+    let extra = 3;
+    let calls: Vec<String> = (0..1 + tunbridge::mcp::MAX_WAITING + extra)
+        .map(|i| {
+            json!({"jsonrpc": "2.0", "id": i, "method": "tools/call",
+                   "params": {"name": "read_packet"}})
+            .to_string()
+        })
+        .collect();
+    // All in one write: one call under way, MAX_WAITING waiting, the rest refused at once.
+    mcp.send_raw(&calls.join("\n"));
+    for _ in 0..extra {
+        let answer = mcp.recv_within(Duration::from_secs(5));
+        let (text, err) = text_of(&answer);
+        assert!(
+            err && text.contains("too many tool calls waiting"),
+            "{text}"
+        );
+    }
+    mcp.assert_silent(Duration::from_millis(200));
+    assert_eq!(mcp.close(Duration::from_secs(5)).code(), Some(0));
+}
