@@ -10,8 +10,9 @@
 use std::process::ExitCode;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use tunbridge::device::{self, Device, Ipv4Cidr, Recv, Tun};
+use tunbridge::daemon::device::{self, Device, Recv, Tun};
 use tunbridge::wire;
+use tunbridge::wire::cidr::Ipv4Cidr;
 
 /// How the responder was asked to run.
 struct Options {

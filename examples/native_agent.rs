@@ -15,8 +15,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use tunbridge::client::{Client, ClientError, Session};
-use tunbridge::stack;
+use tunbridge::ipc::client::{Client, ClientError, Session};
+use tunbridge::judge::stack;
 
 /// How the agent was asked to run.
 struct Options {
@@ -125,7 +125,7 @@ fn main() -> ExitCode {
             }
         };
         let mut reply = match stack::owed(&request) {
-            Ok(r) => r.bytes,
+            Ok(reply) => reply,
             Err(e) => {
                 eprintln!("native_agent: not answered: {e}");
                 continue;

@@ -1,28 +1,43 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests, and the integration tests that need root
-# (each makes its own network namespace; nothing touches the host's networking).
-# Installs what the tests need first: iproute2, iputils-ping, tcpdump, gcc, Node.js and
-# the pinned Claude Code client for the harness tests (scripts/lib/common.sh).
+# (`#[ignore = "needs root"]`, run here with --include-ignored; each makes its own network
+# namespace; nothing touches the host's networking).
+# Installs what the tests need first: iproute2, iputils-ping, tcpdump, gcc, tmux, Node.js,
+# the pinned Claude Code client and the oldest supported one (target/clients/) for the
+# harness tests (scripts/lib/common.sh), builds as the user who runs it, and re-runs itself
+# with sudo when that user is not root.
 # As root it then runs the tests that need no root (the unit tests, the server and
-# corpus tests on the in-memory device, the properties) once more as the user nobody,
-# so a test that quietly needs root fails here instead of skipping on a laptop.
+# corpus tests on the in-memory device, the properties, the agent's tools, the harness
+# package's Python tests) once more as the user nobody, so a test that quietly needs root
+# fails here.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 . scripts/lib/common.sh
 
-tb_install_commands ip ping tcpdump python3 npm node gcc setpriv
+tb_install_commands ip ping tcpdump python3 npm node gcc setpriv tmux
 tb_install_client
-
-if ! tb_is_root; then
-    echo "test.sh: warning: not root; the integration tests will be skipped" >&2
-fi
+tb_install_oldest_client
 
 say "building"
 cargo build --release --all-targets
 
-say "running the tests"
-cargo test --release --workspace --all-targets -- --test-threads="${TEST_THREADS:-4}"
+if ! tb_is_root; then
+    command -v sudo >/dev/null || TB_DIE_STATUS=2 die "the tests need root (network namespaces, TUN devices): run it as root (no sudo here); \`cargo test\` alone runs those that need none"
+    say "the tests need root (network namespaces, TUN devices); re-running with sudo"
+    # The build above stays valid: the same toolchain and cargo home, passed by name.
+    keep=(PATH="$PATH" RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}")
+    for var in CI TEST_THREADS; do [[ -z ${!var+set} ]] || keep+=("$var=${!var}"); done
+    exec sudo env "${keep[@]}" "$ROOT/scripts/test.sh" "$@"
+fi
+
+say "running the tests (those that need root included)"
+cargo test --release --workspace --all-targets -- --include-ignored --test-threads="${TEST_THREADS:-4}"
+
+# The harness package's unit tests (harness/tests: no root, no network, no client).
+python_tests() { python3 -m unittest discover -s harness/tests -t . 2>&1; }
+say "running the harness package's Python tests"
+python_tests | tail -4
 
 # The built test binaries named (lib for the unit tests, else an integration test), run as
 # nobody where cargo runs them (they use the checkout's daemon and scripts). Each must pass
@@ -31,7 +46,7 @@ cargo test --release --workspace --all-targets -- --test-threads="${TEST_THREADS
 unprivileged() {
     local name exe out found=0 flags=()
     local as_nobody=(setpriv --reuid=nobody --regid=nogroup --clear-groups env -i PATH=/usr/bin:/bin HOME=/tmp CI=true)
-    if ! "${as_nobody[@]}" test -x "$ROOT/target/release/tunbridge" -a -r "$ROOT/examples/dry_run_stack.py"; then
+    if ! "${as_nobody[@]}" test -x "$ROOT/target/release/tunbridge" -a -r "$ROOT/harness/model/stack.py"; then
         say "skipped: the user nobody cannot reach $ROOT (clone it where others may enter to run this pass)"
         return 0
     fi
@@ -57,4 +72,11 @@ if tb_is_root; then
     tb_traps
     say "running the tests that need no root again, as nobody"
     unprivileged lib server corpus properties tools
+    nobody=(setpriv --reuid=nobody --regid=nogroup --clear-groups env -i PATH=/usr/bin:/bin HOME=/tmp)
+    if "${nobody[@]}" test -r "$ROOT/harness/tests/__init__.py"; then
+        out=$("${nobody[@]}" bash -c "cd '$ROOT' && $(declare -f python_tests); python_tests") ||
+            { echo "$out" >&2; die "the harness's Python tests failed as an unprivileged user"; }
+        grep -E '^Ran [1-9][0-9]* tests' <<<"$out" | sed 's/^/    nobody, harness: /' ||
+            { echo "$out" >&2; die "the harness's Python tests ran nothing as an unprivileged user"; }
+    fi
 fi

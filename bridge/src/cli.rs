@@ -7,13 +7,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::client::Client;
-use crate::device::Ipv4Cidr;
-use crate::fifo::Owner;
-use crate::peer::Ipv6Cidr;
-use crate::privilege::{PrivilegeError, User};
-use crate::report::Format;
-use crate::server::Config;
+use crate::daemon::config::Config;
+use crate::daemon::privilege::{PrivilegeError, User};
+use crate::instrument::report::Format;
+use crate::ipc::client::Client;
+use crate::ipc::fifo::Owner;
+use crate::wire::cidr::{Ipv4Cidr, Ipv6Cidr};
 
 /// A Linux TUN device exposed through two named FIFOs: read one IP packet as hex, write a reply.
 #[derive(Debug, Parser)]
@@ -59,7 +58,7 @@ pub enum Cmd {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Draw where each ping's time went (JSON from scripts/lib/experiment_table.py) as SVG.
+    /// Draw where each ping's time went (JSON from harness/bundle.py) as SVG.
     Timeline {
         /// The timeline JSON: a title and one row of phase spans per ping.
         input: PathBuf,

@@ -4,36 +4,29 @@
 //! (`READ`) and writes a reply packet back (`WRITE <hex>`). The daemon (`serve`)
 //! owns the device; the client (`read`, `write`) does one exchange; `report`
 //! summarises the records the daemon keeps; `timeline` draws where each ping's time went.
+//!
+//! The crate is built in layers, each a folder; a layer uses only the ones above it:
+//!
+//! - [`wire`]: packet views over bytes (IPv4, IPv6, ICMP, ICMPv6, UDP, TCP), checksums.
+//! - [`judge`]: what a request is and what it is owed (the exchange model, the reference
+//!   stack), the verdict on a reply, and the two ends' addresses. No I/O.
+//! - [`ipc`]: the protocol the agent speaks: command lines, the FIFOs, the private
+//!   channel, the client of `tunbridge read`/`write`, and `tunbridge mcp`.
+//! - [`instrument`]: what is kept of a run and read back: the record, the capture,
+//!   `report` and `timeline`.
+//! - [`daemon`]: `tunbridge serve`: the device, the loop, the bookkeeping of requests.
+//!
+//! [`cli`] turns the command line into the daemon's configuration or a client.
 #![forbid(unsafe_code)]
-pub mod channel;
 pub mod cli;
-pub mod client;
-pub mod device;
-pub mod drops;
-pub mod exchange;
-pub mod fifo;
-pub mod inflight;
-pub mod journal;
-pub mod lines;
-pub mod logsink;
-pub mod mcp;
+pub mod daemon;
+pub mod instrument;
+pub mod ipc;
+pub mod judge;
 /// The etherparse oracle the tests check reference replies with.
 #[cfg(test)]
 #[path = "../tests/common/oracle.rs"]
 pub(crate) mod oracle;
 #[cfg(test)]
-mod oracle_check;
-pub mod pcap;
-pub mod peer;
-pub mod privilege;
-pub mod protocol;
-pub mod queue;
-pub mod record;
-pub mod report;
-pub mod server;
-pub mod stack;
-#[cfg(test)]
 mod testdir;
-pub mod timeline;
-pub mod verdict;
 pub mod wire;

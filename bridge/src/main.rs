@@ -9,9 +9,10 @@ use std::time::Duration;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use tunbridge::cli::{Cli, Cmd};
-use tunbridge::client::{Client, Unfinished};
-use tunbridge::logsink::LogSink;
-use tunbridge::{report, server, timeline};
+use tunbridge::daemon::logsink::LogSink;
+use tunbridge::daemon::server;
+use tunbridge::instrument::{report, timeline};
+use tunbridge::ipc::client::{Client, Unfinished};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -82,7 +83,7 @@ fn serve(args: &tunbridge::cli::ServeArgs) -> ExitCode {
 }
 
 /// Prints the bridge's answer line; `ERR` answers exit 1.
-fn answer(result: Result<String, tunbridge::client::ClientError>) -> ExitCode {
+fn answer(result: Result<String, tunbridge::ipc::client::ClientError>) -> ExitCode {
     match result {
         Ok(line) => {
             println!("{line}");
@@ -129,7 +130,7 @@ fn mcp(client: Client) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
-    match tunbridge::mcp::run(&client) {
+    match tunbridge::ipc::mcp::run(&client) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }

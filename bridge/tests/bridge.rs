@@ -12,10 +12,9 @@ use common::*;
 use nix::sys::signal::Signal;
 
 #[test]
+#[ignore = "needs root"]
 fn answers_pings_of_every_size() {
-    let Some((ns, _dir, bridge)) = root_bridge("answers_pings_of_every_size", "sizes", &[]) else {
-        return;
-    };
+    let (ns, _dir, bridge) = root_bridge("sizes", &[]);
     for size in [0usize, 1, 56, 57, 1400] {
         let ping = ns.spawn_ping(size, 1, 10);
         assert_eq!(answer_one(&bridge, |_| {}), "OK", "size {size}");
@@ -26,10 +25,9 @@ fn answers_pings_of_every_size() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn sigterm_and_sigint_clean_up() {
-    if !root_or_skip("sigterm_and_sigint_clean_up") {
-        return;
-    }
+    require_root();
     for signal in [Signal::SIGTERM, Signal::SIGINT] {
         let ns = Netns::new("sig");
         let dir = TempDir::new("sig");
@@ -43,12 +41,9 @@ fn sigterm_and_sigint_clean_up() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn restart_after_kill_9_on_the_same_paths() {
-    let Some((ns, dir, mut first)) =
-        root_bridge("restart_after_kill_9_on_the_same_paths", "kill9", &[])
-    else {
-        return;
-    };
+    let (ns, dir, mut first) = root_bridge("kill9", &[]);
     first.stop_with(Signal::SIGKILL);
     assert!(first.cmd.exists(), "kill -9 leaves the FIFOs behind");
     let second = Bridge::start(&ns, &dir, &[]);
@@ -56,14 +51,9 @@ fn restart_after_kill_9_on_the_same_paths() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ipv6_never_reaches_the_agent() {
-    let Some((ns, _dir, bridge)) = root_bridge(
-        "ipv6_never_reaches_the_agent",
-        "v6",
-        &["--read-timeout", "2"],
-    ) else {
-        return;
-    };
+    let (ns, _dir, bridge) = root_bridge("v6", &["--read-timeout", "2"]);
     // Router solicitations would come within the first seconds after link up.
     assert_eq!(bridge.exchange("READ"), "TIMEOUT");
     let ping = ns.spawn_ping(56, 1, 10);
@@ -73,14 +63,9 @@ fn ipv6_never_reaches_the_agent() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn cpu_pins_the_daemon_and_a_bad_cpu_is_refused() {
-    let Some((ns, dir, mut bridge)) = root_bridge(
-        "cpu_pins_the_daemon_and_a_bad_cpu_is_refused",
-        "cpu",
-        &["--cpu", "0"],
-    ) else {
-        return;
-    };
+    let (ns, dir, mut bridge) = root_bridge("cpu", &["--cpu", "0"]);
     bridge.wait_log("pinned to CPU", std::time::Duration::from_secs(1));
     let status = std::fs::read_to_string(format!("/proc/{}/status", bridge.child().id())).unwrap();
     let allowed = status

@@ -55,14 +55,9 @@ fn raw_on(cmd: &Path, resp: &Path, command: &str, wait: u32) -> String {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_killed_reader_does_not_make_another_client_print_the_wrong_answer() {
-    let Some((ns, _dir, bridge)) = root_bridge(
-        "a_killed_reader_does_not_make_another_client_print_the_wrong_answer",
-        "killed",
-        &[],
-    ) else {
-        return;
-    };
+    let (ns, _dir, bridge) = root_bridge("killed", &[]);
     // A waits in READ; B writes a reply to a request nobody made (written, and OK).
     let mut a = bridge.spawn_cli(&["read"]);
     std::thread::sleep(Duration::from_millis(300));
@@ -79,14 +74,9 @@ fn a_killed_reader_does_not_make_another_client_print_the_wrong_answer() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_stray_reader_of_the_answer_fifo_takes_nothing_from_tunbridge_clients() {
-    let Some((ns, _dir, bridge)) = root_bridge(
-        "a_stray_reader_of_the_answer_fifo_takes_nothing_from_tunbridge_clients",
-        "stray",
-        &[],
-    ) else {
-        return;
-    };
+    let (ns, _dir, bridge) = root_bridge("stray", &[]);
     // Holds the answer FIFO open and never reads, like a `cat` stopped in another terminal.
     let script = format!("exec 3<'{}'; exec sleep 60", bridge.resp.display());
     let mut stray = Command::new("sh").args(["-c", &script]).spawn().unwrap();
@@ -106,15 +96,10 @@ fn a_stray_reader_of_the_answer_fifo_takes_nothing_from_tunbridge_clients() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_packet_its_client_did_not_read_goes_back_to_the_head_of_the_queue() {
-    let Some((ns, _dir, bridge)) = root_bridge(
-        "a_packet_its_client_did_not_read_goes_back_to_the_head_of_the_queue",
-        "unread",
-        &[],
-    ) else {
-        return;
-    };
-    let socket = tunbridge::channel::socket_path(&bridge.cmd);
+    let (ns, _dir, bridge) = root_bridge("unread", &[]);
+    let socket = tunbridge::ipc::channel::socket_path(&bridge.cmd);
     // A client that asks, is handed the packet, and dies before reading it.
     let mut gone = UnixStream::connect(&socket).unwrap();
     gone.write_all(b"READ\n").unwrap();
@@ -139,14 +124,9 @@ fn a_packet_its_client_did_not_read_goes_back_to_the_head_of_the_queue() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_raw_client_loop_beside_the_agent_never_gives_the_agent_a_foreign_answer() {
-    let Some((ns, _dir, bridge)) = root_bridge(
-        "a_raw_client_loop_beside_the_agent_never_gives_the_agent_a_foreign_answer",
-        "mixed",
-        &["--read-timeout", "1"],
-    ) else {
-        return;
-    };
+    let (ns, _dir, bridge) = root_bridge("mixed", &["--read-timeout", "1"]);
     let stop = Arc::new(AtomicBool::new(false));
     let foreign = Arc::new(Mutex::new(Vec::<String>::new()));
     let client = bridge.client();
@@ -212,14 +192,9 @@ fn a_raw_client_loop_beside_the_agent_never_gives_the_agent_a_foreign_answer() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn clients_are_served_in_the_order_they_asked_beside_a_busy_agent() {
-    let Some((ns, _dir, bridge)) = root_bridge(
-        "clients_are_served_in_the_order_they_asked_beside_a_busy_agent",
-        "fair",
-        &["--read-timeout", "2"],
-    ) else {
-        return;
-    };
+    let (ns, _dir, bridge) = root_bridge("fair", &["--read-timeout", "2"]);
     // Two clients asking one after the other get the packets in that order.
     let first = bridge.spawn_cli(&["read"]);
     std::thread::sleep(Duration::from_millis(200));
@@ -266,14 +241,9 @@ fn clients_are_served_in_the_order_they_asked_beside_a_busy_agent() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_read_timeout_above_40_s_is_waited_for() {
-    let Some((_ns, _dir, bridge)) = root_bridge(
-        "a_read_timeout_above_40_s_is_waited_for",
-        "longwait",
-        &["--read-timeout", "42"],
-    ) else {
-        return;
-    };
+    let (_ns, _dir, bridge) = root_bridge("longwait", &["--read-timeout", "42"]);
     let started = Instant::now();
     let out = bridge.spawn_cli(&["read"]).wait_with_output().unwrap();
     assert_eq!(stdout_line(out), "TIMEOUT");
@@ -281,14 +251,9 @@ fn a_read_timeout_above_40_s_is_waited_for() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn the_published_raw_form_and_tunbridge_clients_share_the_queue_in_order() {
-    let Some((ns, _dir, bridge)) = root_bridge(
-        "the_published_raw_form_and_tunbridge_clients_share_the_queue_in_order",
-        "share",
-        &[],
-    ) else {
-        return;
-    };
+    let (ns, _dir, bridge) = root_bridge("share", &[]);
     let ping = ns.exec_ping_interval(2, "0.3");
     bridge.wait_count("request queued", 2, Duration::from_secs(5));
     let first = raw(&bridge, "READ", 5);

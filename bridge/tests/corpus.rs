@@ -203,7 +203,7 @@ fn every_malformed_command_gets_one_err_line() {
         failures.join("\n")
     );
     assert_eq!(
-        bridge.count_log("reply written"),
+        bridge.counts.get(Count::Settled),
         0,
         "a malformed packet reached the device"
     );

@@ -76,11 +76,9 @@ fn read_log_later(
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_broken_stderr_pipe_does_not_stop_the_bridge() {
-    let Some((ns, dir)) = root_netns("a_broken_stderr_pipe_does_not_stop_the_bridge", "epipe")
-    else {
-        return;
-    };
+    let (ns, dir) = root_netns("epipe");
     let (mut bridge, log) = serve_logging_to_a_pipe(&ns, &dir);
     // As `scripts/bridge.sh ... 2>&1 | head` after head has exited.
     drop(log);
@@ -93,11 +91,9 @@ fn a_broken_stderr_pipe_does_not_stop_the_bridge() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_full_stderr_pipe_whose_reader_is_alive_does_not_stall_the_bridge() {
-    let name = "a_full_stderr_pipe_whose_reader_is_alive_does_not_stall_the_bridge";
-    let Some((ns, dir)) = root_netns(name, "efull") else {
-        return;
-    };
+    let (ns, dir) = root_netns("efull");
     let (mut bridge, log) = serve_logging_to_a_pipe(&ns, &dir);
     // As `tunbridge serve 2>&1 | less` with less paused: the reader is there, not reading,
     // and the pipe is full (filled through the bridge's own stderr, so that no other
@@ -145,13 +141,9 @@ fn a_full_stderr_pipe_whose_reader_is_alive_does_not_stall_the_bridge() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_bridge_that_stops_on_an_error_with_stderr_full_still_says_why() {
-    let Some((ns, dir)) = root_netns(
-        "a_bridge_that_stops_on_an_error_with_stderr_full_still_says_why",
-        "efatal",
-    ) else {
-        return;
-    };
+    let (ns, dir) = root_netns("efatal");
     let (mut bridge, log) = serve_logging_to_a_pipe(&ns, &dir);
     fill_stderr(&mut bridge);
     // The reader comes back 300 ms after the device is gone, within the bridge's grace.
@@ -176,12 +168,9 @@ fn a_bridge_that_stops_on_an_error_with_stderr_full_still_says_why() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn sighup_cleans_up_like_sigterm() {
-    let Some((ns, dir, mut bridge)) =
-        recorded_root_bridge("sighup_cleans_up_like_sigterm", "hup", &[])
-    else {
-        return;
-    };
+    let (ns, dir, mut bridge) = recorded_root_bridge("hup", &[]);
     let ping = ns.spawn_ping(56, 1, 10);
     let line = bridge.exchange("READ");
     assert_ne!(line, "TIMEOUT");
@@ -195,10 +184,9 @@ fn sighup_cleans_up_like_sigterm() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_second_bridge_on_the_same_fifos_refuses_and_the_first_keeps_serving() {
-    if !root_or_skip("a_second_bridge_on_the_same_fifos_refuses_and_the_first_keeps_serving") {
-        return;
-    }
+    require_root();
     let ns = Netns::new("twice");
     let other = Netns::new("twice2");
     let dir = TempDir::new("twice");
@@ -238,14 +226,9 @@ fn a_second_bridge_on_the_same_fifos_refuses_and_the_first_keeps_serving() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn an_over_long_line_from_a_raw_client_gets_its_err() {
-    let Some((ns, dir, bridge)) = root_bridge(
-        "an_over_long_line_from_a_raw_client_gets_its_err",
-        "long",
-        &[],
-    ) else {
-        return;
-    };
+    let (ns, dir, bridge) = root_bridge("long", &[]);
     let data = dir.join("long.txt");
     let mut line = b"WRITE ".to_vec();
     line.resize(450 * 1024, b'a');
@@ -271,14 +254,9 @@ fn an_over_long_line_from_a_raw_client_gets_its_err() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn an_unfinished_over_long_line_does_not_swallow_the_next_read() {
-    let Some((ns, dir, bridge)) = root_bridge(
-        "an_unfinished_over_long_line_does_not_swallow_the_next_read",
-        "longopen",
-        &[],
-    ) else {
-        return;
-    };
+    let (ns, dir, bridge) = root_bridge("longopen", &[]);
     let data = dir.join("long.txt");
     std::fs::write(&data, vec![b'a'; 300 * 1024]).unwrap();
     // Over the limit, no newline, and the write end held open.

@@ -58,14 +58,9 @@ fn tun_fd_flags(pid: u32) -> u32 {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn the_device_is_up_with_its_addresses_and_ipv6_kept_quiet() {
-    let Some((ns, _dir, mut bridge)) = root_bridge(
-        "the_device_is_up_with_its_addresses_and_ipv6_kept_quiet",
-        "devcfg",
-        &[],
-    ) else {
-        return;
-    };
+    let (ns, _dir, mut bridge) = root_bridge("devcfg", &[]);
     let link = ip(&ns, &["-d", "link", "show", "tun0"]);
     assert_has(&link, ",UP,LOWER_UP>");
     assert_has(&link, " mtu 1500 ");
@@ -85,14 +80,9 @@ fn the_device_is_up_with_its_addresses_and_ipv6_kept_quiet() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn no_ipv6_switches_it_off_and_the_mtu_is_set() {
-    let Some((ns, _dir, _bridge)) = root_bridge(
-        "no_ipv6_switches_it_off_and_the_mtu_is_set",
-        "devoff",
-        &["--no-ipv6", "--mtu", "1400"],
-    ) else {
-        return;
-    };
+    let (ns, _dir, _bridge) = root_bridge("devoff", &["--no-ipv6", "--mtu", "1400"]);
     let link = ip(&ns, &["link", "show", "tun0"]);
     assert_has(&link, ",UP,LOWER_UP>");
     assert_has(&link, " mtu 1400 ");

@@ -66,13 +66,9 @@ fn snapshot(path: &Path) -> (String, u64, u32, u32, Vec<u8>) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn refuses_paths_that_are_not_its_own_fifos_and_leaves_them_alone() {
-    let Some((ns, dir)) = root_netns(
-        "refuses_paths_that_are_not_its_own_fifos_and_leaves_them_alone",
-        "refuse",
-    ) else {
-        return;
-    };
+    let (ns, dir) = root_netns("refuse");
     let precious = dir.join("precious");
     std::fs::write(&precious, b"keep me\n").unwrap();
     let setups: Vec<(&str, &str, Setup<'_>)> = vec![
@@ -174,10 +170,9 @@ fn shared_dir(tag: &str) -> TempDir {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn the_mcp_server_refuses_to_run_as_root() {
-    if !root_or_skip("the_mcp_server_refuses_to_run_as_root") {
-        return;
-    }
+    require_root();
     let out = Command::new(BIN)
         .arg("mcp")
         .stdin(Stdio::null())
@@ -190,10 +185,9 @@ fn the_mcp_server_refuses_to_run_as_root() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn drops_root_after_setup_and_keeps_answering() {
-    if !root_or_skip("drops_root_after_setup_and_keeps_answering") {
-        return;
-    }
+    require_root();
     let ns = Netns::new("nobody");
     let dir = shared_dir("nobody");
     let mut bridge = Bridge::start(&ns, &dir, &["--user", "nobody"]);
@@ -221,10 +215,9 @@ fn drops_root_after_setup_and_keeps_answering() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_group_gets_mode_0660() {
-    if !root_or_skip("a_group_gets_mode_0660") {
-        return;
-    }
+    require_root();
     let users = nix::unistd::Group::from_name("users")
         .unwrap()
         .expect("group users")
@@ -236,7 +229,7 @@ fn a_group_gets_mode_0660() {
         &dir,
         &["--user", "nobody", "--group", &users.to_string()],
     );
-    let socket = tunbridge::channel::socket_path(&bridge.cmd);
+    let socket = tunbridge::ipc::channel::socket_path(&bridge.cmd);
     for path in [&bridge.cmd, &bridge.resp, &socket] {
         let meta = std::fs::symlink_metadata(path).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (NOBODY, users.as_raw()));
@@ -246,10 +239,9 @@ fn a_group_gets_mode_0660() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_stale_fifo_of_the_user_is_replaced() {
-    if !root_or_skip("a_stale_fifo_of_the_user_is_replaced") {
-        return;
-    }
+    require_root();
     let ns = Netns::new("stale");
     let dir = shared_dir("stale");
     // As a crashed `--user nobody` daemon leaves them.
@@ -267,10 +259,9 @@ fn a_stale_fifo_of_the_user_is_replaced() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn in_a_directory_the_user_cannot_write_leftovers_are_reported_and_replaced() {
-    if !root_or_skip("in_a_directory_the_user_cannot_write_leftovers_are_reported_and_replaced") {
-        return;
-    }
+    require_root();
     let ns = Netns::new("ro");
     // Root's, mode 0755: nobody can use the FIFOs in it but not unlink them.
     let dir = TempDir::new("ro");
@@ -286,7 +277,7 @@ fn in_a_directory_the_user_cannot_write_leftovers_are_reported_and_replaced() {
         3,
         "leftovers are reported: both FIFOs and the channel's socket"
     );
-    let socket = tunbridge::channel::socket_path(&first.cmd);
+    let socket = tunbridge::ipc::channel::socket_path(&first.cmd);
     assert!(first.cmd.exists() && first.resp.exists() && socket.exists());
     // The next start as the same user takes them over.
     let second = Bridge::start(&ns, &dir, &["--user", "nobody"]);
@@ -317,13 +308,9 @@ fn serve_briefly(ns: &Netns, dir: &TempDir, extra: &[&std::ffi::OsStr]) -> Outpu
 }
 
 #[test]
+#[ignore = "needs root"]
 fn record_and_capture_paths_that_are_symlinks_are_not_followed() {
-    let Some((ns, dir)) = root_netns(
-        "record_and_capture_paths_that_are_symlinks_are_not_followed",
-        "journal",
-    ) else {
-        return;
-    };
+    let (ns, dir) = root_netns("journal");
     let precious = dir.join("precious");
     for flag in ["--pcap", "--record"] {
         std::fs::write(&precious, b"keep me\n").unwrap();

@@ -8,10 +8,10 @@
 mod oracle;
 
 use proptest::prelude::*;
-use tunbridge::exchange::{Request, Response};
-use tunbridge::protocol::{check_packet, decode_hex, Command, Reply, MAX_LINE};
+use tunbridge::ipc::protocol::{check_packet, decode_hex, Answer, Command, MAX_LINE};
+use tunbridge::judge::exchange::{Request, Response};
+use tunbridge::judge::verdict::{self, Verdict};
 use tunbridge::wire::{self, checksum, icmpv4, ipv4};
-use tunbridge::{verdict, verdict::Verdict};
 
 /// A well-formed ICMP echo request 192.0.2.1 -> 192.0.2.2 with these fields, checksums filled.
 fn echo_request(tos: u8, ident: u16, seq: u16, ttl: u8, options: &[u8], data: &[u8]) -> Vec<u8> {
@@ -156,7 +156,7 @@ proptest! {
     #[test]
     fn parse_never_panics_and_errors_are_one_line(line in prop::collection::vec(any::<u8>(), 0..300), mtu in 0usize..70_000) {
         if let Err(e) = Command::parse(&line, mtu) {
-            let answer = Reply::Err(e.to_string()).to_string();
+            let answer = Answer::Err(e.to_string()).to_string();
             prop_assert!(!answer.contains('\n') && answer.starts_with("ERR "), "{answer:?}");
         }
     }
@@ -219,8 +219,8 @@ proptest! {
 
     #[test]
     fn every_reply_the_reference_stack_owes_agrees_with_the_oracle(packet in packets()) {
-        if let Ok(owed) = tunbridge::stack::owed(&packet) {
-            prop_assert_eq!(oracle::check_reply(&packet, &owed.bytes), Ok(()));
+        if let Ok(owed) = tunbridge::judge::stack::owed(&packet) {
+            prop_assert_eq!(oracle::check_reply(&packet, &owed), Ok(()));
         }
     }
 
@@ -263,11 +263,11 @@ proptest! {
 
     #[test]
     fn reply_display_is_one_line(packet in prop::collection::vec(any::<u8>(), 0..200), reason in "\\PC*|[\r\n\u{2028}a-z ]{0,40}") {
-        for reply in [Reply::Packet(packet.clone()), Reply::Err(reason.clone()), Reply::Ok, Reply::Timeout] {
+        for reply in [Answer::Packet(packet.clone()), Answer::Err(reason.clone()), Answer::Ok, Answer::Timeout] {
             let line = reply.to_string();
             prop_assert!(!line.contains('\n') && !line.contains('\r'), "{line:?}");
         }
-        prop_assert_eq!(Reply::Packet(packet.clone()).to_string(), hex::encode(&packet));
+        prop_assert_eq!(Answer::Packet(packet.clone()).to_string(), hex::encode(&packet));
     }
 }
 
@@ -277,6 +277,6 @@ fn over_long_lines_are_refused_without_looking_inside() {
     line.resize(MAX_LINE + 1, b'z');
     assert!(matches!(
         Command::parse(&line, 1500),
-        Err(tunbridge::protocol::ProtocolError::TooLong(_))
+        Err(tunbridge::ipc::protocol::ProtocolError::TooLong(_))
     ));
 }

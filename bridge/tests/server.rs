@@ -27,7 +27,7 @@ fn reply_to(bridge: &Bridge, line: &str) -> String {
 
 /// Checks that no reply was written to the device.
 fn assert_nothing_written(bridge: &Bridge, net: &Network) {
-    assert_eq!(bridge.count_log("reply written"), 0);
+    assert_eq!(bridge.counts.get(Count::Settled), 0);
     assert_eq!(net.recv(Duration::from_millis(50)).unwrap(), None);
 }
 
@@ -142,13 +142,13 @@ fn absent_reader_loses_nothing() {
     let dir = TempDir::new("m-absent");
     let (bridge, net) = Bridge::memory(&dir, &["--reply-grace", "300"]);
     let request = ping_memory(&net, 1, 56);
-    bridge.wait_log("request queued", Duration::from_secs(5));
+    bridge.wait_total(Count::Queued, 1, Duration::from_secs(5));
     // A READ whose sender never opens the answer FIFO.
     write_raw(&bridge.cmd, b"READ\n");
-    bridge.wait_log("READ abandoned", Duration::from_secs(5));
+    bridge.wait_total(Count::Abandoned, 1, Duration::from_secs(5));
     // A WRITE whose answer nobody reads is discarded, not left for the next client.
     write_raw(&bridge.cmd, b"PING\n");
-    bridge.wait_log("nobody read the answer", Duration::from_secs(5));
+    bridge.wait_total(Count::Discarded, 1, Duration::from_secs(5));
     assert_eq!(answer_one(&bridge, |_| {}), "OK");
     assert_replied(&net, &request);
 }
@@ -165,7 +165,7 @@ fn reader_that_goes_away_does_not_take_the_packet() {
     let sh = format!("echo READ > {cmd} && timeout 1 cat {resp}");
     let out = Command::new("sh").args(["-c", &sh]).output().unwrap();
     assert!(out.stdout.is_empty());
-    bridge.wait_log("its reader went away", Duration::from_secs(5));
+    bridge.wait_total(Count::Abandoned, 1, Duration::from_secs(5));
     let request = ping_memory(&net, 1, 56);
     assert_eq!(answer_one(&bridge, |_| {}), "OK");
     assert_replied(&net, &request);
@@ -188,12 +188,12 @@ fn clients_that_go_away_lose_nothing_and_get_nothing_stale() {
     let dir = TempDir::new("m-away");
     let (bridge, net) = Bridge::memory(&dir, &["--reply-grace", "300"]);
     let requests = [ping_memory(&net, 1, 56), ping_memory(&net, 2, 56)];
-    bridge.wait_count("request queued", 2, Duration::from_secs(5));
+    bridge.wait_total(Count::Queued, 2, Duration::from_secs(5));
     // A READ, then a bad WRITE, each from a client that never opens the answer FIFO.
     write_raw(&bridge.cmd, b"READ\n");
     write_raw(&bridge.cmd, b"WRITE zz\n");
-    bridge.wait_log("READ abandoned", Duration::from_secs(5));
-    bridge.wait_log("nobody read the answer", Duration::from_secs(5));
+    bridge.wait_total(Count::Abandoned, 1, Duration::from_secs(5));
+    bridge.wait_total(Count::Discarded, 1, Duration::from_secs(5));
     // Past the grace period the next clients get the queued packets, in order, not the stale ERR.
     let first = bridge.exchange("READ");
     let second = bridge.exchange("READ");
@@ -209,7 +209,7 @@ fn a_burst_of_unread_commands_is_discarded_within_the_grace_period() {
     let dir = TempDir::new("m-burst");
     let (bridge, net) = Bridge::memory(&dir, &["--reply-grace", "300"]);
     let request = ping_memory(&net, 1, 56);
-    bridge.wait_log("request queued", Duration::from_secs(5));
+    bridge.wait_total(Count::Queued, 1, Duration::from_secs(5));
     // A confused agent writes a script's worth of commands at once and reads no answer.
     let burst: Vec<u8> = b"HELLO\nREAD\nWRITE zz\n".repeat(20);
     write_raw(&bridge.cmd, &burst);
@@ -223,8 +223,8 @@ fn a_burst_of_unread_commands_is_discarded_within_the_grace_period() {
     );
     assert_eq!(reply_to(&bridge, &line), "OK");
     assert_replied(&net, &request);
-    assert_eq!(bridge.count_log("nobody read the answer"), 40);
-    assert_eq!(bridge.count_log("READ abandoned"), 20);
+    assert_eq!(bridge.counts.get(Count::Discarded), 40);
+    assert_eq!(bridge.counts.get(Count::Abandoned), 20);
 }
 
 #[test]
@@ -237,7 +237,7 @@ fn a_writer_killed_mid_line_does_not_block_the_next_client() {
         bridge.cmd.display()
     );
     let mut half = Command::new("sh").args(["-c", &script]).spawn().unwrap();
-    bridge.wait_log("unfinished command line dropped", Duration::from_secs(5));
+    bridge.wait_total(Count::LineDropped, 1, Duration::from_secs(5));
     let request = ping_memory(&net, 1, 56);
     let read = bridge.cli(&["read"]);
     assert!(read.status.success(), "{read:?}");
@@ -259,7 +259,11 @@ fn deleted_fifos_are_recreated() {
     let (bridge, net) = Bridge::memory(&dir, &[]);
     std::fs::remove_file(&bridge.cmd).unwrap();
     std::fs::remove_file(&bridge.resp).unwrap();
-    bridge.wait_count("FIFO was deleted", 2, Duration::from_secs(5));
+    let is_fifo =
+        |p: &std::path::Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_fifo());
+    wait_until(Duration::from_secs(5), || {
+        is_fifo(&bridge.cmd) && is_fifo(&bridge.resp)
+    });
     for path in [&bridge.cmd, &bridge.resp] {
         let meta = std::fs::symlink_metadata(path).unwrap();
         assert!(meta.file_type().is_fifo(), "{}", path.display());
@@ -302,9 +306,10 @@ fn a_fifo_replaced_by_a_file_or_link_stops_the_server_and_stays() {
 fn concurrent_clients_each_get_their_own_packet_and_answer() {
     const N: u16 = 4;
     let dir = TempDir::new("m-concurrent");
-    let (bridge, net) = Bridge::memory(&dir, &[]);
+    let rec = dir.record();
+    let (bridge, net) = Bridge::memory(&dir, &["--record", rec.to_str().unwrap()]);
     let requests: Vec<Vec<u8>> = (1..=N).map(|seq| ping_memory(&net, seq, 56)).collect();
-    bridge.wait_count("request queued", N.into(), Duration::from_secs(5));
+    bridge.wait_total(Count::Queued, N.into(), Duration::from_secs(5));
     let reads: Vec<Child> = (0..N).map(|_| bridge.spawn_cli(&["read"])).collect();
     let lines: Vec<String> = reads
         .into_iter()
@@ -334,17 +339,29 @@ fn concurrent_clients_each_get_their_own_packet_and_answer() {
     replies.sort();
     want.sort();
     assert_eq!(replies, want);
-    // Judged and logged after the write, so the last line may come just after its reply.
-    bridge.wait_count("verdict=valid", N.into(), Duration::from_secs(5));
-    assert_eq!(bridge.count_log("verdict=valid"), usize::from(N));
+    // Judged and recorded after the write, so the last line may come just after its reply.
+    let lines = records_once(&rec, N.into(), answered);
+    assert!(lines.iter().all(|l| l["verdict"] == "valid"), "{lines:#?}");
+    assert_eq!(lines.len(), usize::from(N));
 }
 
 #[test]
 fn a_read_gets_the_oldest_fresh_packet_after_a_stale_expiry() {
     let dir = TempDir::new("m-order-stale");
-    let (bridge, net) = Bridge::memory(&dir, &["--max-age", "1", "--queue-size", "64"]);
+    let rec = dir.record();
+    let (bridge, net) = Bridge::memory(
+        &dir,
+        &[
+            "--max-age",
+            "1",
+            "--queue-size",
+            "64",
+            "--record",
+            rec.to_str().unwrap(),
+        ],
+    );
     ping_memory(&net, 1, 56);
-    bridge.wait_log("request queued", Duration::from_secs(5));
+    bridge.wait_total(Count::Queued, 1, Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(1200));
     // A READ waits on a queue whose only packet is stale; twenty fresh ones arrive at once.
     let client = bridge.client();
@@ -358,7 +375,15 @@ fn a_read_gets_the_oldest_fresh_packet_after_a_stale_expiry() {
     for seq in 3..=21 {
         assert_eq!(seq_of(&bridge.exchange("READ")), seq);
     }
-    assert_eq!(bridge.count_log("outcome=\"stale\""), 1);
+    // The stale one is summarised once its second is over: one line, for one request.
+    let stale = |l: &serde_json::Value| l["outcome"] == "stale";
+    let lines = records_once(&rec, 1, stale);
+    let counts: Vec<_> = lines
+        .iter()
+        .filter(|l| stale(l))
+        .map(|l| &l["count"])
+        .collect();
+    assert_eq!(counts, [1]);
 }
 
 #[test]
@@ -404,7 +429,6 @@ fn strict_mode_refuses_invalid_replies() {
     // The agent may try again; the correct reply goes through.
     assert_eq!(write_packet(&bridge, &good), "OK");
     assert_replied(&net, &request);
-    bridge.wait_log("reply written", Duration::from_secs(5));
     assert_eq!(records_once(&rec, 1, answered)[0]["verdict"], "valid");
     // A reply to nothing is refused in strict mode.
     let answer = write_packet(&bridge, &good);
@@ -492,7 +516,7 @@ fn dropped_and_unanswered_requests_get_a_line() {
         ping_memory(&net, seq, 56);
     }
     // The other two go stale after a second; the drops of that second are summarised.
-    bridge.wait_log("outcome=\"stale\" count=2", Duration::from_secs(5));
+    records_once(&rec, 1, |l| l["outcome"] == "stale" && l["count"] == 2);
     // One more is read and never answered before the bridge stops.
     ping_memory(&net, 4, 56);
     assert_eq!(seq_of(&bridge.exchange("READ")), 4);
@@ -527,7 +551,7 @@ fn a_flood_of_drops_is_summarised_and_every_request_read_keeps_its_line() {
     for seq in 1..=3000 {
         ping_memory(&net, seq, 56);
     }
-    bridge.wait_count("request queued", 3000, Duration::from_secs(20));
+    bridge.wait_total(Count::Queued, 3000, Duration::from_secs(20));
     // The agent reads and answers two of the four left; two stay queued until the stop.
     for _ in 0..2 {
         assert_eq!(answer_one(&bridge, |_| {}), "OK");
@@ -567,4 +591,32 @@ fn a_device_that_goes_away_stops_the_server_with_a_clear_error() {
     let error = bridge.ended(Duration::from_secs(5)).unwrap_err();
     assert!(error.contains("the device mem0 is gone"), "{error}");
     assert!(!bridge.cmd.exists() && !bridge.resp.exists());
+}
+
+#[test]
+fn a_reply_whose_ok_waits_for_its_reader_keeps_its_record_line() {
+    // A raw client sends its WRITE and opens the answer FIFO only later; meanwhile a
+    // `tunbridge write` answers another request on the channel. Both replies are judged
+    // and recorded, each once, whichever OK reaches its client first.
+    let dir = TempDir::new("m-late-ok");
+    let rec = dir.record();
+    let (mut bridge, net) = Bridge::memory(&dir, &["--record", rec.to_str().unwrap()]);
+    let requests = [ping_memory(&net, 1, 56), ping_memory(&net, 2, 56)];
+    for request in &requests {
+        assert_eq!(hex::decode(bridge.exchange("READ")).unwrap(), *request);
+    }
+    let first = format!("WRITE {}\n", hex::encode(reference_reply(&requests[0])));
+    write_raw(&bridge.cmd, first.as_bytes());
+    // On the device: the WRITE was acted on, and its OK waits for the raw client.
+    assert_replied(&net, &requests[0]);
+    assert_eq!(reply_to(&bridge, &hex::encode(&requests[1])), "OK");
+    assert_replied(&net, &requests[1]);
+    assert_eq!(std::fs::read_to_string(&bridge.resp).unwrap(), "OK\n");
+    bridge.stop().unwrap();
+    let lines: Vec<_> = records(&rec)
+        .iter()
+        .map(|l| (l["outcome"].clone(), l["seq"].clone(), l["verdict"].clone()))
+        .collect();
+    let want = |seq: u16| ("answered".into(), seq.into(), "valid".into());
+    assert_eq!(lines, [want(1), want(2)], "{lines:?}");
 }

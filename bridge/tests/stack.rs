@@ -1,5 +1,5 @@
 //! The agent as a small IP stack, against real traffic from the kernel: `ping -6`, UDP
-//! echo and UDP to a closed port on both families (`scripts/lib/traffic.py`), and a TCP
+//! echo and UDP to a closed port on both families (`harness/traffic.py`), and a TCP
 //! connect that must be refused at once. The agent here answers with the reference stack
 //! (`stack::owed`) through the real bridge; the kernel checks every ICMPv6, UDP and TCP
 //! checksum of the replies, so a wrong reference fails these tests.
@@ -12,18 +12,26 @@ mod common;
 use std::process::{Child, Command, Output, Stdio};
 
 use common::*;
-use tunbridge::stack;
+use tunbridge::judge::stack;
 
 /// The agent's IPv6 address inside the test namespace.
 const PEER6: &str = "2001:db8::2";
 
-/// Starts `scripts/lib/traffic.py KIND` in the namespace.
+/// Starts `python3 -m harness.traffic KIND` in the namespace.
 fn traffic(ns: &Netns, kind: &str, wait: &str) -> Child {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/lib/traffic.py");
     Command::new("ip")
         .args([
-            "netns", "exec", &ns.name, "python3", script, kind, "--wait", wait,
+            "netns",
+            "exec",
+            &ns.name,
+            "python3",
+            "-m",
+            "harness.traffic",
+            kind,
+            "--wait",
+            wait,
         ])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -35,9 +43,7 @@ fn answer(bridge: &Bridge, spoil: impl Fn(&mut Vec<u8>)) -> String {
     let line = bridge.exchange("READ");
     assert_ne!(line, "TIMEOUT", "no request reached the agent");
     let request = hex::decode(&line).unwrap_or_else(|_| panic!("READ answer is not hex: {line:?}"));
-    let mut reply = stack::owed(&request)
-        .unwrap_or_else(|why| panic!("owed silence: {why}"))
-        .bytes;
+    let mut reply = stack::owed(&request).unwrap_or_else(|why| panic!("owed silence: {why}"));
     spoil(&mut reply);
     bridge.exchange(&format!("WRITE {}", hex::encode(&reply)))
 }
@@ -47,10 +53,9 @@ fn stdout(out: &Output) -> String {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ping6_of_every_size() {
-    let Some((ns, dir, bridge)) = recorded_root_bridge("ping6_of_every_size", "ping6", &[]) else {
-        return;
-    };
+    let (ns, dir, bridge) = recorded_root_bridge("ping6", &[]);
     for size in ["0", "56", "57", "1232"] {
         let ping = Command::new("ip")
             .args([
@@ -74,11 +79,9 @@ fn ping6_of_every_size() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn udp_and_tcp_on_both_families() {
-    let Some((ns, dir, bridge)) = recorded_root_bridge("udp_and_tcp_on_both_families", "l4", &[])
-    else {
-        return;
-    };
+    let (ns, dir, bridge) = recorded_root_bridge("l4", &[]);
     let kinds = [
         "udp-echo",
         "udp-echo6",
@@ -105,14 +108,9 @@ fn udp_and_tcp_on_both_families() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn the_kernel_drops_a_wrong_checksum_and_the_verdict_names_it() {
-    let Some((ns, dir, bridge)) = recorded_root_bridge(
-        "the_kernel_drops_a_wrong_checksum_and_the_verdict_names_it",
-        "badsum",
-        &["--read-timeout", "3"],
-    ) else {
-        return;
-    };
+    let (ns, dir, bridge) = recorded_root_bridge("badsum", &["--read-timeout", "3"]);
     // UDP checksum at 40 + 6 over IPv6, ICMPv6 at 40 + 2, TCP at 20 + 16 over IPv4.
     for (n, (kind, at, class)) in [
         ("udp-echo6", 47, "udp_checksum"),
@@ -139,14 +137,9 @@ fn the_kernel_drops_a_wrong_checksum_and_the_verdict_names_it() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn only_packets_for_the_agent_reach_a_read() {
-    let Some((ns, dir, bridge)) = recorded_root_bridge(
-        "only_packets_for_the_agent_reach_a_read",
-        "only",
-        &["--read-timeout", "2"],
-    ) else {
-        return;
-    };
+    let (ns, dir, bridge) = recorded_root_bridge("only", &["--read-timeout", "2"]);
     // Router solicitations or MLD reports would come within the first seconds after link
     // up; a ping to another address of the prefix goes out on the device too.
     let other = Command::new("ip")
@@ -170,21 +163,14 @@ fn only_packets_for_the_agent_reach_a_read() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn no_ipv6_keeps_ipv6_off() {
-    let Some((ns, _dir, bridge)) = root_bridge(
-        "no_ipv6_keeps_ipv6_off",
-        "noip6",
-        &["--read-timeout", "2", "--no-ipv6"],
-    ) else {
-        return;
-    };
+    let (ns, _dir, bridge) = root_bridge("noip6", &["--read-timeout", "2", "--no-ipv6"]);
     let ping6 = ns.exec(&["ping", "-6", "-n", "-c", "1", "-W", "1", PEER6]);
     assert!(!ping6.status.success());
     assert_eq!(bridge.exchange("READ"), "TIMEOUT");
     // A WRITE of IPv6 is refused with the reason.
-    let reply = stack::owed(&hex::decode(ICMPV6_REQUEST).unwrap())
-        .unwrap()
-        .bytes;
+    let reply = stack::owed(&hex::decode(ICMPV6_REQUEST).unwrap()).unwrap();
     let answer = bridge.exchange(&format!("WRITE {}", hex::encode(reply)));
     assert_eq!(answer, "ERR IPv6 is off on this bridge (--no-ipv6)");
 }

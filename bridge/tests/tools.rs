@@ -446,7 +446,7 @@ fn mcp_errors_are_tool_errors_or_protocol_errors_never_a_crash() {
     mcp.send(json!({"jsonrpc": "2.0", "id": 9, "method": "ping"}));
     assert_eq!(mcp.recv(), json!({"jsonrpc": "2.0", "id": 9, "result": {}}));
     // An over-long line is refused and the next one is served.
-    mcp.send_raw(&"x".repeat(tunbridge::mcp::MAX_MESSAGE + 10));
+    mcp.send_raw(&"x".repeat(tunbridge::ipc::mcp::MAX_MESSAGE + 10));
     assert_eq!(mcp.recv()["error"]["code"], -32700);
     mcp.send(json!({"jsonrpc": "2.0", "id": 10, "method": "ping"}));
     assert_eq!(mcp.recv()["id"], 10);
@@ -541,7 +541,7 @@ fn mcp_bounds_the_calls_that_wait() {
     let dir = TempDir::new("m-mcpmany");
     let (_bridge, _net, mut mcp) = mcp_bridge(&dir, &[]);
     let extra = 3;
-    let calls: Vec<String> = (0..1 + tunbridge::mcp::MAX_WAITING + extra)
+    let calls: Vec<String> = (0..1 + tunbridge::ipc::mcp::MAX_WAITING + extra)
         .map(|i| {
             json!({"jsonrpc": "2.0", "id": i, "method": "tools/call",
                    "params": {"name": "read_packet"}})

@@ -2,11 +2,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tunbridge::protocol::{decode_hex, Command, Reply};
+use tunbridge::ipc::protocol::{decode_hex, Command, Answer};
 
 fuzz_target!(|line: &[u8]| {
     if let Err(e) = Command::parse(line, 1500) {
-        let answer = Reply::Err(e.to_string()).to_string();
+        let answer = Answer::Err(e.to_string()).to_string();
         assert!(answer.starts_with("ERR ") && !answer.contains('\n'));
     }
     if let Ok(text) = std::str::from_utf8(line) {

@@ -5,9 +5,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tunbridge::exchange::{Request, Response};
-use tunbridge::stack::{self, Choices};
-use tunbridge::verdict::{self, Verdict};
+use tunbridge::judge::exchange::{Request, Response};
+use tunbridge::judge::stack::{self, Choices};
+use tunbridge::judge::verdict::{self, Verdict};
 
 fuzz_target!(|data: &[u8]| {
     // The first two bytes say where the request ends and the other stack's answer begins.
@@ -27,13 +27,13 @@ fuzz_target!(|data: &[u8]| {
     match stack::owed(request) {
         Ok(reply) => {
             assert_eq!(
-                verdict::judge_packets(request, &reply.bytes),
+                verdict::judge_packets(request, &reply),
                 Verdict::Valid,
                 "the reference reply is not valid"
             );
             let chosen = stack::owed_with(request, &choices).expect("owed once, owed always");
             assert_eq!(
-                verdict::judge_packets(request, &chosen.bytes),
+                verdict::judge_packets(request, &chosen),
                 Verdict::Valid,
                 "a reply with another stack's free choices {choices:?} is not valid"
             );

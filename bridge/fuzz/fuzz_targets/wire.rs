@@ -2,10 +2,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tunbridge::exchange::Request;
-use tunbridge::protocol::check_packet;
+use tunbridge::judge::exchange::Request;
+use tunbridge::ipc::protocol::check_packet;
 use tunbridge::wire::{self, icmpv4, ipv4};
-use tunbridge::verdict::{self, Verdict};
+use tunbridge::judge::verdict::{self, Verdict};
 
 fuzz_target!(|data: &[u8]| {
     let _ = check_packet(data.to_vec(), 1500);

@@ -8,6 +8,26 @@ use std::ops::Range;
 use super::checksum;
 use super::Error;
 
+/// The IP version of a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// IPv4 (RFC 791).
+    Ipv4,
+    /// IPv6 (RFC 8200).
+    Ipv6,
+}
+
+impl Family {
+    /// The family a packet's version nibble names; `None` for any other version or no bytes.
+    pub fn of(packet: &[u8]) -> Option<Family> {
+        match packet.first().map(|b| b >> 4) {
+            Some(4) => Some(Family::Ipv4),
+            Some(6) => Some(Family::Ipv6),
+            _ => None,
+        }
+    }
+}
+
 /// The protocol number (IPv4) or next header (IPv6) of ICMP for IPv4 (RFC 790).
 pub const PROTO_ICMP: u8 = 1;
 /// The protocol number of TCP (RFC 790).

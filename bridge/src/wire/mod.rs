@@ -3,9 +3,11 @@
 //!
 //! Bytes from outside (a TUN read, an agent's hex) enter only through `new_checked`,
 //! which refuses them with an `Error` whose text is one line saying what is wrong.
-//! `echo_reply` builds the reference reply the bridge judges an agent's reply against.
+//! `echo_reply` builds the echo reply a host owes an ICMPv4 echo request (the reference
+//! stack uses it for that kind).
 
 pub mod checksum;
+pub mod cidr;
 pub mod icmp;
 pub mod icmpv4;
 pub mod icmpv6;
@@ -17,6 +19,18 @@ pub mod udp;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
+
+#[cfg(test)]
+/// The fixture `REQUEST_56` with `edit` applied and, where it is still an IPv4 packet, the header
+/// checksum fixed: a request wrong in one field only.
+pub(crate) fn edited(edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut bytes = fixtures::REQUEST_56.to_vec();
+    edit(&mut bytes);
+    if let Ok(mut ip) = ipv4::Packet::new_checked(&mut bytes[..]) {
+        ip.fill_checksum();
+    }
+    bytes
+}
 
 /// The TTL of a reference echo reply: the Linux default (`net.ipv4.ip_default_ttl`).
 pub const REPLY_TTL: u8 = 64;

@@ -5,8 +5,9 @@
 //! private directory: no root, so these tests run everywhere. [`Bridge::start`] runs
 //! the real `tunbridge serve` on a TUN device in a network namespace of the test's
 //! own, and pings only the agent's address inside it; nothing is configured in the
-//! machine's own namespace. Without root those are skipped ([`root_or_skip`]), except
-//! under CI, where a missing privilege is a failure.
+//! machine's own namespace. Those need root and are `#[ignore = "needs root"]`: a plain
+//! `cargo test` reports them ignored, `scripts/test.sh` runs them as root with
+//! `--include-ignored` ([`require_root`] fails them when root is missing).
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -19,9 +20,10 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use tunbridge::cli::{Cli, Cmd};
-use tunbridge::client::Client;
-pub use tunbridge::device::memory::Network;
-use tunbridge::exchange::Request;
+pub use tunbridge::daemon::counts::{Count, Counts};
+pub use tunbridge::daemon::device::memory::Network;
+use tunbridge::ipc::client::Client;
+use tunbridge::judge::exchange::Request;
 use tunbridge::wire::{self, checksum};
 
 pub mod oracle;
@@ -31,78 +33,95 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tunbridge");
 /// The agent's address inside the test namespace.
 pub const PEER: &str = "192.0.2.2";
 
-/// True when the test can run; false (after saying so) when it must be skipped.
-pub fn root_or_skip(name: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
+/// Fails unless the test runs as root. Every test that calls it is `#[ignore = "needs root"]`,
+/// so a plain `cargo test` reports it ignored; `scripts/test.sh` runs it as root with
+/// `--include-ignored`, and then a missing privilege is a failure, never a skip.
+pub fn require_root() {
     assert!(
-        std::env::var_os("CI").is_none(),
-        "{name}: integration tests need root under CI"
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (network namespaces, TUN devices): run scripts/test.sh"
     );
-    eprintln!("skipped {name}: needs root for network namespaces and TUN");
-    false
 }
 
-/// For a test `name` that needs root: a namespace and a directory tagged `tag`; `None`
-/// when the test is skipped ([`root_or_skip`]).
-pub fn root_netns(name: &str, tag: &str) -> Option<(Netns, TempDir)> {
-    if !root_or_skip(name) {
-        return None;
-    }
-    Some((Netns::new(tag), TempDir::new(tag)))
+/// For a test that needs root: a namespace and a directory tagged `tag`.
+pub fn root_netns(tag: &str) -> (Netns, TempDir) {
+    require_root();
+    (Netns::new(tag), TempDir::new(tag))
 }
 
-/// For a test `name` that needs root: a namespace and a directory tagged `tag`, and the
-/// daemon started in them with `extra` flags; `None` when the test is skipped
-/// ([`root_or_skip`]). Keep all three until the end of the test, in this order, so that
-/// the bridge stops before its directory and namespace go.
-pub fn root_bridge(name: &str, tag: &str, extra: &[&str]) -> Option<(Netns, TempDir, Bridge)> {
-    root_bridge_with(name, tag, extra, false)
+/// For a test that needs root: a namespace and a directory tagged `tag`, and the daemon
+/// started in them with `extra` flags. Keep all three until the end of the test, in this
+/// order, so that the bridge stops before its directory and namespace go.
+pub fn root_bridge(tag: &str, extra: &[&str]) -> (Netns, TempDir, Bridge) {
+    root_bridge_with(tag, extra, false)
 }
 
 /// [`root_bridge`] with `--record` to the test directory's [`TempDir::record`].
-pub fn recorded_root_bridge(
-    name: &str,
-    tag: &str,
-    extra: &[&str],
-) -> Option<(Netns, TempDir, Bridge)> {
-    root_bridge_with(name, tag, extra, true)
+pub fn recorded_root_bridge(tag: &str, extra: &[&str]) -> (Netns, TempDir, Bridge) {
+    root_bridge_with(tag, extra, true)
 }
 
-fn root_bridge_with(
-    name: &str,
-    tag: &str,
-    extra: &[&str],
-    record: bool,
-) -> Option<(Netns, TempDir, Bridge)> {
-    let (ns, dir) = root_netns(name, tag)?;
+fn root_bridge_with(tag: &str, extra: &[&str], record: bool) -> (Netns, TempDir, Bridge) {
+    let (ns, dir) = root_netns(tag);
     let path = dir.record().display().to_string();
     let mut args = extra.to_vec();
     if record {
         args.extend(["--record", &path]);
     }
     let bridge = Bridge::start(&ns, &dir, &args);
-    Some((ns, dir, bridge))
+    (ns, dir, bridge)
 }
 
-/// The repository root when a test of the Claude Code harness can run: root, and the
-/// pinned client installed (`npm ci`). Otherwise the test is skipped, except under CI,
-/// where that is a failure.
-pub fn repo_with_claude_code(name: &str) -> Option<&'static Path> {
-    if !root_or_skip(name) {
-        return None;
-    }
+/// The repository root, for a test of the Claude Code harness: it needs root and the
+/// pinned client installed (`npm ci`, which `scripts/test.sh` runs); either missing is a
+/// failure.
+pub fn repo_with_claude_code() -> &'static Path {
+    require_root();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    if !root.join("node_modules/.bin/claude").exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "Claude Code is not installed: run npm ci"
-        );
-        eprintln!("skipped {name}: Claude Code is not installed (npm ci)");
-        return None;
+    assert!(
+        root.join("node_modules/.bin/claude").exists(),
+        "Claude Code is not installed: run npm ci (scripts/test.sh does)"
+    );
+    root
+}
+
+/// Waits until `done` holds, checking every 10 ms; panics after `limit`.
+pub fn wait_until(limit: Duration, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "not done within {limit:?}");
+        std::thread::sleep(Duration::from_millis(10));
     }
-    Some(root)
+}
+
+/// The Claude Code version `package.json` pins (the newest end of the supported range).
+pub fn pinned_client() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let package: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("package.json")).unwrap()).unwrap();
+    package["dependencies"]["@anthropic-ai/claude-code"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The oldest Claude Code the harness supports (`harness/clients.py`) and its `claude`,
+/// which `scripts/test.sh` installs into `target/clients/VERSION`; missing, a failure.
+pub fn oldest_client() -> (String, PathBuf) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let out = Command::new("python3")
+        .args(["-c", "from harness.clients import OLDEST; print(OLDEST)"])
+        .current_dir(root)
+        .output()
+        .expect("python3");
+    let version = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(!version.is_empty(), "harness.clients.OLDEST not found");
+    let claude = root.join(format!("target/clients/{version}/node_modules/.bin/claude"));
+    assert!(
+        claude.exists(),
+        "Claude Code {version} is not in target/clients: scripts/test.sh installs it"
+    );
+    (version, claude)
 }
 
 /// A network namespace of our own, deleted on drop.
@@ -224,6 +243,8 @@ pub struct Bridge {
     pub cmd: PathBuf,
     pub resp: PathBuf,
     pub log: Arc<Mutex<Vec<String>>>,
+    /// The running totals of an in-memory server (a process's stay zero).
+    pub counts: Arc<Counts>,
 }
 
 /// How the bridge runs.
@@ -286,6 +307,7 @@ impl Bridge {
             cmd,
             resp,
             log,
+            counts: Arc::default(),
         };
         bridge.wait_log("bridge ready", Duration::from_secs(10));
         bridge
@@ -298,6 +320,7 @@ impl Bridge {
             cmd,
             resp,
             log: Default::default(),
+            counts: Arc::default(),
         }
     }
 
@@ -319,11 +342,13 @@ impl Bridge {
         let mut config = args.config().expect("serve config");
         config.user = None;
         let (device, network) =
-            tunbridge::device::memory::pair("mem0", usize::from(config.mtu)).unwrap();
+            tunbridge::daemon::device::memory::pair("mem0", usize::from(config.mtu)).unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let sink = LogSink(Arc::clone(&log));
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
+        let counts = Arc::new(Counts::default());
+        let totals = Arc::clone(&counts);
         let thread = std::thread::spawn(move || {
             let subscriber = tracing_subscriber::fmt()
                 .with_env_filter("info,tunbridge=debug")
@@ -331,7 +356,7 @@ impl Bridge {
                 .with_writer(move || sink.clone())
                 .finish();
             tracing::subscriber::with_default(subscriber, || {
-                tunbridge::server::serve(config, Box::new(device), flag)
+                tunbridge::daemon::server::serve(config, Box::new(device), flag, totals)
             })
             .map_err(|e| e.to_string())
         });
@@ -343,6 +368,7 @@ impl Bridge {
             cmd,
             resp,
             log,
+            counts,
         };
         // A server that fails to start says why, rather than leaving the wait to time out.
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -384,6 +410,19 @@ impl Bridge {
                 "fewer than {n} log lines with {text:?}"
             );
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until the in-memory server's total of `which` is at least `n`; panics after `limit`.
+    pub fn wait_total(&self, which: Count, n: u64, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.counts.get(which) < n {
+            assert!(
+                Instant::now() < deadline,
+                "{which:?}: {} of {n} after {limit:?}",
+                self.counts.get(which)
+            );
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 

@@ -1,0 +1,164 @@
+"""The agents that answer the bridge: Claude Code (against a real model or the scripted one)
+and the native baseline.
+
+An agent is started once per ping (one-shot) or per session (continuous) with `start(tag,
+args)`, which returns an `AgentRun`: the process, its event stream as it arrives (Claude
+Code's, timestamped into claude-TAG.jsonl; harness/session.py) and, once it has ended, its
+exit status and the cost it reported. `ScriptedModel` is the dry run's model server for one
+configuration, a context manager like the bridge.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+from harness import ROOT
+from harness.clients import RUN_FLAGS
+from harness.harnesses import HARNESSES, Client
+from harness.session import Stamp
+
+DRY_RUN_ENV = {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1",
+               "DISABLE_AUTOUPDATER": "1"}
+
+
+class AgentError(Exception):
+    """An agent or its model could not start."""
+
+
+class ScriptedModel:
+    """`python3 -m harness.model` on a free loopback port, its request log in the bundle."""
+
+    def __init__(self, procs, out, work, flaw=None, delay=None):
+        self.procs, self.out, self.work, self.flaw, self.delay = procs, out, work, flaw, delay
+        self.url = None
+
+    def __enter__(self):
+        argv = [sys.executable, "-m", "harness.model", "--port", "0",
+                "--log", os.path.join(self.out, "model-requests.jsonl")]
+        if self.flaw:
+            argv += ["--flaw", self.flaw]
+        if self.delay:
+            argv += ["--behaviour", f"pace={self.delay}"]
+        log = os.path.join(self.work, "model.out")
+        with open(log, "w") as f:
+            self.proc = self.procs.start(argv, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
+                                         env=dict(os.environ, PYTHONPATH=ROOT))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            with open(log) as f:
+                text = f.read()
+            if "listening on " in text:
+                self.url = text.split("listening on ", 1)[1].split()[0]
+                return self
+            time.sleep(0.05)
+        raise AgentError("the scripted model did not start: " + open(log).read().strip())
+
+    def __exit__(self, *exc):
+        self.procs.stop(self.proc)
+        return False
+
+
+class AgentRun:
+    """One run of an agent: its process and, for Claude Code, its stamped event stream."""
+
+    def __init__(self, tag, proc, stamp=None, reader=None):
+        self.tag, self.proc, self.stamp, self.reader = tag, proc, stamp, reader
+        self.start, self.end, self.status = time.time(), None, None
+
+    @property
+    def tracker(self):
+        return self.stamp.tracker if self.stamp else None
+
+    @property
+    def phase(self) -> str:
+        return self.tracker.phase if self.tracker else "running"
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def finish(self) -> None:
+        """Waits for the process and its stream; records the end and exit status."""
+        self.status = self.proc.wait()
+        if self.reader:
+            self.reader.join(10)
+            self.stamp.close()
+        self.end = time.time()
+
+    @property
+    def cost(self) -> float:
+        result = (self.tracker.result if self.tracker else None) or {}
+        return float(result.get("total_cost_usd") or 0.0)
+
+
+class Claude:
+    """Claude Code, `-p` once per run, its events streamed and stamped."""
+
+    def __init__(self, client, config, opts, out, procs, bridge_env, model_url=None, oauth=False, work=None):
+        self.client, self.config, self.opts, self.out, self.procs = client, config, opts, out, procs
+        self.harness = HARNESSES[config.harness]
+        self.oauth = oauth
+        self.setup = Client(oauth=oauth, work=work, bridge_env=bridge_env)
+        env = dict(os.environ)
+        if model_url:   # the dry run: the scripted model, never the network
+            env.update(DRY_RUN_ENV, ANTHROPIC_BASE_URL=model_url, ANTHROPIC_API_KEY="dry-run")
+            env.pop("ANTHROPIC_AUTH_TOKEN", None)
+            if oauth:
+                env.pop("ANTHROPIC_API_KEY")
+                env["CLAUDE_CODE_OAUTH_TOKEN"] = "sk-ant-oat01-dry-run"
+        env.update(bridge_env)
+        env.update(self.harness.env(self.setup))
+        env.pop("PYTHONPATH", None)
+        tokens = config.thinking and {"off": "0", "on": "31999"}.get(config.thinking, config.thinking)
+        if tokens is not None:
+            env["MAX_THINKING_TOKENS"] = str(tokens)
+        self.env = env
+
+    def argv(self, args: str = "", budget: float = None) -> list:
+        argv = [self.client, "-p", self.harness.prompt(os.path.join(ROOT, self.config.prompt), args),
+                "--output-format", "stream-json", "--verbose", "--include-partial-messages", *RUN_FLAGS]
+        if self.config.model:
+            argv += ["--model", self.config.model]
+        if budget is not None:
+            argv += ["--max-budget-usd", f"{max(budget, 0.0001):.4f}"]
+        return argv + self.harness.flags(self.setup)
+
+    def start(self, tag, args: str = "", budget: float = None) -> AgentRun:
+        stamp = Stamp(os.path.join(self.out, f"claude-{tag}.jsonl"), os.path.join(self.out, f"claude-{tag}.json"))
+        err = open(os.path.join(self.out, f"claude-{tag}.err"), "w")
+        proc = self.procs.start(self.argv(args, budget), as_user=True, group=True, cwd=ROOT, env=self.env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True)
+        err.close()
+        reader = threading.Thread(target=pump, args=(proc.stdout, stamp), daemon=True)
+        reader.start()
+        return AgentRun(tag, proc, stamp, reader)
+
+
+def pump(stream, stamp) -> None:
+    for line in stream:
+        stamp.line(line)
+
+
+class Native:
+    """The non-LLM baseline (examples/native_agent.rs): one exchange per run."""
+
+    def __init__(self, binary, out, procs, bridge_env):
+        self.binary, self.out, self.procs = binary, out, procs
+        self.env = dict(os.environ, **bridge_env)
+
+    def start(self, tag, args: str = "", budget: float = None) -> AgentRun:
+        with open(os.path.join(self.out, f"agent-{tag}.txt"), "w") as f:
+            proc = self.procs.start([self.binary, "--count", "1"], env=self.env, stdin=subprocess.DEVNULL,
+                                    stdout=f, stderr=subprocess.STDOUT)
+        return AgentRun(tag, proc)
+
+
+def write_run(out, run: AgentRun, ident: int, opts: str) -> None:
+    """Appends the run to the bundle's runs.jsonl."""
+    line = {"tag": str(run.tag), "start": run.start, "end": run.end, "status": run.status,
+            "ident": ident, "opts": opts, "cost_usd": run.cost,
+            "models": run.tracker.models if run.tracker else []}
+    with open(os.path.join(out, "runs.jsonl"), "a") as f:
+        f.write(json.dumps(line) + "\n")

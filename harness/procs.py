@@ -1,0 +1,139 @@
+"""Child processes: started so they can always be stopped, run as the user who asked.
+
+Every process the runner starts goes through `Procs`, a context manager that stops what is
+still running when it closes, however it closes (the run ended, an exception, Ctrl-C): a
+TERM to the process group of each child started in a group of its own, a KILL after a grace
+period. The runner runs as root (the TUN device needs it); the agent runs as the user who
+asked (`SUDO_USER`), as it did before the package.
+"""
+
+import os
+import pwd
+import signal
+import subprocess
+import time
+
+
+def run_user():
+    """(name, uid, gid, groups) of the user the agent runs as: the sudo user (SUDO_UID and
+    SUDO_GID, as the bridge reads them when it drops root to that user), or ourselves."""
+    try:
+        uid, gid = int(os.environ["SUDO_UID"]), int(os.environ["SUDO_GID"])
+    except (KeyError, ValueError):
+        uid, gid = os.getuid(), os.getgid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid), uid, gid, [gid]
+    return name, uid, gid, os.getgrouplist(name, gid)
+
+
+def chown_tree(path: str) -> None:
+    """Gives `path` and everything under it to the run user (the files are theirs, not root's)."""
+    _, uid, gid, _ = run_user()
+    if uid == 0 or not os.path.exists(path):
+        return
+    for top, dirs, files in os.walk(path):
+        for name in [top] + [os.path.join(top, n) for n in dirs + files]:
+            try:
+                os.lchown(name, uid, gid)
+            except OSError:
+                pass
+
+
+def stop(proc: subprocess.Popen, grace: float = 3.0) -> None:
+    """TERM (to its group when it leads one), then KILL after `grace` seconds; reaps it."""
+    if proc.poll() is not None:
+        return
+    group = getattr(proc, "own_group", False)
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+class Procs:
+    """The processes of one configuration; all stopped, newest first, when it closes."""
+
+    def __init__(self):
+        self.live = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_all()
+        return False
+
+    def start(self, argv, *, as_user=False, group=False, **kw) -> subprocess.Popen:
+        """Popen(argv, **kw), tracked; `as_user` runs it as the run user; `group` in a
+        process group of its own (its children are then stopped with it)."""
+        if as_user:
+            _, uid, gid, groups = run_user()
+            if uid != os.getuid():
+                kw.update(user=uid, group=gid, extra_groups=groups)
+        proc = subprocess.Popen(argv, start_new_session=group, **kw)
+        proc.own_group = group
+        self.live.append(proc)
+        return proc
+
+    def stop(self, proc, grace: float = 3.0) -> None:
+        stop(proc, grace)
+        if proc in self.live:
+            self.live.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.live):
+            stop(proc, grace=2.0)
+        self.live = []
+
+
+def descendants(pid: int) -> list:
+    """(pid, argv) of every live descendant of `pid`, from /proc."""
+    parent, argv = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        parent[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+        argv[int(entry)] = [a.decode(errors="replace") for a in args if a]
+    found = []
+    for p in parent:
+        q = p
+        while q in parent and q != pid and q > 1:
+            q = parent[q]
+        if q == pid and p != pid:
+            found.append((p, argv[p]))
+    return found
+
+
+def waits_in_read(pid: int) -> bool:
+    """True while a descendant of `pid` is `tunbridge read`: the agent waits for a packet."""
+    return any(len(a) >= 2 and os.path.basename(a[0]) == "tunbridge" and a[1:] == ["read"]
+               for _, a in descendants(pid))
+
+
+def wait_until_reading(proc, say=None, stop_event=None) -> bool:
+    """Waits until `proc` waits in READ (True) or exits (False), saying so every 2 s."""
+    start = time.monotonic()
+    next_note = 2.0
+    while not waits_in_read(proc.pid):
+        if proc.poll() is not None or (stop_event is not None and stop_event.is_set()):
+            return False
+        if say and time.monotonic() - start > next_note:
+            say(f"waiting for the agent to wait in READ ({next_note:.0f} s)")
+            next_note += 2
+        time.sleep(0.1)
+    return True

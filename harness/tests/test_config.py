@@ -1,0 +1,95 @@
+"""harness/config.py and the run flags of harness/cli.py: the matrix and its checks."""
+
+import unittest
+
+from harness import cli, runner
+from harness.config import Config, ConfigError, Options, matrix, thinking_tokens
+
+
+def parse(*argv):
+    return cli.parse_run(list(argv) + ["--out", "/tmp/unused"])
+
+
+class Matrix(unittest.TestCase):
+    def test_one_configuration_by_default(self):
+        opts, configs = parse("--agent", "dry-run")
+        self.assertEqual(len(configs), 1)
+        self.assertEqual(opts.count, 3)
+        c = configs[0]
+        self.assertEqual((c.model, c.prompt, c.harness, c.thinking, c.traffic),
+                         (None, "prompts/ping-respond.md", "default", None, ()))
+
+    def test_every_combination_in_order(self):
+        _, configs = parse("--agent", "dry-run", "--model", "a", "--model", "b", "--prompt", "prompts/ping-respond.md",
+                           "--prompt", "prompts/ping-respond-fast.md", "--lean", "--harness", "default",
+                           "--thinking", "off")
+        self.assertEqual(len(configs), 2 * 2 * 2)
+        self.assertEqual([c.index for c in configs], list(range(1, 9)))
+        self.assertEqual((configs[0].model, configs[0].harness), ("a", "lean"))
+        self.assertEqual(len({c.slug() for c in configs}), 8)
+
+    def test_traffic_comma_list_is_one_configuration_repeats_are_several(self):
+        _, one = parse("--agent", "dry-run", "--prompt", "prompts/ip-stack.md", "--traffic", "ping6,tcp-syn")
+        self.assertEqual([c.traffic for c in one], [("ping6", "tcp-syn")])
+        _, two = parse("--agent", "dry-run", "--traffic", "ping", "--traffic", "udp-echo6")
+        self.assertEqual([c.traffic for c in two], [("ping",), ("udp-echo6",)])
+
+    def test_suite_alone_runs_no_pings_and_defaults_to_ip_stack(self):
+        opts, configs = parse("--agent", "dry-run", "--suite")
+        self.assertIsNone(opts.count)
+        self.assertEqual(configs[0].prompt, "prompts/ip-stack.md")
+        opts, _ = parse("--agent", "dry-run", "--suite", "echo-56", "--repeat", "3")
+        self.assertEqual((opts.count, opts.suite), (3, ["echo-56"]))
+
+    def test_continuous_serves_with_ping_serve(self):
+        opts, configs = parse("--agent", "dry-run", "--continuous", "--count", "10")
+        self.assertEqual(configs[0].prompt, "prompts/ping-serve.md")
+        self.assertEqual(runner.planned_runs(opts, configs[0]), 1)
+        opts, configs = parse("--agent", "dry-run", "--continuous", "--count", "45")
+        self.assertEqual(runner.planned_runs(opts, configs[0]), 3)
+
+    def test_native_has_one_configuration(self):
+        _, configs = parse("--agent", "native", "--model", "a", "--model", "b")
+        self.assertEqual(len(configs), 1)
+
+    def test_bad_values_are_one_line_errors(self):
+        for argv, text in (
+                (["--agent", "robot"], "--agent"),
+                (["--count", "0"], "--count"),
+                (["--agent", "claude", "--flaw", "data"], "--flaw needs --agent dry-run"),
+                (["--agent", "dry-run", "--thinking", "lots"], "--thinking"),
+                (["--agent", "dry-run", "--harness", "fat"], "--harness"),
+                (["--agent", "dry-run", "--traffic", "smtp"], "--traffic"),
+                (["--agent", "dry-run", "--prompt", "prompts/none.md"], "not found"),
+                (["--agent", "dry-run", "--continuous", "--suite"], "--continuous"),
+                (["--agent", "dry-run", "--continuous", "--traffic", "ping6"], "--traffic"),
+                (["--agent", "dry-run", "--ping-opts", "-s 1; rm -rf /"], "--ping-opts"),
+                (["--agent", "dry-run", "--suite", "no-such-scenario"], "unknown scenario"),
+                (["--agent", "dry-run", "--jobs", "0"], "--jobs"),
+                (["--agent", "dry-run", "--max-cost", "-1"], "--max-cost"),
+                (["--agent", "claude", "--model-delay", "2"], "--model-delay")):
+            with self.assertRaises(ConfigError, msg=argv) as caught:
+                parse(*argv)
+            self.assertIn(text, str(caught.exception))
+            self.assertNotIn("\n", str(caught.exception))
+
+    def test_thinking(self):
+        self.assertEqual([thinking_tokens(t) for t in (None, "off", "on", "2048")], [None, 0, 31999, 2048])
+        self.assertEqual(Config(thinking="off").thinking_label, "off (MAX_THINKING_TOKENS=0)")
+        self.assertEqual(Config().thinking_label, "client default")
+
+    def test_labels_and_slugs(self):
+        c = Config(model="claude-haiku-4-5", prompt="prompts/ip-stack.md", harness="lean", thinking="on",
+                   traffic=("ping6", "tcp-syn"), index=3)
+        self.assertEqual(c.label(), "claude-haiku-4-5, ip-stack.md, lean, thinking on, ping6,tcp-syn")
+        self.assertEqual(c.slug(), "03-claude-haiku-4-5-ip-stack-lean-thinking-on-ping6-tcp-syn")
+        self.assertEqual(Config(model="a/b c").slug(), "01-a_b_c-ping-respond-default")
+
+    def test_options_go_into_run_json_whole(self):
+        self.assertIn("max_cost", Options().as_dict())
+        with self.assertRaises(ConfigError):
+            matrix(Options(agent="dry-run", mode="continuous"), traffic=["ping"])
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,131 @@
+"""harness/bundle.py and harness/leaderboard.py: a bundle's table and result, the leaderboard,
+its ordering and picture, and reading a bundle written before the package."""
+
+import json
+import os
+import tempfile
+import unittest
+
+from harness import bundle, leaderboard
+
+ARRIVAL = "2026-12-01T10:00:00.000000Z"
+T0 = 1764583200.0   # ARRIVAL as unix time
+
+
+def ping_text(rtt):
+    if rtt is None:
+        return "PING 192.0.2.2\n\n--- 192.0.2.2 ping statistics ---\n1 packets transmitted, 0 received\n"
+    return (f"64 bytes from 192.0.2.2: icmp_seq=1 ttl=64 time={rtt} ms\n\n"
+            "1 packets transmitted, 1 received, 0% packet loss\n")
+
+
+def make_bundle(d, pings, old=False):
+    """pings: [(ident, rtt or None, record dict or None)]. `old`: timeline.tsv and a
+    summary.md heading as the runner before the package wrote them."""
+    records, runs = [], []
+    for n, (ident, rtt, record) in enumerate(pings, 1):
+        with open(os.path.join(d, f"ping-{n}.txt"), "w") as f:
+            f.write(ping_text(rtt))
+        if record is not None:
+            records.append(dict({"arrival": ARRIVAL, "id": ident, "seq": 1}, **record))
+        runs.append({"tag": str(n), "start": T0 - 1, "end": T0 + 2, "status": 0, "ident": ident, "opts": ""})
+    with open(os.path.join(d, "records.jsonl"), "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+    if old:
+        with open(os.path.join(d, "timeline.tsv"), "w") as f:
+            f.writelines(f"{r['tag']}\t{r['start']}\t{r['end']}\t0\t{r['ident']}\t\n" for r in runs)
+        with open(os.path.join(d, "summary.md"), "w") as f:
+            f.write("# Experiment: dry-run, model claude-x, prompt `prompts/ping-respond.md`, "
+                    "harness lean, thinking client default\n")
+    else:
+        with open(os.path.join(d, "runs.jsonl"), "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in runs)
+
+
+ANSWERED = {"outcome": "answered", "queue_ms": 900.0, "agent_ms": 80.0, "rtt_ms": 1000.0, "verdict": "valid",
+            "class": "valid", "written": True}
+WRONG = dict(ANSWERED, verdict="bad ICMP checksum: got 0x1c2a, want 0x1c2b", **{"class": "icmp_checksum"})
+META = {"agent": "native", "model": None, "prompt": "prompts/ping-respond.md", "harness": "default",
+        "mode": "oneshot", "count": 4, "max_age": 60}
+
+
+class Bundle(unittest.TestCase):
+    def test_fates_in_one_field(self):
+        with tempfile.TemporaryDirectory() as d:
+            make_bundle(d, [(101, 1000.5, ANSWERED), (102, 990.0, WRONG), (103, None, None),
+                            (104, None, {"outcome": "unanswered", "queue_ms": 10.0})])
+            result = bundle.summarise(d, META, tunbridge="/nonexistent/tunbridge")
+            fates = [p["fate"] for p in result["pings"]]
+            self.assertEqual(fates[0], "valid")
+            self.assertTrue(fates[1].startswith("bad ICMP checksum"))
+            self.assertEqual(fates[2], "lost: no request reached the bridge")
+            self.assertEqual(fates[3], "read by the agent, never answered")
+            self.assertEqual([p["lost"] for p in result["pings"]], [False, False, True, True])
+            with open(os.path.join(d, "summary.md")) as f:
+                summary = f.read()
+            self.assertIn("4 pings, 2 answered in ping, 1 valid replies", summary)
+            with open(os.path.join(d, "timeline.json")) as f:
+                rows = json.load(f)["rows"]
+            self.assertEqual([r["label"] for r in rows], ["ping 1 (seq 1)", "ping 2 (seq 1)", "ping 4 (seq 1)"])
+            with open(os.path.join(d, "result.json")) as f:
+                self.assertEqual(json.load(f)["pings"][0]["rtt_ms"], 1000.5)
+
+    def test_a_bundle_from_before_the_package_reads_the_same(self):
+        with tempfile.TemporaryDirectory() as d:
+            make_bundle(d, [(201, 1500.0, ANSWERED), (202, 1700.0, ANSWERED)], old=True)
+            found = leaderboard.find_results(d)
+            self.assertEqual(len(found), 1)
+            row = leaderboard.row_of(found[0][1])
+            self.assertEqual((row["model"], row["harness"], row["pings"], row["valid"]), ("claude-x", "lean", 2, 2))
+            self.assertEqual(row["median"], 1600.0)
+            self.assertFalse(os.path.exists(os.path.join(d, "result.json")), "compare writes nothing")
+
+
+def result(model, rtts, valid=None, lost=(), cost=0.3, suite=None):
+    valid = valid if valid is not None else [True] * len(rtts)
+    pings = [{"n": i + 1, "rtt_ms": None if i in lost else r, "valid": v and i not in lost, "lost": i in lost,
+              "agent_ms": 50.0, "requests": 3, "tool_calls": 2, "input_tokens": 1000, "cached_tokens": 100,
+              "output_tokens": 50} for i, (r, v) in enumerate(zip(rtts, valid))]
+    out = {"meta": {"agent": "dry-run", "model": model, "prompt": "prompts/ping-respond.md",
+                    "harness": "default"}, "pings": pings, "models": [model], "cost_usd": cost * len(pings)}
+    if suite:
+        out["suite"] = suite
+    return out
+
+
+class Leaderboard(unittest.TestCase):
+    def test_clean_configurations_first_by_median_then_the_rest(self):
+        rows = [leaderboard.row_of(result("slow", [3000, 3100, 2900])),
+                leaderboard.row_of(result("wrong", [100, 110, 120], valid=[True, False, True])),
+                leaderboard.row_of(result("fast", [1000, 1100, 900])),
+                leaderboard.row_of(result("lossy", [800, 900, 700], lost=[1]))]
+        self.assertEqual([r["model"] for r in leaderboard.order(rows)], ["fast", "slow", "wrong", "lossy"])
+
+    def test_markdown_has_every_column_and_the_interval(self):
+        rows = [leaderboard.row_of(result("m", [1000, 1100, 900], suite={"passed": 18, "run": 19}))]
+        text = leaderboard.markdown(rows)
+        head, rule, line = [line for line in text.splitlines() if line.startswith("|")]
+        self.assertEqual(head.count("|"), line.count("|"))
+        self.assertEqual(rule.count("|"), line.count("|"))
+        self.assertIn("| 1 | m | ping-respond.md | default | default | 3 | 100 | 1000.0 [", line)
+        self.assertIn("| 0.3000 | 18 / 19 |", line)
+        self.assertIn("[leaderboard.svg](leaderboard.svg)", text)
+
+    def test_the_picture_marks_invalid_and_lost(self):
+        rows = [leaderboard.row_of(result("m", [1000, 1100, 900], valid=[True, False, True], lost=[2]))]
+        svg = leaderboard.svg(rows)
+        self.assertTrue(svg.startswith("<svg"))
+        self.assertEqual(svg.count('<circle cx="'), 1 + 1)         # one valid ping, and the legend's dot
+        self.assertEqual(svg.count('stroke="#d62728"'), 1 + 1)      # one invalid cross, and the legend's
+        self.assertEqual(svg.count('fill="#888"'), 1 + 1)           # one lost triangle, and the legend's
+        self.assertIn("log scale", svg)
+        self.assertIn("#1 m, ping-respond.md, default", svg)
+
+    def test_a_configuration_without_pings_has_a_row(self):
+        text = leaderboard.markdown([leaderboard.row_of({"meta": {"agent": "dry-run"}, "pings": [],
+                                                         "error": "the bridge did not start"})])
+        self.assertIn("failed: the bridge did not start", text)
+
+
+if __name__ == "__main__":
+    unittest.main()

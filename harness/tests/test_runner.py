@@ -1,0 +1,121 @@
+"""The parts of a run that decide without root: the budget, the scenarios' judge, the
+progress lines, the cleanup of child processes."""
+
+import io
+import subprocess
+import sys
+import time
+import unittest
+
+from harness import procs, scenarios
+from harness.progress import Progress
+from harness.runner import Budget
+
+
+class BudgetTest(unittest.TestCase):
+    def test_no_new_run_once_the_spend_reaches_the_limit(self):
+        b = Budget(1.0)
+        self.assertTrue(b.allow())
+        b.add(0.6)
+        self.assertTrue(b.allow())
+        self.assertAlmostEqual(b.remaining(), 0.4)
+        b.add(0.5)
+        self.assertFalse(b.allow())
+        self.assertIn("--max-cost $1 reached ($1.1000 reported spent)", b.reason)
+        self.assertEqual(b.remaining(), 0.0)
+
+    def test_no_limit(self):
+        b = Budget(None)
+        b.add(100)
+        self.assertTrue(b.allow())
+        self.assertIsNone(b.remaining())
+
+
+class Judge(unittest.TestCase):
+    echo = scenarios.BY_NAME["echo-56"]
+    silent = scenarios.BY_NAME["bad-icmp-checksum"]
+
+    def test_reply_scenarios(self):
+        valid = {"written": True, "class": "valid", "queue_ms": 1.0, "outcome": "answered"}
+        self.assertEqual(scenarios.judge(self.echo, [valid], {"client": "ping", "received": True}), (True, "valid"))
+        self.assertEqual(scenarios.judge(self.echo, [valid], {"client": "ping", "received": False}),
+                         (False, "valid, but ping saw no answer"))
+        self.assertEqual(scenarios.judge(self.echo, [dict(valid, **{"class": "payload"})], {"received": True}),
+                         (False, "payload"))
+        self.assertEqual(scenarios.judge(self.echo, [], {}), (False, "the agent never read the request"))
+
+    def test_silence_scenarios(self):
+        read = {"queue_ms": 3.0, "outcome": "unanswered"}
+        self.assertEqual(scenarios.judge(self.silent, [read], {"client": "inject"}), (True, "silent"))
+        wrote = {"written": True, "class": "no_reply_owed", "queue_ms": 3.0, "outcome": "answered"}
+        self.assertEqual(scenarios.judge(self.silent, [wrote], {}), (False, "wrote a reply (no_reply_owed)"))
+
+    def test_selection_by_prompt_and_flaws(self):
+        self.assertEqual(len(scenarios.select([], "prompts/ping-respond.md")), 11)
+        self.assertEqual(len(scenarios.select([], "prompts/ip-stack.md")), 19)
+        self.assertEqual([s.name for s in scenarios.select(["fragment,echo-0"], None)], ["echo-0", "fragment"])
+        self.assertNotIn("data", scenarios.BY_NAME["echo-0"].caught_by)
+        self.assertEqual(scenarios.BY_NAME["tcp-rst"].request_argv(30, 7)[-4:], ["--build", "tcp-rst", "--ident", "7"])
+
+
+class ProgressTest(unittest.TestCase):
+    def test_plain_lines_without_a_terminal(self):
+        out = io.StringIO()
+        with Progress(4, 2, stream=out, live=False) as p:
+            p.show("#1", "ping 1/2: model turn 1, 0 s")
+            p.show("#1", "ping 1/2: model turn 2, 1 s")   # within 10 s: not printed again
+            p.note("    #1: ping 1/2: time=900 ms")
+            p.ran(2.0)
+            p.ran(4.0)
+            self.assertEqual(p.summary()[:40], "2/4 agent runs, 0:00 elapsed, about 0:06")
+        lines = out.getvalue().splitlines()
+        self.assertEqual(lines, ["    #1: ping 1/2: model turn 1, 0 s", "    #1: ping 1/2: time=900 ms"])
+        self.assertNotIn("\x1b", out.getvalue())
+
+    def test_live_lines_are_redrawn_in_place(self):
+        out = io.StringIO()
+        with Progress(2, 1, stream=out, live=True) as p:
+            p.show("#1", "ping 1/2: waiting in READ, 3 s")
+            p.draw()
+            p.note("    ping 1/2: time=1 ms")
+        text = out.getvalue()
+        self.assertIn("#1: ping 1/2: waiting in READ, 3 s", text)
+        self.assertIn("\x1b[", text)
+
+    def test_no_estimate_before_a_run_ends(self):
+        self.assertIsNone(Progress(3, 1, stream=io.StringIO(), live=False).eta())
+
+
+class Cleanup(unittest.TestCase):
+    def test_every_child_is_stopped_when_the_block_ends_however_it_ends(self):
+        with self.assertRaises(RuntimeError):
+            with procs.Procs() as group:
+                a = group.start([sys.executable, "-c", "import time; time.sleep(60)"])
+                b = group.start(["sh", "-c", "sleep 60 & wait"], group=True)
+                raise RuntimeError("a configuration failed")
+        self.assertIsNotNone(a.poll())
+        self.assertIsNotNone(b.poll())
+
+    def test_a_child_that_ignores_term_is_killed(self):
+        with procs.Procs() as group:
+            p = group.start([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
+                             "signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"], stdout=subprocess.PIPE)
+            p.stdout.readline()
+            start = time.monotonic()
+            group.stop(p, grace=0.2)
+        self.assertEqual(p.returncode, -9)
+        self.assertLess(time.monotonic() - start, 5)
+        p.stdout.close()
+
+    def test_descendants_are_found(self):
+        with procs.Procs() as group:
+            p = group.start(["sh", "-c", "sleep 30 & wait"], group=True)
+            deadline = time.monotonic() + 5
+            while not any(a[:1] == ["sleep"] for _, a in procs.descendants(p.pid)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertTrue(any(a == ["sleep", "30"] for _, a in procs.descendants(p.pid)))
+            self.assertFalse(procs.waits_in_read(p.pid))
+
+
+if __name__ == "__main__":
+    unittest.main()
