@@ -216,6 +216,49 @@ fn something_that_is_no_bridge_gives_exit_2() {
     assert!(err.contains("not a bridge's greeting"), "{err}");
 }
 
+// ------------------------------------------------------------ a session (one connection kept)
+
+#[test]
+fn a_session_keeps_one_connection_for_many_exchanges() {
+    let dir = TempDir::new("n-session");
+    let (bridge, net) = Bridge::memory(&dir, &["--read-timeout", "1"]);
+    let requests = [ping_memory(&net, 1, 56), ping_memory(&net, 2, 0)];
+    let mut session = bridge.client().session().expect("a session");
+    for request in &requests {
+        let line = session.exchange("READ").unwrap();
+        assert_eq!(hex::decode(&line).unwrap(), *request);
+        let answer = session
+            .exchange(&format!("WRITE {}", reply_hex(&line)))
+            .unwrap();
+        assert_eq!(answer, "OK");
+        assert_replied(&net, request);
+    }
+    assert_eq!(session.exchange("READ").unwrap(), "TIMEOUT");
+}
+
+#[test]
+fn a_session_whose_bridge_hangs_up_fails_at_once() {
+    let dir = TempDir::new("n-sessiongone");
+    let fake = fake_bridge(&dir, HELLO, None, Then::HangUp);
+    let client = tunbridge::ipc::client::Client::new(dir.join("cmd"), dir.join("resp"));
+    let start = Instant::now();
+    let mut session = client.session().expect("greeted");
+    fake.join().unwrap();
+    let err = session.exchange("READ").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            tunbridge::ipc::client::ClientError::HungUp
+                | tunbridge::ipc::client::ClientError::Io { .. }
+        ),
+        "{err}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "it waited instead of failing"
+    );
+}
+
 // ------------------------------------------------------------ tunbridge mcp
 
 /// `tunbridge mcp` as a child speaking raw JSON lines.

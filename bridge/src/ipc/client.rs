@@ -292,21 +292,21 @@ impl Call {
 
     /// Reads what has come without waiting: true once every answer is in.
     pub fn read_ready(&mut self) -> Result<bool, ClientError> {
+        self.read_for(Call::is_done)
+    }
+
+    /// Reads what has come without waiting: true once `done`; an error when the bridge has
+    /// closed the connection before, or the next line is overdue.
+    fn read_for(&mut self, done: impl Fn(&Call) -> bool) -> Result<bool, ClientError> {
         let mut chunk = [0u8; CHUNK];
-        loop {
-            self.take_lines()?;
-            if self.is_done() {
-                return Ok(true);
-            }
+        let closed = loop {
             match (&self.stream).read(&mut chunk) {
-                Ok(0) => return Err(ClientError::HungUp),
+                Ok(0) => break true,
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return self.overdue(),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
                 // The bridge closed with our command unread: it went away.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                    return Err(ClientError::HungUp)
-                }
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break true,
                 Err(source) => {
                     return Err(ClientError::Io {
                         step: "reading the answer",
@@ -314,6 +314,12 @@ impl Call {
                     })
                 }
             }
+        };
+        self.take_lines()?;
+        match (done(self), closed) {
+            (true, _) => Ok(true),
+            (false, true) => Err(ClientError::HungUp),
+            (false, false) => self.overdue(),
         }
     }
 
@@ -379,7 +385,9 @@ impl Call {
                     })
                 }
             }
-            self.read_ready()?;
+            if self.read_for(&done)? {
+                return Ok(());
+            }
         }
     }
 
