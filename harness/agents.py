@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from harness import ROOT
+from harness import ROOT, backends
 from harness.clients import RUN_FLAGS
 from harness.harnesses import HARNESSES, Client
 from harness.session import Stamp
@@ -31,8 +31,9 @@ class AgentError(Exception):
 class ScriptedModel:
     """`python3 -m harness.model` on a free loopback port, its request log in the bundle."""
 
-    def __init__(self, procs, out, work, flaw=None, delay=None):
+    def __init__(self, procs, out, work, flaw=None, delay=None, behaviour=None):
         self.procs, self.out, self.work, self.flaw, self.delay = procs, out, work, flaw, delay
+        self.behaviour = behaviour
         self.url = None
 
     def __enter__(self):
@@ -42,6 +43,8 @@ class ScriptedModel:
             argv += ["--flaw", self.flaw]
         if self.delay:
             argv += ["--behaviour", f"pace={self.delay}"]
+        if self.behaviour:
+            argv += ["--behaviour", self.behaviour]
         log = os.path.join(self.work, "model.out")
         with open(log, "w") as f:
             self.proc = self.procs.start(argv, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
@@ -67,6 +70,7 @@ class AgentRun:
     def __init__(self, tag, proc, stamp=None, reader=None):
         self.tag, self.proc, self.stamp, self.reader = tag, proc, stamp, reader
         self.start, self.end, self.status = time.time(), None, None
+        self.stopped = None      # "timeout" or "interrupted" when the harness stopped it
 
     @property
     def tracker(self):
@@ -108,6 +112,8 @@ class Claude:
             if oauth:
                 env.pop("ANTHROPIC_API_KEY")
                 env["CLAUDE_CODE_OAUTH_TOKEN"] = "sk-ant-oat01-dry-run"
+        if opts.backend:   # a backend preset: where the requests go, and what that server needs
+            env = backends.parse(opts.backend).apply(env, config.model, config.thinking is not None)
         env.update(bridge_env)
         env.update(self.harness.env(self.setup))
         env.pop("PYTHONPATH", None)
@@ -158,7 +164,7 @@ class Native:
 def write_run(out, run: AgentRun, ident: int, opts: str) -> None:
     """Appends the run to the bundle's runs.jsonl."""
     line = {"tag": str(run.tag), "start": run.start, "end": run.end, "status": run.status,
-            "ident": ident, "opts": opts, "cost_usd": run.cost,
+            "stopped": run.stopped, "ident": ident, "opts": opts, "cost_usd": run.cost,
             "models": run.tracker.models if run.tracker else []}
     with open(os.path.join(out, "runs.jsonl"), "a") as f:
         f.write(json.dumps(line) + "\n")

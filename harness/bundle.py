@@ -12,8 +12,10 @@ instead of runs.jsonl, no result.json) are read the same way, for `--compare`.
 Pings and records are matched by flow key: the ICMP identifier (the runner gives each ping
 its own with `ping -e`) and sequence number, never by position. A model request belongs to
 the ping whose packet the agent held when it was sent (in one-shot runs, all of that ping's
-run); the session's cost is shared out by each request's list-price weight (input 1, cache
-write 1.25, cache read 0.1, output 5), which is how Claude Code prices it.
+run); the cost Claude Code reported for a run is shared out by each request's list price
+(harness/prices.py: uncached input, cache reads and 5-minute and 1-hour writes, output), and
+each request's cost without the prompt cache is its share times the ratio of the two list
+prices. Every ping gets a fate (harness/fates.py) from the record and the client's events.
 """
 
 import json
@@ -22,12 +24,10 @@ import re
 import subprocess
 from datetime import datetime
 
-from harness import pingout
+from harness import fates, pingout, prices
 from harness import session as sess
 from harness import stats
-
-WEIGHTS = {"input_tokens": 1.0, "cache_creation_input_tokens": 1.25, "cache_read_input_tokens": 0.1}
-OUTPUT_WEIGHT = 5.0
+from harness.wire import is_hex_packet
 
 
 def load_jsonl(path):
@@ -98,41 +98,82 @@ def agent_runs(out):
     return runs
 
 
-def request_cost_weight(req):
-    usage = req.get("usage") or {}
-    return sum(w * (usage.get(k) or 0) for k, w in WEIGHTS.items()) + OUTPUT_WEIGHT * (req.get("output_tokens") or 0)
+def list_costs(req):
+    """(with the cache, without it, priced) for one request at list prices; `priced` is
+    False when the model is not in the table and only relative weights were used."""
+    model = req.get("model")
+    price = prices.price_of(model)
+    cached, plain = prices.cost(price or prices.GENERIC, req.get("usage"), req.get("output_tokens"))
+    return cached, plain, price is not None
 
 
 class Usage:
-    """Tokens and cost of a set of model requests."""
+    """Tokens and cost of a set of model requests: input by how it was billed, output, the
+    cost Claude Code reported (shared out), the same without the prompt cache, and the cost
+    at list prices where every model is in the table."""
+
+    FIELDS = ("requests", "input", "cache_read", "write_5m", "write_1h", "output", "cost", "cost_plain",
+              "list_cost")
 
     def __init__(self):
         self.requests = 0
-        self.input = self.cache_write = self.cache_read = self.output = 0
-        self.cost = 0.0
+        self.input = self.cache_read = self.write_5m = self.write_1h = self.output = 0
+        self.cost = self.cost_plain = 0.0
+        self.list_cost = 0.0       # None once a request's model has no list price
+
+    @property
+    def cache_write(self):
+        return self.write_5m + self.write_1h
+
+    @property
+    def total_input(self):
+        return self.input + self.cache_read + self.cache_write
 
     def add(self, req, share):
-        usage = req.get("usage") or {}
+        """Adds one request and its (cost, cost without cache, list cost or None)."""
+        t = prices.split(req.get("usage"))
         self.requests += 1
-        self.input += usage.get("input_tokens") or 0
-        self.cache_write += usage.get("cache_creation_input_tokens") or 0
-        self.cache_read += usage.get("cache_read_input_tokens") or 0
+        self.input += t["input"]
+        self.cache_read += t["read"]
+        self.write_5m += t["write_5m"]
+        self.write_1h += t["write_1h"]
         self.output += req.get("output_tokens") or 0
-        self.cost += share
+        cost, plain, listed = share
+        self.cost += cost
+        self.cost_plain += plain
+        self.list_cost = None if listed is None or self.list_cost is None else self.list_cost + listed
+
+    def merge(self, other):
+        for k in self.FIELDS:
+            a, b = getattr(self, k), getattr(other, k)
+            setattr(self, k, None if a is None or b is None else a + b)
 
     def cells(self):
         if not self.requests:
-            return ["-"] * 5
-        total_in = self.input + self.cache_write + self.cache_read
-        return [str(total_in), str(self.cache_read), str(self.output), f"{self.cost:.4f}", str(self.requests)]
+            return ["-"] * 8
+        return [str(self.total_input), str(self.cache_read), str(self.cache_write), str(self.input),
+                str(self.output), f"{self.cost:.4f}", f"{self.cost_plain:.4f}", str(self.requests)]
+
+
+USAGE_HEAD = ["input tokens", "cache read", "cache write", "uncached", "output tokens", "cost USD",
+              "without cache USD", "model requests"]
 
 
 def share_cost(tracker):
-    """Each request's share of the run's total cost, by list-price weight."""
-    total = (tracker.result or {}).get("total_cost_usd") or 0.0
-    weights = [request_cost_weight(r) for r in tracker.requests]
-    whole = sum(weights)
-    return [total * w / whole if whole else 0.0 for w in weights]
+    """Per request: (its share of the cost Claude Code reported, the same without the prompt
+    cache, its list cost or None). The share follows the list prices; with no reported cost
+    (a run that failed before its result) the list cost stands in."""
+    total = (tracker.result or {}).get("total_cost_usd")
+    costs = [list_costs(dict(r, model=r.get("model") or (tracker.models or [None])[-1])) for r in tracker.requests]
+    whole = sum(c for c, _, _ in costs)
+    out = []
+    for cached, plain, listed in costs:
+        if total is not None and whole:
+            share = total * cached / whole
+        else:
+            share = cached if listed else 0.0
+        out.append((share, plain * share / cached if cached else 0.0, cached if listed else None))
+    return out
 
 
 class Ping:
@@ -144,7 +185,10 @@ class Ping:
         self.usage = Usage()
         self.client_spans = []   # (phase, start, end) in epoch seconds
         self.lost = False        # no reply reached the client
+        self.late = False        # the reply came after the ping's wait (continuous runs)
         self.model_bytes = []    # dry-run request sizes, one-shot runs
+        self.evidence = fates.Evidence()   # what the client's events say about it
+        self.kind, self.text = "lost", "no request reached the bridge"
 
     @property
     def arrival(self):
@@ -163,29 +207,37 @@ class Ping:
     def valid(self):
         return (self.record or {}).get("verdict") == "valid"
 
-    def fate(self, sessions, pings=()):
-        """What became of this ping, in one field: the verdict, or why there is none."""
-        r = self.record
-        if r is None:
-            return "lost: no request reached the bridge"
-        outcome = r.get("outcome")
-        if outcome in ("answered", "refused"):
-            text = r.get("verdict") or outcome
-            if outcome == "refused":
-                text = f"refused: {text}"
-            return text if self.received else f"{text}; reply came after ping gave up"
-        why = {"stale": "expired in the queue (older than --max-age)",
-               "overflow": "dropped: the queue was full",
-               "unanswered": "read by the agent, never answered"}.get(outcome, outcome)
-        if outcome == "stale" and not any(s["start"] <= self.arrival <= s["end"] for s in sessions):
-            why += "; no session was running"
-        elif outcome == "stale":
-            # What held it up: the ping the agent had when it arrived, and older ones still queued.
-            busy = [p for p in pings if p.handover() is not None and p.handover() <= self.arrival]
-            ahead = [p for p in pings if p.n < self.n and (p.handover() or 0) > self.arrival]
-            if busy:
-                why += f"; it arrived while the agent had ping {busy[-1].n}, behind {len(ahead)} older"
-        return why
+    def fate(self):
+        """What became of this ping, in one field: its verdict and what happened on the way,
+        or why there is none (harness/fates.py; `kind` is the word for it)."""
+        return self.text
+
+
+def evidence(tracker, requests, calls, ended=False, run=None, window=None) -> fates.Evidence:
+    """What the client's events say about a ping: the requests and tool calls made while
+    the agent held it (the events of the time `window`, or of the whole run), and how the
+    run ended if it ended then."""
+    e = fates.Evidence()
+    within = (lambda t: True) if window is None else (lambda t: window[0] <= t < window[1])
+    e.retries = [r for r in tracker.retries if within(r["t"])]
+    e.cuts = sum(1 for r in tracker.cut_streams() if any(r is q for q in requests))
+    e.fallback = next((f["model"] for f in tracker.fallbacks if within(f["t"])), None)
+    for c in calls:
+        output = (c["output"] or "").strip()
+        if c["refused"]:
+            e.refused.append(c["command"])
+        elif c["command"].startswith(sess.WRITE):
+            last = output.splitlines()[-1] if output else ""
+            if last == "OK":
+                e.writes += 1
+            elif "ERR" in output:
+                e.write_errors.append(next((x for x in output.splitlines() if x.startswith("ERR")), last))
+        elif sess.is_read(c["command"]) and output and is_hex_packet(output):
+            e.read = True
+    if ended:
+        e.ended, e.result = True, tracker.result
+        e.status, e.stopped = (run or {}).get("status"), (run or {}).get("stopped")
+    return e
 
 
 def attribute_oneshot(pings, runs, out):
@@ -199,6 +251,7 @@ def attribute_oneshot(pings, runs, out):
         if run and tracker.start:
             p.client_spans.append(("client_start", run["start"], tracker.start))
         add_client_spans(p, tracker.requests, tracker.calls())
+        p.evidence = evidence(tracker, tracker.requests, tracker.calls(), ended=True, run=run)
 
 
 def add_client_spans(p, requests, calls, clip=None):
@@ -224,7 +277,7 @@ def attribute_continuous(pings, runs, out):
             held = [c for c in reads if c["end"] is not None and c["end"] <= req["start"]]
             owner = by_key.get(held[-1]["key"]) if held else None
             (owner.usage if owner else overhead).add(req, share)
-        all_reads = [c for c in tracker.calls() if c["command"] == sess.READ]
+        all_reads = [c for c in tracker.calls() if sess.is_read(c["command"])]
         for read in reads:
             p = by_key.get(read["key"])
             if p is None:
@@ -234,6 +287,9 @@ def attribute_continuous(pings, runs, out):
             mine = [r for r in tracker.requests if read["end"] <= r["start"] < until]
             calls = [c for c in tracker.calls() if c is read or read["end"] <= c["start"] < until]
             add_client_spans(p, mine, calls, clip=p.arrival)
+            p.evidence = evidence(tracker, mine, calls, ended=until == float("inf"), run=run,
+                                  window=(read["end"], until))
+            p.evidence.read = True
     return overhead
 
 
@@ -302,9 +358,14 @@ def load_pings(out, meta):
         ident = runs[0]["ident"] if runs else 0
         seen = pingout.read(os.path.join(out, "ping-continuous.txt"))
         count = meta.get("count") or 0
+        wait_ms = 1000 * (meta.get("max_age") or float("inf"))
         pings = [Ping(n, ("echo", ident, n), runs[0]["opts"] if runs else "") for n in range(1, count + 1)]
         for p in pings:
             p.received, p.rtt = seen.got(p.key[2]), seen.rtt(p.key[2])
+            # One ping process sends them all; after its last send it waits twice the longest
+            # RTT so far (iputils), so it may still print a reply later than --ping-wait, which a
+            # ping of its own (one-shot) would have given up on: that reply is late too.
+            p.late = p.rtt is not None and p.rtt > wait_ms
     else:
         pings = []
         for run in runs:
@@ -329,7 +390,90 @@ def load_pings(out, meta):
     requests = model_log if not continuous else []
     if requests:
         attribute_model_log(pings, runs, requests)
+    sent = seen.transmitted if continuous else None
+    judge(pings, runs, lines, meta, sent)
     return pings, runs, overhead, model_log
+
+
+# Drop summaries in the record (a line with a `count` and no flow key): how the requests
+# counted in them ended, in words.
+TALLY_WHY = {"stale": "expired in the queue (older than --max-age)",
+             "overflow": "dropped: the bridge's queue was full",
+             "unanswered": "still queued when the bridge stopped: no agent read it"}
+
+
+def tally_span(r):
+    """(first, last) arrival of the requests a drop summary counts (its note names the last)."""
+    first = epoch(r["arrival"])
+    m = re.search(r"to (\S+)$", r.get("note") or "")
+    try:
+        return first, epoch(m.group(1)) if m else first
+    except ValueError:
+        return first, first
+
+
+def place_in_tallies(pings, runs, lines, interval, continuous) -> dict:
+    """For each ping without a record line of its own, the drop summary that counts it,
+    matched by when its request arrived (one-shot: when its run started; continuous: its
+    sequence number times the interval from the nearest ping that has a line)."""
+    tallies = [dict(r, left=r["count"], span=tally_span(r)) for r in lines
+               if r.get("count") and r.get("id") is None and r.get("outcome") in TALLY_WHY]
+    if not tallies:
+        return {}
+    starts = {str(r["tag"]): r["start"] for r in runs}
+    known = [(p.n, p.arrival) for p in pings if p.record]
+    slack = max(interval or 0, 1.0)
+    placed = {}
+    for p in pings:
+        if p.record:
+            continue
+        if continuous and known:
+            j, t = min(known, key=lambda k: abs(k[0] - p.n))
+            when = t + (p.n - j) * interval
+        else:
+            when = None if continuous else starts.get(str(p.n))
+        fits = [x for x in tallies if x["left"] and when is not None and x["span"][0] - slack <= when <= x["span"][1] + slack]
+        hit = (fits or [x for x in tallies if x["left"]] or [None])[0]
+        if hit is not None:
+            hit["left"] -= 1
+            placed[p.n] = (hit, when)
+    return placed
+
+
+def never_read(p, tally, when, pings, runs, continuous) -> str:
+    why = TALLY_WHY[tally["outcome"]]
+    if tally["count"] > 1:
+        why += f" (one of {tally['count']} counted together)"
+    if continuous and tally["outcome"] == "stale" and when is not None:
+        if not any(r["start"] <= when <= (r["end"] or when) for r in runs):
+            why += "; no session was running"
+        else:
+            # What held it up: the ping the agent had when it arrived.
+            busy = [q for q in pings if q.handover() is not None and q.handover() <= when]
+            if busy:
+                why += f"; it arrived while the agent had ping {busy[-1].n}"
+    return why
+
+
+def judge(pings, runs, lines, meta, sent=None) -> None:
+    """Sets each ping's fate (`kind`, `text`) from its record, the drop summaries, later
+    writes that matched no request, and the client's evidence."""
+    continuous = meta.get("mode") == "continuous"
+    duplicates = {}
+    for r in lines:
+        if r.get("outcome") == "unmatched" and record_key(r):
+            duplicates.setdefault(record_key(r), []).append(r)
+    placed = place_in_tallies(pings, runs, lines, meta.get("interval"), continuous)
+    for p in pings:
+        record, why = p.record, None
+        if record is None and p.n in placed:
+            tally, when = placed[p.n]
+            record = {"outcome": "queued" if tally["outcome"] == "unanswered" else tally["outcome"]}
+            why = never_read(p, tally, when, pings, runs, continuous)
+        if record is None and sent is not None and p.n > sent:
+            p.kind, p.text = "not_sent", "never sent: ping stopped before it (the run ended)"
+            continue
+        p.kind, p.text = fates.classify(record, p.received and not p.late, p.evidence, duplicates.get(p.key, []), why)
 
 
 def models_of(out, runs):
@@ -344,7 +488,8 @@ def models_of(out, runs):
 
 def client_line(meta) -> str:
     """Which Claude Code ran, in which permission mode, against which backend."""
-    return f"Client: Claude Code {meta['client_version']}, permission mode {meta.get('permission_mode')}."
+    backend = f", backend {meta['backend']}" if meta.get("backend") else ""
+    return f"Client: Claude Code {meta['client_version']}, permission mode {meta.get('permission_mode')}{backend}."
 
 
 def table(pings, runs, overhead, model_log, meta, totals):
@@ -361,12 +506,14 @@ def table(pings, runs, overhead, model_log, meta, totals):
     say(f"Mode: {mode}. Where the time went: [timeline.svg](timeline.svg).\n")
     if llm and meta.get("client_version"):
         say(client_line(meta) + "\n")
+    if meta.get("behaviour"):
+        say(f"The scripted model's behaviour: `{meta['behaviour']}` (docs/RUNNER.md, *Behaviours*).\n")
     if meta.get("stopped"):
         say(f"**Stopped early: {meta['stopped']}.**\n")
     with_opts = any(p.opts for p in pings) and not continuous
-    head = ["ping"] + (["ping options"] if with_opts else []) + ["ping RTT ms", "agent ms", "verdict or fate"]
+    head = ["ping"] + (["ping options"] if with_opts else []) + ["ping RTT ms", "agent ms", "fate"]
     if llm:
-        head += ["input tokens", "cached", "output tokens", "cost USD", "model requests"]
+        head += USAGE_HEAD
     if requests:
         head += ["largest request B", "critical path B", "turns after hand-over"]
     say("| " + " | ".join(head) + " |")
@@ -374,7 +521,7 @@ def table(pings, runs, overhead, model_log, meta, totals):
     critical_max = None
     for p in pings:
         row = [str(p.n)] + ([f"`{p.opts}`" if p.opts else "-"] if with_opts else [])
-        row += [fmt(p.rtt, "{:.2f}"), fmt((p.record or {}).get("agent_ms"), "{:.2f}"), p.fate(runs, pings)]
+        row += [fmt(p.rtt, "{:.2f}"), fmt((p.record or {}).get("agent_ms"), "{:.2f}"), p.fate().replace("|", "\\|")]
         if llm:
             row += p.usage.cells()
         if requests:
@@ -384,14 +531,15 @@ def table(pings, runs, overhead, model_log, meta, totals):
             row += [fmt(largest, "{}"), fmt(critical, "{}"), fmt(turns, "{}")]
         say("| " + " | ".join(row) + " |")
     if overhead is not None and overhead.requests:
-        cells = ["session start-up (before the first packet)"] + ["", "", ""] + overhead.cells()
-        say("| " + " | ".join(cells[:len(head)] if not with_opts else cells) + " |")
+        cells = ["session start-up (before the first packet)"] + [""] * (2 + with_opts) + ["-"] + overhead.cells()
+        say("| " + " | ".join(cells) + " |")
     say("")
     rtts = [p.rtt for p in pings if p.rtt is not None]
     received = sum(p.received for p in pings)
     valid = sum(p.valid for p in pings)
     say(f"{len(pings)} pings, {received} answered in ping, {valid} valid replies; "
         f"median ping RTT {fmt(stats.median(rtts), '{:.2f}')} ms.")
+    say(f"Fates: {fate_counts(pings)}.")
     if totals:
         invalid = ", ".join(f"{k} {v}" for k, v in (totals.get("invalid_by_class") or {}).items()) or "none"
         say(f"The bridge (`tunbridge report`): {totals.get('pings')} requests, {totals.get('answered')} answered, "
@@ -402,10 +550,8 @@ def table(pings, runs, overhead, model_log, meta, totals):
             f"{fmt(totals.get('agent_ms_median'), '{:.2f}')} ms.")
     if llm:
         whole = whole_usage(pings, overhead)
-        say(f"Claude Code in total: {whole.requests} model requests, "
-            f"{whole.input + whole.cache_write + whole.cache_read} input tokens "
-            f"({whole.cache_read} read from the prompt cache, {whole.cache_write} written to it), "
-            f"{whole.output} output tokens, ${whole.cost:.4f}.")
+        say(troubles_line(pings, whole))
+        say(caching_line(whole, pings))
     thinking_sent = sorted({json.dumps(r.get("thinking"), sort_keys=True) for r in model_log
                             if r.get("method") == "POST" and "thinking" in r})
     if thinking_sent:
@@ -415,12 +561,68 @@ def table(pings, runs, overhead, model_log, meta, totals):
     return "\n".join(lines) + "\n"
 
 
+def fate_counts(pings) -> str:
+    counts = {}
+    for p in pings:
+        counts[p.kind] = counts.get(p.kind, 0) + 1
+    return ", ".join(f"{k} {n}" for k, n in sorted(counts.items(), key=lambda kv: fates.KINDS.index(kv[0])
+                                                      if kv[0] in fates.KINDS else 99)) or "none"
+
+
+def troubles_line(pings, whole) -> str:
+    """Claude Code's totals: requests, output, cost reported, retries, refusals."""
+    troubles = client_troubles_of(pings)
+    retries = ", ".join(f"{n} of a {k}" if k != "cut" else f"{n} of a cut stream"
+                        for k, n in sorted(troubles["retries"].items())) or "none"
+    line = (f"Claude Code in total: {whole.requests} model requests, {whole.output} output tokens, "
+            f"${whole.cost:.4f} reported; retries {retries}")
+    if troubles["cuts"]:
+        line += f", {troubles['cuts']} cut streams recovered without a retry event"
+    return line + f"; {troubles['refused']} commands refused by the permissions."
+
+
+def retry_counts(retries) -> dict:
+    """{"529": 2, "cut": 1}: the client's retries by HTTP status (a cut stream has none)."""
+    counts = {}
+    for r in retries:
+        key = str(r.get("status") or "cut")
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def client_troubles_of(pings) -> dict:
+    t = {"retries": {}, "cuts": 0, "refused": 0}
+    for p in pings:
+        for k, n in retry_counts(p.evidence.retries).items():
+            t["retries"][k] = t["retries"].get(k, 0) + n
+        t["cuts"] += p.evidence.cuts
+        t["refused"] += len(p.evidence.refused)
+    return t
+
+
+def caching_line(whole, pings) -> str:
+    """The prompt cache in one line: input by how it was billed, and what it saved."""
+    if not whole.total_input:
+        return "Prompt cache: no input tokens reported."
+    share = 100 * whole.cache_read / whole.total_input
+    saved = whole.cost_plain - whole.cost
+    line = (f"Prompt cache: of {whole.total_input} input tokens, {whole.cache_read} read from the cache "
+            f"({share:.0f} %), {whole.cache_write} written to it ({whole.write_1h} for 1 h), {whole.input} uncached; "
+            f"cost ${whole.cost:.4f} with the cache, ${whole.cost_plain:.4f} without it")
+    if whole.cost_plain and abs(saved) >= 0.00005:
+        line += f" ({100 * saved / whole.cost_plain:.0f} % {'saved' if saved > 0 else 'more: cache writes cost 1.25 times'})"
+    if whole.list_cost is not None and whole.cost and abs(whole.list_cost - whole.cost) > max(0.0001, 0.01 * whole.cost):
+        line += (f". At Anthropic's list prices (harness/prices.py) the usage the requests finally reported "
+                 f"costs ${whole.list_cost:.4f}; Claude Code reported ${whole.cost:.4f} (its own price table, "
+                 f"or attempts it was charged for that ended without an answer)")
+    return line + "."
+
+
 def whole_usage(pings, overhead=None):
     """The Usage of every ping (and the sessions' own share) together."""
     whole = Usage()
     for u in [p.usage for p in pings] + ([overhead] if overhead else []):
-        for k in ("requests", "input", "cache_write", "cache_read", "output", "cost"):
-            setattr(whole, k, getattr(whole, k) + getattr(u, k))
+        whole.merge(u)
     return whole
 
 
@@ -431,10 +633,13 @@ def ping_rows(pings, runs):
         u = p.usage
         rows.append({"n": p.n, "opts": p.opts, "rtt_ms": p.rtt, "received": p.received,
                      "agent_ms": (p.record or {}).get("agent_ms"), "valid": p.valid,
-                     "fate": p.fate(runs, pings), "lost": p.lost,
+                     "fate": p.fate(), "fate_kind": p.kind, "lost": p.lost,
                      "requests": u.requests, "tool_calls": p.tool_calls,
-                     "input_tokens": u.input + u.cache_write + u.cache_read, "cached_tokens": u.cache_read,
-                     "output_tokens": u.output, "cost_usd": u.cost})
+                     "input_tokens": u.total_input, "cached_tokens": u.cache_read,
+                     "cache_write_tokens": u.cache_write, "uncached_tokens": u.input,
+                     "output_tokens": u.output, "cost_usd": u.cost, "cost_without_cache_usd": u.cost_plain,
+                     "retries": retry_counts(p.evidence.retries), "silent_recoveries": p.evidence.cuts,
+                     "refused": len(p.evidence.refused)})
     return rows
 
 
@@ -448,7 +653,9 @@ def summarise(out, meta, tunbridge="tunbridge", write=True):
         totals = {}
     result = {"meta": meta, "pings": ping_rows(pings, runs), "models": models_of(out, runs),
               "session_overhead_usd": overhead.cost if overhead else 0.0,
-              "cost_usd": whole_usage(pings, overhead).cost if meta.get("agent") != "native" else None}
+              "cost_usd": whole_usage(pings, overhead).cost if meta.get("agent") != "native" else None,
+              "cost_without_cache_usd": whole_usage(pings, overhead).cost_plain if meta.get("agent") != "native"
+              else None}
     if write:
         with open(os.path.join(out, "summary.md"), "w") as f:
             f.write(table(pings, runs, overhead, model_log, meta, totals))

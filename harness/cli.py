@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from harness import ROOT, bench, clients, dryrun, leaderboard, matrix, scenarios
+from harness import ROOT, backends, bench, clients, dryrun, leaderboard, matrix, scenarios
 from harness.config import ConfigError, Options, matrix as expand
 
 COMMANDS = ("run", "suite", "compare", "bench", "dry-run", "names")
@@ -40,8 +40,15 @@ def run_parser(prog: str) -> argparse.ArgumentParser:
     m.add_argument("--traffic", action="append", default=[], metavar="KIND[,KIND...]",
                    help="what each round sends: ping, ping6, udp-echo[6], udp-closed[6], tcp-syn[6]; "
                    "a comma list is cycled through within one configuration")
+    m.add_argument("--model-behaviour", action="append", default=[], metavar="NAME[:KEY=VALUE;...][,NAME...]",
+                   help="dry run: the scripted model behaves like a real one: latency, thinking, caching, "
+                   "errors, python-first, raw-fifo, malformed-hex, write-twice, no-write (docs/RUNNER.md)")
     r = ap.add_argument_group("every configuration")
     r.add_argument("--agent", default="claude", help="claude (default), dry-run (the scripted model) or native")
+    r.add_argument("--backend", metavar="NAME[=URL]|URL", help="where Claude Code sends its requests: "
+                   "anthropic, ollama, llama-server, vllm or litellm (each at its usual local address, "
+                   "or NAME=URL), or the URL of any Anthropic-compatible server; sets what the client "
+                   "needs and checks the model's context first (docs/BACKENDS.md)")
     r.add_argument("--client", metavar="PATH", help="run this Claude Code (`claude`) instead of the one on PATH "
                    "or the pinned one in ./node_modules; its version is recorded, and one outside the "
                    "supported range gets a warning")
@@ -56,6 +63,8 @@ def run_parser(prog: str) -> argparse.ArgumentParser:
                    "or the names given)")
     r.add_argument("--flaw", help="dry run: the scripted model is wrong on purpose (checksum, data, answer-all)")
     r.add_argument("--model-delay", type=float, help="dry run: seconds the scripted model takes per turn")
+    r.add_argument("--run-timeout", type=float, default=600.0, help="seconds an agent run may take before "
+                   "it is stopped (default 600; a continuous session also gets its pings' time)")
     r.add_argument("--jobs", type=int, default=1, help="configurations at once (default 1)")
     r.add_argument("--max-cost", type=float, help="USD: start no new agent run once the reported spend reaches it")
     r.add_argument("--out", help="where the results go (default out/<date>-<time>-<agent>)")
@@ -70,15 +79,17 @@ def parse_run(argv, prog="python3 -m harness run"):
     opts = Options(agent=a.agent, count=count, mode="continuous" if a.continuous else "oneshot",
                    interval=a.interval, session_packets=a.session_packets, ping_opts=a.ping_opts,
                    ping_wait=a.ping_wait, suite=a.suite, flaw=a.flaw, model_delay=a.model_delay,
+                   run_timeout=a.run_timeout,
                    out=os.path.abspath(out), jobs=a.jobs, max_cost=a.max_cost, argv=list(argv))
     opts.client = os.path.join(ROOT, os.path.expanduser(a.client)) if a.client else None
+    opts.backend = a.backend
     try:
         if opts.suite is not None:
             for p in a.prompt or [None]:
                 scenarios.select(opts.suite, p or "prompts/ip-stack.md")
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    configs = expand(opts, a.model, a.prompt, a.harness or [], a.thinking, a.traffic)
+    configs = expand(opts, a.model, a.prompt, a.harness or [], a.thinking, a.traffic, a.model_behaviour)
     return opts, configs
 
 
@@ -94,7 +105,9 @@ def cmd_run(argv) -> int:
         opts, configs = parse_run(argv)
     except ConfigError as e:
         return fail(str(e))
-    if opts.agent == "claude" and credentials_missing():
+    backend = backends.parse(opts.backend) if opts.backend else None
+    local = backend is not None and backend.preset.local
+    if opts.agent == "claude" and not local and credentials_missing():
         print("harness: Claude Code has no credentials (set ANTHROPIC_API_KEY, or run `claude` once to log in).\n"
               f"  to check the set-up without an API key:  scripts/experiment.sh --agent dry-run --count {opts.count or 3}",
               file=sys.stderr)
@@ -109,7 +122,19 @@ def cmd_run(argv) -> int:
     if os.geteuid() != 0:
         return fail("needs root for the TUN device and the network namespace: run scripts/experiment.sh, "
                     "which re-runs itself with sudo")
-    oauth = (opts.agent == "claude" and not os.environ.get("ANTHROPIC_API_KEY")) or \
+    try:
+        if opts.agent == "claude" and not backend and os.environ.get("ANTHROPIC_BASE_URL"):
+            backends.check_url(os.environ["ANTHROPIC_BASE_URL"], "ANTHROPIC_BASE_URL")
+        if backend:
+            opts.backend_checks = backends.preflight(backend, configs, opts, client.version)
+    except backends.BackendError as e:
+        return fail(str(e))
+    for line in opts.backend_checks:
+        print(f"harness: backend {backend.label()}: {line}", file=sys.stderr)
+    if local and opts.max_cost:
+        print(f"harness: note: --max-cost adds up the cost Claude Code reports, which for a model it does not "
+              f"know is its own guess, not what {backend.name} costs you", file=sys.stderr)
+    oauth = (opts.agent == "claude" and not local and not os.environ.get("ANTHROPIC_API_KEY")) or \
             (opts.agent == "dry-run" and os.environ.get("TUNBRIDGE_DRY_RUN_AUTH") == "oauth")
     os.chdir(ROOT)
     return matrix.run(opts, configs, oauth)

@@ -1,7 +1,7 @@
 """What a run is: the options every configuration shares, and the matrix of configurations.
 
-`--model`, `--prompt`, `--harness`, `--thinking` and `--traffic` may each be given several
-times; every combination is one `Config`. Everything else (the agent, how many pings, the
+`--model`, `--prompt`, `--harness`, `--thinking`, `--traffic` and `--model-behaviour` may
+each be given several times; every combination is one `Config`. Everything else (the agent, how many pings, the
 mode, the suite, the budget) is the run's and lives in `Options`. Both are plain data,
 checked once here (`ConfigError` carries the one-line message the command prints), and
 written whole into run.json.
@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 
-from harness import ROOT
+from harness import ROOT, backends
 from harness.harnesses import HARNESSES
 from harness.traffic import ALL_KINDS
 
@@ -48,6 +48,7 @@ class Config:
     harness: str = "default"
     thinking: str = None       # None: the client's choice
     traffic: tuple = ()        # kinds cycled through, one per round; () is ping
+    behaviour: str = None      # dry run: the scripted model's behaviours (harness/model/behaviour.py)
     index: int = 1
 
     @property
@@ -64,6 +65,8 @@ class Config:
             parts.append(f"thinking {self.thinking}")
         if self.traffic:
             parts.append(",".join(self.traffic))
+        if self.behaviour:
+            parts.append(f"behaviour {self.behaviour}")
         return ", ".join(parts)
 
     def slug(self) -> str:
@@ -74,6 +77,8 @@ class Config:
             parts.append(f"thinking-{self.thinking}")
         if self.traffic:
             parts.append("-".join(self.traffic))
+        if self.behaviour:
+            parts.append(self.behaviour)
         return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts))
 
 
@@ -91,14 +96,24 @@ class Options:
     suite: list = None            # scenario names ([] = all the prompt handles); None: no suite
     flaw: str = None
     model_delay: float = None     # dry run: seconds the scripted model waits before each turn
+    run_timeout: float = 600.0    # seconds an agent run may take (a session: plus the pings' own time)
     out: str = None
     jobs: int = 1
     max_cost: float = None
     argv: list = field(default_factory=list)
     client: str = None            # --client PATH: the user's own Claude Code
+    backend: str = None           # --backend NAME[=URL] or URL (harness/backends.py)
+    backend_checks: list = field(default_factory=list)   # what the pre-flight found
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def run_limit(self) -> float:
+        """Seconds one agent run may take before the harness stops it: --run-timeout, and for
+        a continuous session also the time its pings take to be sent and to give up."""
+        if self.mode == "continuous":
+            return self.run_timeout + self.session_packets * self.interval + self.ping_wait
+        return self.run_timeout
 
 
 def check_options(o: Options) -> None:
@@ -115,8 +130,17 @@ def check_options(o: Options) -> None:
         raise ConfigError("--ping-wait must be a positive number of seconds")
     if o.jobs < 1:
         raise ConfigError("--jobs must be a positive number")
+    if o.run_timeout <= 0:
+        raise ConfigError("--run-timeout must be a positive number of seconds")
     if o.max_cost is not None and o.max_cost <= 0:
         raise ConfigError("--max-cost must be a positive number of US dollars")
+    if o.backend:
+        try:
+            backends.parse(o.backend)
+        except backends.BackendError as e:
+            raise ConfigError(str(e)) from None
+        if o.agent != "claude":
+            raise ConfigError("--backend is for --agent claude (a dry run talks to its scripted model)")
     if o.client and o.agent == "native":
         raise ConfigError("--client runs Claude Code (--agent claude or dry-run), not the native agent")
     if o.flaw and o.agent != "dry-run":
@@ -145,9 +169,22 @@ def traffic_kinds(value: str) -> tuple:
     return kinds
 
 
-def matrix(o: Options, models=(), prompts=(), harnesses=(), thinking=(), traffic=()) -> list:
+def check_behaviour(spec: str, o: Options) -> None:
+    """Raises ConfigError unless `spec` is a behaviour list the scripted model can run."""
+    from harness.model.behaviour import Behaviours   # the model's own parser, loaded when needed
+    if o.agent != "dry-run":
+        raise ConfigError("--model-behaviour needs --agent dry-run")
+    try:
+        Behaviours.parse([spec])
+    except ValueError as e:
+        raise ConfigError(f"--model-behaviour: {e}") from None
+
+
+def matrix(o: Options, models=(), prompts=(), harnesses=(), thinking=(), traffic=(), behaviours=()) -> list:
     """Every combination of the axes as a Config, in the order given; checks each value."""
     check_options(o)
+    for b in behaviours:
+        check_behaviour(b, o)
     if o.mode == "continuous":
         if traffic:
             raise ConfigError("--continuous sends pings; --traffic is for one-shot runs")
@@ -163,11 +200,16 @@ def matrix(o: Options, models=(), prompts=(), harnesses=(), thinking=(), traffic
             raise ConfigError(f"--harness takes {' or '.join(HARNESSES)}, not {h}")
     for t in thinking:
         thinking_tokens(t)
+    local = bool(o.backend) and backends.parse(o.backend).preset.local
+    if local and (not models or None in models):
+        raise ConfigError(f"--backend {o.backend} needs --model NAME: the model as that server names it")
+    if local and not thinking:   # a local server's thinking is off unless --thinking asks for it
+        thinking = ["off"]
     axes = [list(models) or [None], list(prompts), list(harnesses) or ["default"],
-            list(thinking) or [None], [traffic_kinds(t) for t in traffic] or [()]]
+            list(thinking) or [None], [traffic_kinds(t) for t in traffic] or [()], list(behaviours) or [None]]
     if o.agent == "native":
-        axes = [[None], [DEFAULT_PROMPT], ["default"], [None], axes[4]]
+        axes = [[None], [DEFAULT_PROMPT], ["default"], [None], axes[4], [None]]
     configs = []
-    for i, (m, p, h, t, k) in enumerate(itertools.product(*axes), 1):
-        configs.append(Config(model=m, prompt=p, harness=h, thinking=t, traffic=k, index=i))
+    for i, (m, p, h, t, k, b) in enumerate(itertools.product(*axes), 1):
+        configs.append(Config(model=m, prompt=p, harness=h, thinking=t, traffic=k, behaviour=b, index=i))
     return configs

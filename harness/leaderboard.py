@@ -1,10 +1,11 @@
 """The leaderboard: one row per configuration, from the bundles' result.json (or from the
 files of a bundle written before the package), as markdown and as a picture.
 
-Columns: the model as the API named it, prompt, harness, thinking; pings, valid %, median
-ping RTT with its 95 % bootstrap interval, p90 RTT, median agent time (hand-over to WRITE),
-and per ping the model requests, tool calls, input / cached / output tokens and cost; the
-suite score where it ran. Sorted by median RTT among the configurations whose every reply
+Columns: the model as the API named it (with the scripted model's behaviour in a dry run),
+prompt, harness, thinking; pings, valid %, median ping RTT with its 95 % bootstrap interval,
+p90 RTT, median agent time (hand-over to WRITE), and per ping the model requests, tool calls,
+the client's retries, input / cached / output tokens and cost with and without the prompt
+cache; the fates other than a plain answer (harness/fates.py); the suite score where it ran. Sorted by median RTT among the configurations whose every reply
 was valid; the others follow, by valid share, then median.
 """
 
@@ -15,8 +16,9 @@ from harness import bundle, plot, stats
 from harness.bundle import fmt
 
 COLUMNS = ["#", "model", "prompt", "harness", "thinking", "pings", "valid %", "median RTT ms [95 % CI]",
-           "p90 RTT ms", "agent ms", "requests / ping", "tool calls / ping", "input tok / ping",
-           "cached tok / ping", "output tok / ping", "cost USD / ping", "suite"]
+           "p90 RTT ms", "agent ms", "requests / ping", "tool calls / ping", "retries / ping", "input tok / ping",
+           "cached tok / ping", "output tok / ping", "cost USD / ping", "without cache USD / ping", "fates",
+           "suite"]
 
 
 def row_of(result: dict, where: str = "") -> dict:
@@ -28,7 +30,15 @@ def row_of(result: dict, where: str = "") -> dict:
     llm = meta.get("agent") != "native"
     models = result.get("models") or []
     model = ", ".join(models) if models else (meta.get("model") or ("native agent" if not llm else "default"))
+    if meta.get("behaviour"):
+        model += f" [{meta['behaviour']}]"
     suite = result.get("suite")
+    fates = {}
+    for p in pings:
+        kind = p.get("fate_kind")
+        if kind and kind != "answered":
+            fates[kind] = fates.get(kind, 0) + 1
+    retries = sum(sum((p.get("retries") or {}).values()) + (p.get("silent_recoveries") or 0) for p in pings)
     return {
         "config": meta.get("config"), "where": where, "model": model, "asked": meta.get("model"),
         "prompt": os.path.basename(meta.get("prompt") or "-"), "harness": meta.get("harness_label") or meta.get("harness"),
@@ -42,6 +52,9 @@ def row_of(result: dict, where: str = "") -> dict:
         "input": per("input_tokens") if llm else None, "cached": per("cached_tokens") if llm else None,
         "output": per("output_tokens") if llm else None,
         "cost": (result.get("cost_usd") or 0) / n if llm and n else None,
+        "cost_plain": result["cost_without_cache_usd"] / n
+        if llm and n and result.get("cost_without_cache_usd") is not None else None,
+        "retries": retries / n if llm and n else None, "fates": fates,
         "suite": suite, "stopped": meta.get("stopped"), "error": result.get("error"),
     }
 
@@ -62,16 +75,18 @@ def cells(r: dict, rank: int) -> list:
     valid = f"{100 * r['valid'] / r['pings']:.0f}" if r["pings"] else "-"
     suite = f"{r['suite']['passed']} / {r['suite']['run']}" if r.get("suite") else "-"
     prompt = r["prompt"] + (f" ({r['traffic']})" if r.get("traffic") else "")
+    fates = ", ".join(f"{k} {n}" for k, n in sorted(r.get("fates", {}).items())) or "-"
     return [str(rank), r["model"], prompt, r["harness"] or "-", r["thinking"], str(r["pings"]), valid, median,
             fmt(r["p90"], "{:.1f}"), fmt(r["agent_ms"], "{:.1f}"), fmt(r["requests"], "{:.1f}"),
-            fmt(r["tool_calls"], "{:.1f}"), fmt(r["input"], "{:.0f}"), fmt(r["cached"], "{:.0f}"),
-            fmt(r["output"], "{:.0f}"), fmt(r["cost"], "{:.4f}"), suite]
+            fmt(r["tool_calls"], "{:.1f}"), fmt(r.get("retries"), "{:.1f}"), fmt(r["input"], "{:.0f}"),
+            fmt(r["cached"], "{:.0f}"), fmt(r["output"], "{:.0f}"), fmt(r["cost"], "{:.4f}"),
+            fmt(r.get("cost_plain"), "{:.4f}"), fates.replace("|", "\\|"), suite]
 
 
 def markdown(rows: list, title: str = "Leaderboard") -> str:
     rows = order(rows)
     lines = [f"# {title}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * 3 + "---|" * 3
-             + "---:|" * (len(COLUMNS) - 7) + "---|"]
+             + "---:|" * (len(COLUMNS) - 9) + "---|" * 3]
     for i, r in enumerate(rows, 1):
         lines.append("| " + " | ".join(cells(r, i)) + " |")
     notes = []
@@ -86,7 +101,9 @@ def markdown(rows: list, title: str = "Leaderboard") -> str:
     lines += ["", "Sorted by median ping RTT among the configurations whose every reply was valid; "
               "the rest follow by valid share. RTT is the client's (ping's) round trip; the interval is a "
               "95 % percentile bootstrap of the median. Tokens and cost are per ping, as Claude Code reported "
-              "them. Every ping: [leaderboard.svg](leaderboard.svg)."]
+              "them; without the cache, every input token at the input price. Retries are the client's own "
+              "(its api_retry events and the streams it recovered without one); fates other than a plain "
+              "answer are counted by kind (docs/RUNNER.md, *Fates*). Every ping: [leaderboard.svg](leaderboard.svg)."]
     if notes:
         lines += [""] + notes
     return "\n".join(lines) + "\n"

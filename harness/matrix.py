@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 
-from harness import ROOT, leaderboard, procs, provenance, runner
+from harness import ROOT, backends, clients, leaderboard, procs, provenance, runner
 from harness.progress import Progress
 
 
@@ -51,6 +51,10 @@ def run(opts, configs, oauth: bool) -> int:
     binaries = runner.find_binaries(opts)
     total = plan(opts, configs)
     say(budget_line(opts, configs, total))
+    if binaries["claude_code"]:
+        cc, backend = binaries["claude_code"], backends.describe(opts)
+        say(f"Claude Code {cc.version} ({os.path.relpath(cc.path, ROOT) if cc.path.startswith(ROOT) else cc.path}, "
+            f"{cc.source}), permission mode {clients.PERMISSION_MODE}, backend {backend['label']}")
     prov = provenance.collect(opts, configs, binaries)
     for entry, c in zip(prov["configurations"], configs):
         entry["folder"] = os.path.relpath(folder(opts, c, single), opts.out) if not single else "."

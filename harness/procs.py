@@ -125,12 +125,15 @@ def waits_in_read(pid: int) -> bool:
                for _, a in descendants(pid))
 
 
-def wait_until_reading(proc, say=None, stop_event=None) -> bool:
-    """Waits until `proc` waits in READ (True) or exits (False), saying so every 2 s."""
+def wait_until_reading(proc, say=None, stop_event=None, limit=None) -> bool:
+    """Waits until `proc` waits in READ (True), or exits, is stopped or `limit` seconds
+    pass (False), saying so every 2 s."""
     start = time.monotonic()
     next_note = 2.0
     while not waits_in_read(proc.pid):
         if proc.poll() is not None or (stop_event is not None and stop_event.is_set()):
+            return False
+        if limit is not None and time.monotonic() - start > limit:
             return False
         if say and time.monotonic() - start > next_note:
             say(f"waiting for the agent to wait in READ ({next_note:.0f} s)")

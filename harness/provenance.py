@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from harness import ROOT
+from harness import ROOT, backends
 from harness.harnesses import SETTINGS
 
 
@@ -60,6 +60,7 @@ def collect(opts, configs, binaries) -> dict:
         "configurations": [dict(vars(c), traffic=list(c.traffic), folder=None, state="planned") for c in configs],
         "tunbridge": {"version": output([binaries["tunbridge"], "--version"]), **git()},
         "claude_code": claude_code.as_dict() if claude_code else None,
+        "backend": backends.describe(opts),
         "models": {},
         "prompts": prompt_files,
         "settings": {"path": os.path.relpath(SETTINGS, ROOT), "sha256": sha256(SETTINGS)},

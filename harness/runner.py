@@ -11,13 +11,14 @@ run share: the options, the binaries, the budget, the stop flag (Ctrl-C) and the
 import json
 import math
 import os
+import signal
 import subprocess
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 
-from harness import ROOT, bundle, clients, pingout, procs, scenarios
+from harness import ROOT, backends, bundle, clients, pingout, procs, scenarios
 from harness.agents import Claude, Native, ScriptedModel, write_run
 from harness.bridge import Bridge
 from harness.config import Config, Options
@@ -141,10 +142,11 @@ def meta_of(run: Run, config: Config, scenario=None, stopped=None) -> dict:
             "thinking_label": config.thinking_label, "traffic": list(config.traffic),
             "count": 1 if scenario else o.count, "mode": "oneshot" if scenario else o.mode,
             "interval": o.interval, "session_packets": o.session_packets, "max_age": o.ping_wait,
-            "scenario": scenario.name if scenario else None, "flaw": o.flaw, "stopped": stopped,
-            "config": config.index, "label": config.label(),
+            "scenario": scenario.name if scenario else None, "flaw": o.flaw, "behaviour": config.behaviour,
+            "stopped": stopped, "config": config.index, "label": config.label(),
             "client_version": run.claude_code.version if run.claude_code else None,
-            "permission_mode": clients.PERMISSION_MODE if run.claude_code else None}
+            "permission_mode": clients.PERMISSION_MODE if run.claude_code else None,
+            "backend": (backends.describe(o) or {}).get("label")}
 
 
 def run_bundle(run: Run, config: Config, out: str, key: str, scenario=None) -> dict:
@@ -163,7 +165,7 @@ def run_bundle(run: Run, config: Config, out: str, key: str, scenario=None) -> d
             if run.single and not scenario:
                 run.say(f"network namespace {name} (the host's networking is not touched); "
                         f"bridge record: {out}/records.jsonl")
-            model = ScriptedModel(group, out, work, run.opts.flaw, run.opts.model_delay) \
+            model = ScriptedModel(group, out, work, run.opts.flaw, run.opts.model_delay, config.behaviour) \
                 if run.opts.agent == "dry-run" else None
             with model or _nothing():
                 agent = make_agent(run, config, out, group, bridge.env(), model.url if model else None, work)
@@ -251,10 +253,15 @@ class Pinger:
         return None
 
     def watch(self, agent_run, label) -> None:
-        """Shows what the agent is doing until it exits; stops it on Ctrl-C."""
+        """Shows what the agent is doing until it exits; stops it on Ctrl-C or once it has
+        run longer than the run's limit (its fate then says so)."""
         start = time.monotonic()
+        limit = self.run.opts.run_limit()
         while agent_run.alive():
-            if self.run.stop.is_set():
+            if self.run.stop.is_set() or time.monotonic() - start > limit:
+                agent_run.stopped = "interrupted" if self.run.stop.is_set() else "timeout"
+                if agent_run.stopped == "timeout":
+                    self.run.progress.note(f"    {self.head}the agent ran over {limit:g} s (--run-timeout); stopping it")
                 self.group.stop(agent_run.proc)
                 break
             self.run.progress.show(self.key, label(agent_run, time.monotonic() - start))
@@ -265,10 +272,15 @@ class Pinger:
 
     def wait_client(self, proc, limit=None) -> None:
         """Waits for the request's client (ping, probe) to end; on Ctrl-C, or after `limit`
-        seconds, stops it."""
+        seconds, stops it: SIGINT first, on which ping prints its totals."""
         deadline = None if limit is None else time.monotonic() + limit
         while proc.poll() is None:
-            if self.run.stop.is_set() or (deadline and time.monotonic() > deadline):
+            if self.run.stop.is_set() or (deadline is not None and time.monotonic() > deadline):
+                try:
+                    proc.send_signal(signal.SIGINT)
+                    proc.wait(2)
+                except (subprocess.TimeoutExpired, ProcessLookupError):
+                    pass
                 self.group.stop(proc)
                 break
             time.sleep(0.1)
@@ -291,8 +303,8 @@ class Pinger:
             agent_run = agent.start(i, budget=self.run.budget.remaining())
             self.watch(agent_run, lambda r, s: f"ping {i}/{count}: {r.phase}, {s:.0f} s")
             write_run(self.out, agent_run, ident, opts)
-            # The agent is done: in a scenario an answer it wrote is there within ms.
-            self.wait_client(client, 3 if self.scenario else None)
+            # The agent is done and no one else reads: an answer it wrote is there within ms.
+            self.wait_client(client, 3)
             if not self.scenario:
                 rtt = pingout.read(os.path.join(self.out, f"ping-{i}.txt")).rtt(1)
                 got = f"time={rtt:g} ms" if rtt is not None else "no reply"
@@ -323,9 +335,10 @@ class Pinger:
             agent_run = agent.start(f"s{session}", str(n), budget=self.run.budget.remaining())
             if ping is None:
                 procs.wait_until_reading(agent_run.proc, lambda t: self.run.progress.note(f"    {self.head}{t}"),
-                                         self.run.stop)
+                                         self.run.stop, o.run_timeout)
                 self.run.say(f"{self.head}session {session} waits in READ; pinging {PEER} {o.count} times, "
                              f"every {o.interval:g} s")
+                all_sent = time.monotonic() + o.count * o.interval
                 with open(os.path.join(self.out, "ping-continuous.txt"), "w") as f:
                     ping = self.group.start(self.ns.argv("ping", "-n", "-D", "-O", "-c", str(o.count),
                                                          "-i", f"{o.interval:g}", "-W", str(o.ping_wait),
@@ -339,8 +352,17 @@ class Pinger:
             if got == 0:
                 self.run.say(f"{self.head}session {session} read no packet; stopping")
                 break
+            calls = [c for c in agent_run.tracker.calls() if c["command"] == "tunbridge read"]
+            if served < o.count and calls and (calls[-1]["output"] or "").strip() == "TIMEOUT" \
+                    and time.monotonic() > all_sent:
+                # Its last read waited 30 s for a packet after ping's last one was sent: the
+                # rest were dropped by the bridge (they would have come by now), not left for later.
+                self.run.say(f"{self.head}session {session} ended on TIMEOUT after ping's last packet; "
+                             f"{o.count - served} packets were never read")
+                break
         if ping is not None:
-            self.wait_client(ping)
+            # No session will read again: what ping still sends or waits for goes unanswered.
+            self.wait_client(ping, 1 if served < o.count else o.ping_wait)
             with open(os.path.join(self.out, "ping-continuous.txt")) as f:
                 for line in f:
                     if "packets transmitted" in line or line.startswith("rtt"):

@@ -11,6 +11,7 @@
 #                         [--continuous [--interval S] [--session-packets N]]
 #                         [--suite [NAMES]] [--flaw NAME] [--model-delay S]
 #                         [--jobs J] [--max-cost USD] [--client PATH]
+#                         [--backend anthropic|ollama|llama-server|vllm|litellm[=URL]|URL]
 #   scripts/experiment.sh --compare DIR...        earlier results side by side
 #   scripts/experiment.sh --help                  every flag (docs/RUNNER.md has the whole account)
 #
@@ -54,7 +55,7 @@ PY=$(command -v python3)
 if ! tb_is_root; then
     build
     say "the bridge needs root for the TUN device; re-running with sudo"
-    exec sudo --preserve-env=ANTHROPIC_API_KEY,ANTHROPIC_AUTH_TOKEN,ANTHROPIC_BASE_URL,ANTHROPIC_MODEL,CLAUDE_CODE_OAUTH_TOKEN,HOME,TUNBRIDGE_DRY_RUN_AUTH,TUNBRIDGE \
+    exec sudo --preserve-env=ANTHROPIC_API_KEY,ANTHROPIC_AUTH_TOKEN,ANTHROPIC_BASE_URL,ANTHROPIC_MODEL,CLAUDE_CODE_OAUTH_TOKEN,CLAUDE_CODE_MAX_OUTPUT_TOKENS,HOME,TUNBRIDGE_DRY_RUN_AUTH,TUNBRIDGE,CLAUDE_CODE_MAX_RETRIES,API_TIMEOUT_MS \
         "$PY" -m harness run "$@"
 fi
 if [[ -z ${SUDO_USER:-} ]] && command -v cargo >/dev/null \

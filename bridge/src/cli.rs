@@ -136,7 +136,8 @@ pub struct ServeArgs {
     /// Most packets held for the agent; the oldest goes first.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub queue_size: u64,
-    /// Seconds a packet may wait for a READ before it is dropped as stale.
+    /// Seconds a packet may wait for a READ before it is dropped as stale; one the agent,
+    /// at the pace of its answers so far, could not answer within them goes sooner.
     #[arg(long, default_value_t = 20)]
     pub max_age: u64,
     /// Enter this network namespace (from `ip netns add`) before creating the device.

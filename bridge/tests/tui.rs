@@ -13,12 +13,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A tmux server of the test's own (its own socket), killed with everything in it on drop.
+/// A tmux server of the test's own (its own socket), killed with everything in it on drop;
+/// the drop waits until the program in the window has exited, so it writes nothing more into
+/// the test's HOME once the test removes it.
 struct Tmux {
     socket: String,
 }
@@ -110,47 +111,35 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
+        let pane = Command::new("tmux")
+            .args([
+                "-L",
+                &self.socket,
+                "display-message",
+                "-p",
+                "-t",
+                "main",
+                "#{pane_pid}",
+            ])
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+            });
         let _ = Command::new("tmux")
             .args(["-L", &self.socket, "kill-server"])
             .stderr(Stdio::null())
             .status();
-    }
-}
-
-/// The scripted model (`python3 -m harness.model`) on a free loopback port, its request log
-/// in `log`; stopped on drop.
-struct Model {
-    child: Child,
-    url: String,
-}
-
-impl Model {
-    fn start(root: &Path, log: &Path) -> Model {
-        let mut child = Command::new("python3")
-            .args(["-m", "harness.model", "--port", "0", "--log"])
-            .arg(log)
-            .current_dir(root)
-            .env("PYTHONPATH", root)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 -m harness.model");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("the model said {line:?}"))
-            .to_string();
-        Model { child, url }
-    }
-}
-
-impl Drop for Model {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Some(pid) = pane {
+            if !Path::new(&format!("/proc/{pid}")).exists() || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -166,7 +155,9 @@ fn tui_serves_three_pings(tag: &str, claude: &Path) {
     )
     .unwrap();
     let log = dir.join("model.jsonl");
-    let model = Model::start(root, &log);
+    let log_arg = log.display().to_string();
+    let model = common::ScriptedModel::start(&["--port", "0", "--log", &log_arg])
+        .expect("the scripted model did not start");
     let bin = PathBuf::from(common::BIN);
     let env = [
         format!("HOME={}", home.display()),

@@ -67,7 +67,11 @@ class Matrix(unittest.TestCase):
                 (["--agent", "dry-run", "--suite", "no-such-scenario"], "unknown scenario"),
                 (["--agent", "dry-run", "--jobs", "0"], "--jobs"),
                 (["--agent", "dry-run", "--max-cost", "-1"], "--max-cost"),
-                (["--agent", "claude", "--model-delay", "2"], "--model-delay")):
+                (["--agent", "claude", "--model-delay", "2"], "--model-delay"),
+                (["--agent", "claude", "--model-behaviour", "thinking"], "--model-behaviour needs --agent dry-run"),
+                (["--agent", "dry-run", "--model-behaviour", "errors:rate=2"], "rate"),
+                (["--agent", "dry-run", "--model-behaviour", "teleport"], "unknown behaviour"),
+                (["--agent", "dry-run", "--run-timeout", "0"], "--run-timeout")):
             with self.assertRaises(ConfigError, msg=argv) as caught:
                 parse(*argv)
             self.assertIn(text, str(caught.exception))
@@ -84,6 +88,20 @@ class Matrix(unittest.TestCase):
         self.assertEqual(c.label(), "claude-haiku-4-5, ip-stack.md, lean, thinking on, ping6,tcp-syn")
         self.assertEqual(c.slug(), "03-claude-haiku-4-5-ip-stack-lean-thinking-on-ping6-tcp-syn")
         self.assertEqual(Config(model="a/b c").slug(), "01-a_b_c-ping-respond-default")
+
+    def test_each_model_behaviour_is_a_configuration(self):
+        _, configs = parse("--agent", "dry-run", "--model-behaviour", "latency=haiku-4.5,caching",
+                           "--model-behaviour", "errors:rate=0.2;kinds=429,529")
+        self.assertEqual([c.behaviour for c in configs], ["latency=haiku-4.5,caching", "errors:rate=0.2;kinds=429,529"])
+        self.assertIn("behaviour errors:rate=0.2;kinds=429,529", configs[1].label())
+        self.assertEqual(len({c.slug() for c in configs}), 2)
+
+    def test_the_limit_of_an_agent_run(self):
+        one_shot, _ = parse("--agent", "dry-run", "--run-timeout", "120")
+        self.assertEqual(one_shot.run_limit(), 120)
+        session, _ = parse("--agent", "dry-run", "--continuous", "--count", "60", "--session-packets", "20",
+                           "--interval", "0.5", "--ping-wait", "30")
+        self.assertEqual(session.run_limit(), 600 + 20 * 0.5 + 30)
 
     def test_options_go_into_run_json_whole(self):
         self.assertIn("max_cost", Options().as_dict())

@@ -1,5 +1,6 @@
-"""harness/model: the dialogue, the reference stack through it, flaws, behaviours, and the
-server over real HTTP on a loopback port (server-sent events, the model name reported back)."""
+"""harness/model: the dialogue, the reference stack through it, flaws, and the server over
+real HTTP on a loopback port (server-sent events, the model name reported back); the
+behaviours are in test_behaviour.py."""
 
 import http.client
 import json
@@ -8,10 +9,9 @@ import tempfile
 import threading
 import unittest
 from types import SimpleNamespace
-from unittest import mock
 
 from harness import wire
-from harness.model import behaviour, dialogue, flaws
+from harness.model import dialogue, flaws
 from harness.model.server import Server
 
 REQUEST = wire.echo_request(0x41AE, 1)
@@ -109,23 +109,6 @@ class Dialogue(unittest.TestCase):
         self.assertTrue(wire.verifies(written(data)[20:]))
         self.assertNotEqual(written(data), written(good))
         self.assertEqual(set(flaws.FLAWS), {"checksum", "data", "answer-all"})
-
-
-class Behaviours(unittest.TestCase):
-    def test_pace_waits_before_main_loop_turns_only(self):
-        b = behaviour.Behaviours.parse(["pace=2"])
-        with mock.patch("time.sleep") as sleep:
-            b.before_turn({"kind": "read"})
-            b.before_turn({"kind": "side"})
-        sleep.assert_called_once_with(2.0)
-
-    def test_unknown_and_bad_values(self):
-        with self.assertRaises(ValueError):
-            behaviour.Behaviours.parse(["teleport"])
-        with self.assertRaises(ValueError):
-            behaviour.Behaviours.parse(["pace=soon"])
-        with self.assertRaises(ValueError):
-            behaviour.Behaviours.parse(["pace=-1"])
 
 
 class Server_(unittest.TestCase):

@@ -58,12 +58,15 @@ class Bundle(unittest.TestCase):
             fates = [p["fate"] for p in result["pings"]]
             self.assertEqual(fates[0], "valid")
             self.assertTrue(fates[1].startswith("bad ICMP checksum"))
-            self.assertEqual(fates[2], "lost: no request reached the bridge")
-            self.assertEqual(fates[3], "read by the agent, never answered")
+            self.assertEqual(fates[2], "no request reached the bridge")
+            self.assertEqual(fates[3], "read and never written")
+            self.assertEqual([p["fate_kind"] for p in result["pings"]],
+                             ["answered", "answered", "lost", "read_not_written"])
             self.assertEqual([p["lost"] for p in result["pings"]], [False, False, True, True])
             with open(os.path.join(d, "summary.md")) as f:
                 summary = f.read()
             self.assertIn("4 pings, 2 answered in ping, 1 valid replies", summary)
+            self.assertIn("Fates: answered 2, read_not_written 1, lost 1.", summary)
             with open(os.path.join(d, "timeline.json")) as f:
                 rows = json.load(f)["rows"]
             self.assertEqual([r["label"] for r in rows], ["ping 1 (seq 1)", "ping 2 (seq 1)", "ping 4 (seq 1)"])
@@ -108,7 +111,7 @@ class Leaderboard(unittest.TestCase):
         self.assertEqual(head.count("|"), line.count("|"))
         self.assertEqual(rule.count("|"), line.count("|"))
         self.assertIn("| 1 | m | ping-respond.md | default | default | 3 | 100 | 1000.0 [", line)
-        self.assertIn("| 0.3000 | 18 / 19 |", line)
+        self.assertIn("| 0.3000 | - | - | 18 / 19 |", line)
         self.assertIn("[leaderboard.svg](leaderboard.svg)", text)
 
     def test_the_picture_marks_invalid_and_lost(self):
@@ -129,3 +132,62 @@ class Leaderboard(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Costs(unittest.TestCase):
+    def test_list_prices_with_the_cache_and_without(self):
+        from harness import prices
+        haiku = prices.price_of("claude-haiku-4-5-20251001")
+        self.assertEqual((haiku.input, haiku.output), (1, 5))
+        usage = {"input_tokens": 100, "cache_read_input_tokens": 1000, "cache_creation_input_tokens": 200,
+                 "cache_creation": {"ephemeral_5m_input_tokens": 150, "ephemeral_1h_input_tokens": 50}}
+        cached, plain = prices.cost(haiku, usage, 50)
+        self.assertAlmostEqual(cached, (100 + 0.1 * 1000 + 1.25 * 150 + 2 * 50 + 5 * 50) / 1e6)
+        self.assertAlmostEqual(plain, (1300 + 5 * 50) / 1e6)
+        # Without the cache_creation object every write counts as 5 minutes, as Claude Code counts it.
+        self.assertEqual(prices.split({"cache_creation_input_tokens": 200})["write_5m"], 200)
+        self.assertEqual(prices.price_of("claude-opus-5-5").read, 0.05)
+        self.assertEqual(prices.price_of("claude-opus-4-8[1m]").input, 5)
+        self.assertIsNone(prices.price_of("qwen3-coder:30b"))
+
+    def test_the_reported_cost_is_shared_by_list_price(self):
+        from harness import session
+        t = session.Tracker()
+        t.requests = [{"model": "claude-haiku-4-5", "usage": {"input_tokens": 1000}, "output_tokens": 0},
+                      {"model": "claude-haiku-4-5", "usage": {"cache_read_input_tokens": 10000}, "output_tokens": 0}]
+        t.result = {"total_cost_usd": 0.004}
+        (a, a_plain, a_list), (b, b_plain, b_list) = bundle.share_cost(t)
+        self.assertAlmostEqual(a, 0.002)
+        self.assertAlmostEqual(b, 0.002)            # 10,000 reads cost what 1,000 inputs do
+        self.assertAlmostEqual(b_plain, 0.02)       # without the cache: ten times as much
+        self.assertAlmostEqual((a_list, b_list), (0.001, 0.001))
+
+
+class Continuous(unittest.TestCase):
+    def test_drop_summaries_late_replies_and_pings_never_sent(self):
+        with tempfile.TemporaryDirectory() as d:
+            ident = 77
+            lines = [dict(ANSWERED, arrival=ARRIVAL, id=ident, seq=1),
+                     dict(ANSWERED, arrival="2026-12-01T10:00:01.000000Z", id=ident, seq=2),
+                     {"arrival": "2026-12-01T10:00:02.000000Z", "id": None, "seq": None, "outcome": "stale",
+                      "count": 3, "written": False,
+                      "note": "3 requests dropped, arrived 2026-12-01T10:00:02.000Z to 2026-12-01T10:00:04.000Z"},
+                     dict(ANSWERED, arrival=ARRIVAL, id=ident, seq=1, outcome="unmatched",
+                          **{"class": "no_matching_request"})]
+            with open(os.path.join(d, "records.jsonl"), "w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in lines)
+            with open(os.path.join(d, "ping-continuous.txt"), "w") as f:
+                f.write("64 bytes from 192.0.2.2: icmp_seq=1 ttl=64 time=500 ms\n"
+                        "64 bytes from 192.0.2.2: icmp_seq=2 ttl=64 time=40000 ms\n\n"
+                        "5 packets transmitted, 2 received, 60% packet loss\n")
+            with open(os.path.join(d, "runs.jsonl"), "w") as f:
+                t0 = bundle.epoch(ARRIVAL)
+                f.write(json.dumps({"tag": "s1", "start": t0 - 5, "end": t0 + 60, "status": 0, "ident": ident,
+                                    "opts": ""}) + "\n")
+            meta = dict(META, agent="dry-run", mode="continuous", count=6, interval=1.0, max_age=30)
+            result = bundle.summarise(d, meta, tunbridge="/nonexistent/tunbridge")
+            kinds = [p["fate_kind"] for p in result["pings"]]
+            self.assertEqual(kinds, ["answered_twice", "late", "expired_in_queue", "expired_in_queue",
+                                     "expired_in_queue", "not_sent"])
+            self.assertIn("one of 3 counted together", result["pings"][2]["fate"])
+            self.assertIn("it arrived while the agent had ping 2", result["pings"][2]["fate"])

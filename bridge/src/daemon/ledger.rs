@@ -19,6 +19,7 @@ use tracing::{debug, info, trace, warn};
 use crate::daemon::counts::{Count, Counts};
 use crate::daemon::drops::{self, Drops};
 use crate::daemon::inflight::{self, Awaiting, InFlight};
+use crate::daemon::pace::Pace;
 use crate::daemon::queue::{Queue, Queued};
 use crate::daemon::readers::{Caller, Reader, Readers};
 use crate::instrument::journal::Journal;
@@ -83,6 +84,8 @@ pub struct Ledger {
     unsettled: Option<Unsettled>,
     /// Packets dropped unread since the last summary.
     drops: Drops,
+    /// How long the agent takes from hand-over to WRITE, from the answers so far.
+    pace: Pace,
     journal: Journal,
     counts: Arc<Counts>,
 }
@@ -100,6 +103,7 @@ impl Ledger {
             unconfirmed: HashMap::new(),
             unsettled: None,
             drops: Drops::new(drops::INTERVAL),
+            pace: Pace::new(),
             journal,
             counts,
         }
@@ -155,10 +159,19 @@ impl Ledger {
 
     /// What the waiting READs get at `now`, one at a time: the oldest fresh packet for the
     /// READ that asked first, or TIMEOUT for one whose time is up. `None`: nothing to do.
+    /// Fresh: not older than `--max-age`, and young enough for the agent to answer within it
+    /// at its pace; when it is too slow for any, the newest ([`crate::daemon::pace`]).
     pub fn next_handout(&mut self, now: Instant) -> Option<Handout<'_>> {
         if !self.readers.is_empty() {
             let stale = self.queue.expire(now);
             self.dropped(stale, Outcome::Stale, now);
+            let (pace, max_age) = (self.pace, self.queue.max_age());
+            let late = self.queue.skip_late(now, |age| pace.too_late(age, max_age));
+            if !late.is_empty() {
+                debug!(count = late.len(), agent_ms = ?pace.estimate().map(ms),
+                       "requests dropped: the agent could not answer them within --max-age");
+            }
+            self.dropped(late, Outcome::Stale, now);
             if !self.queue.is_empty() {
                 let (reader, item) = self.readers.pop().zip(self.queue.pop())?;
                 self.delivering.push((reader.caller, item));
@@ -306,6 +319,7 @@ impl Ledger {
               queue_us = us(h.handover - h.request.arrival), agent_us = us(received - h.handover),
               rtt_us = us(written - h.request.arrival), write_us = us(written - received),
               verdict = %verdict, "reply written");
+        self.pace.observe(received - h.handover);
         let mut e = entry(&h.request, Outcome::Answered);
         e.queue_ms = Some(ms(h.handover - h.request.arrival));
         e.agent_ms = Some(ms(received - h.handover));
@@ -649,6 +663,101 @@ mod test {
                 ("stale".into(), None, Some(1)),
             ]
         );
+    }
+
+    /// An echo request with sequence number `seq` (REQUEST_56 otherwise) and its reply.
+    fn echo(seq: u16) -> (Vec<u8>, Vec<u8>) {
+        let mut request = REQUEST_56.to_vec();
+        request[26..28].copy_from_slice(&seq.to_be_bytes());
+        crate::wire::icmpv4::Packet::new_unchecked(&mut request[20..]).fill_checksum();
+        let reply = crate::wire::echo_reply(&request).unwrap();
+        (request, reply)
+    }
+
+    /// Pings every second (`count` of them) and an agent that writes its reply `agent_ms`
+    /// after a hand-over and asks for the next packet `cycle_ms` after it: the (seq, age at
+    /// hand-over in ms) of every packet it was handed.
+    fn serve(b: &mut Book, count: u16, agent_ms: u64, cycle_ms: u64) -> Vec<(u16, u64)> {
+        let arrival = |seq: u16| u64::from(seq - 1) * 1000;
+        let (mut sent, mut read_at, mut handed) = (0u16, 0u64, Vec::new());
+        loop {
+            while sent < count && arrival(sent + 1) <= read_at {
+                sent += 1;
+                b.arrive(&echo(sent).0, arrival(sent));
+            }
+            b.ask(Caller::Fifo, read_at, 30_000);
+            let mut got = b.deliver(read_at);
+            let mut at = read_at;
+            while got.is_empty() && sent < count {
+                sent += 1;
+                at = arrival(sent);
+                b.arrive(&echo(sent).0, at);
+                got = b.deliver(at);
+            }
+            let Some((_, Some(packet))) = got.pop() else {
+                return handed;
+            };
+            let seq = u16::from_be_bytes([packet[26], packet[27]]);
+            handed.push((seq, at - arrival(seq)));
+            b.write(&echo(seq).1, at + agent_ms).unwrap();
+            b.settle(at + agent_ms);
+            read_at = at + cycle_ms;
+        }
+    }
+
+    #[test]
+    fn a_slow_agent_is_handed_only_packets_it_can_still_answer_in_time() {
+        // 60 pings a second apart; the agent writes 8 s after a hand-over and reads again
+        // 15 s after it; pings give up after 20 s (--max-age).
+        let mut b = Book::new("slow", 64, false);
+        let handed = serve(&mut b, 60, 8_000, 15_000);
+        let max_age = u64::try_from(MAX_AGE.as_millis()).unwrap();
+        assert_eq!(handed[0], (1, 0), "no estimate yet: the oldest, as always");
+        for &(seq, age) in &handed {
+            assert!(
+                age + 8_000 <= max_age,
+                "ping {seq} handed over at age {age} ms: {handed:?}"
+            );
+        }
+        assert!(handed.len() >= 4, "{handed:?}");
+        let answered = b
+            .outcomes()
+            .iter()
+            .filter(|(o, ..)| o == "answered")
+            .count();
+        assert_eq!(answered, handed.len());
+        b.ledger.finish(b.at(200_000).0, b.at(200_000).1);
+        let dropped: u64 = b
+            .outcomes()
+            .iter()
+            .filter(|(o, ..)| o == "stale")
+            .filter_map(|l| l.2)
+            .sum();
+        assert_eq!(dropped as usize + handed.len(), 60, "{:?}", b.outcomes());
+    }
+
+    #[test]
+    fn an_agent_slower_than_the_age_limit_gets_the_newest_packet() {
+        // 25 s a packet against 20 s: nothing can be answered in time, so rather than the
+        // oldest (answered 45 s late) the agent gets the newest (answered 25 s after it came).
+        let mut b = Book::new("slower", 64, false);
+        let handed = serve(&mut b, 60, 25_000, 26_000);
+        assert!(handed.len() >= 3, "{handed:?}");
+        for &(seq, age) in &handed {
+            let at = u64::from(seq - 1) * 1000 + age;
+            let newest = (at / 1000 + 1).min(60);
+            assert_eq!(u64::from(seq), newest, "handed over at {at} ms: {handed:?}");
+        }
+    }
+
+    #[test]
+    fn a_single_packet_is_never_dropped_for_the_agents_pace() {
+        let mut b = Book::new("single", 64, false);
+        serve(&mut b, 1, 15_000, 16_000); // one answer: the agent takes 15 s (45 s estimated)
+        let (request, _) = echo(7);
+        b.arrive(&request, 100_000);
+        b.ask(Caller::Fifo, 105_000, 30_000);
+        assert_eq!(b.handouts(105_000), [(Caller::Fifo, Some(request))]);
     }
 
     #[test]

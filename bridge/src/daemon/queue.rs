@@ -2,7 +2,9 @@
 //!
 //! It is bounded in length and in age. On overflow the oldest packet goes, so the
 //! live ping is the one kept; a packet older than the age limit is never handed
-//! out, so a ping that gave up long ago cannot take the place of the current one.
+//! out, so a ping that gave up long ago cannot take the place of the current one; and
+//! the ledger skips packets too old to be answered in time while a younger one waits
+//! ([`Queue::skip_late`], decided by [`crate::daemon::pace`]).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
@@ -91,6 +93,28 @@ impl Queue {
         stale
     }
 
+    /// Removes and returns the oldest packets whose age at `now` is `late`. When even a
+    /// packet that just came would be late (the agent is too slow for any), the newest stays:
+    /// the freshest is the least late.
+    pub fn skip_late(&mut self, now: Instant, late: impl Fn(Duration) -> bool) -> Vec<Queued> {
+        let mut skipped = Vec::new();
+        let hopeless = late(Duration::ZERO);
+        while let Some(head) = self.items.front() {
+            if !late(now.saturating_duration_since(head.arrival))
+                || (hopeless && self.items.len() == 1)
+            {
+                break;
+            }
+            skipped.extend(self.items.pop_front());
+        }
+        skipped
+    }
+
+    /// The age limit.
+    pub fn max_age(&self) -> Duration {
+        self.max_age
+    }
+
     /// Takes the oldest packet; call [`Queue::expire`] first to skip stale ones.
     pub fn pop(&mut self) -> Option<Queued> {
         self.items.pop_front()
@@ -128,6 +152,44 @@ mod test {
         assert_eq!(q.pop().unwrap().packet, [1]);
         assert_eq!(q.pop().unwrap().packet, [2]);
         assert!(q.pop().is_none());
+    }
+
+    #[test]
+    fn skip_late_stops_at_the_first_packet_in_time() {
+        let now = Instant::now();
+        let mut q = Queue::new(8, Duration::from_secs(30));
+        for (tag, age) in [
+            (1, 25_000),
+            (2, 20_000),
+            (3, 10_000),
+            (4, 22_000),
+            (5, 1_000),
+        ] {
+            q.push(item(tag, age, now));
+        }
+        let late = |age: Duration| age > Duration::from_secs(15);
+        let skipped: Vec<u8> = q.skip_late(now, late).iter().map(|s| s.packet[0]).collect();
+        assert_eq!(skipped, [1, 2], "in arrival order: 3 is the first in time");
+        assert_eq!(q.pop().unwrap().packet, [3]);
+    }
+
+    #[test]
+    fn skip_late_keeps_the_newest_only_when_nothing_could_be_in_time() {
+        let now = Instant::now();
+        let mut q = Queue::new(8, Duration::from_secs(30));
+        q.push(item(8, 29_000, now));
+        q.push(item(9, 20_000, now));
+        let late = |age: Duration| age > Duration::from_secs(15);
+        assert_eq!(
+            q.skip_late(now, late).len(),
+            2,
+            "a fresh packet would be in time"
+        );
+        q.push(item(8, 29_000, now));
+        q.push(item(9, 20_000, now));
+        let skipped = q.skip_late(now, |_| true);
+        assert_eq!(skipped.len(), 1, "too slow for any: the freshest stays");
+        assert_eq!(q.pop().unwrap().packet, [9]);
     }
 
     #[test]

@@ -124,6 +124,47 @@ pub fn oldest_client() -> (String, PathBuf) {
     (version, claude)
 }
 
+/// The scripted model (`python3 -m harness.model ARGS`) on 127.0.0.1; stopped on drop.
+pub struct ScriptedModel {
+    child: Child,
+    /// `http://127.0.0.1:PORT`, as it said it listens.
+    pub url: String,
+}
+
+impl ScriptedModel {
+    /// Starts it with `args` (`--port 0` picks a free port); `None` when it could not
+    /// listen (the port given is someone else's).
+    pub fn start(args: &[&str]) -> Option<ScriptedModel> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let mut child = Command::new("python3")
+            .args(["-m", "harness.model"])
+            .args(args)
+            .current_dir(root)
+            .env("PYTHONPATH", root)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m harness.model");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let Some(url) = line.trim().strip_prefix("listening on ") else {
+            let _ = child.wait();
+            return None;
+        };
+        let url = url.to_string();
+        Some(ScriptedModel { child, url })
+    }
+}
+
+impl Drop for ScriptedModel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A network namespace of our own, deleted on drop.
 pub struct Netns {
     pub name: String,
