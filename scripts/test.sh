@@ -71,7 +71,7 @@ for line in sys.stdin:
 if tb_is_root; then
     tb_traps
     say "running the tests that need no root again, as nobody"
-    unprivileged lib server corpus properties tools
+    unprivileged lib server channel corpus properties tools
     nobody=(setpriv --reuid=nobody --regid=nogroup --clear-groups env -i PATH=/usr/bin:/bin HOME=/tmp)
     if "${nobody[@]}" test -r "$ROOT/harness/tests/__init__.py"; then
         out=$("${nobody[@]}" bash -c "cd '$ROOT' && $(declare -f python_tests); python_tests") ||

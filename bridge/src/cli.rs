@@ -32,10 +32,11 @@ pub enum Cmd {
     /// Hand a running bridge one packet to write; prints OK or ERR <reason>.
     ///
     /// With --next it then asks for the next packet on the same connection and prints a
-    /// second line: its hex, TIMEOUT, or ERR <reason> (it asks even when the write was
-    /// refused). Exit status: 0 when no line is ERR; 1 when the bridge answered ERR; 2 when
-    /// nothing was answered (no bridge); 3 (--next) when the write was answered but the
-    /// next packet's answer never came (the bridge stopped or the connection dropped).
+    /// second line: its hex, TIMEOUT, or ERR <reason> (ERR bridge stopping when the bridge
+    /// shuts down; it asks even when the write was refused). Exit status: 0 when no line is
+    /// ERR; 1 when the bridge answered ERR; 2 when nothing was answered (no bridge); 3
+    /// (--next) when the write was answered but the next packet's answer never came (the
+    /// connection dropped, or no answer in time).
     Write {
         /// The packet as hex; spaces between bytes are fine (quote them).
         #[arg(required = true, num_args = 1.., value_name = "HEX")]

@@ -53,6 +53,9 @@ pub enum ClientError {
     NotABridge(String),
     /// An answer line longer than any the bridge sends.
     TooLong,
+    /// The bridge refused the connection, with its one-line reason (`ERR too many clients
+    /// connected`: every one of its connections has a command under way).
+    Refused(String),
     /// A system call failed.
     Io {
         step: &'static str,
@@ -78,6 +81,7 @@ impl fmt::Display for ClientError {
             Self::HungUp => write!(f, "the bridge closed the connection without an answer"),
             Self::NotABridge(l) => write!(f, "not a bridge's greeting: {:?}", clip(l)),
             Self::TooLong => write!(f, "the answer is longer than any the bridge sends"),
+            Self::Refused(l) => write!(f, "the bridge refused the connection: {l}"),
             Self::Io { step, source } => write!(f, "{step}: {source}"),
         }
     }
@@ -146,7 +150,10 @@ impl Client {
     pub fn session(&self) -> Result<Session, ClientError> {
         let mut call = self.call(&[])?;
         call.wait_greeting()?;
-        Ok(Session { call })
+        Ok(Session {
+            client: self.clone(),
+            call,
+        })
     }
 
     fn connect(&self) -> Result<UnixStream, ClientError> {
@@ -203,14 +210,23 @@ impl From<ClientError> for Unfinished {
 }
 
 /// A connection to the bridge's channel kept for many exchanges ([`Client::session`]).
+///
+/// Between exchanges the bridge may close it: to make room for another client at its cap,
+/// or because it restarted. A connection found closed (or holding a line no command asked
+/// for, the bridge's reason) before a command is sent is replaced by a new one; a command
+/// is never sent twice.
 #[derive(Debug)]
 pub struct Session {
+    client: Client,
     call: Call,
 }
 
 impl Session {
     /// Sends one command line and returns its one answer line, without its newline.
     pub fn exchange(&mut self, command: &str) -> Result<String, ClientError> {
+        if self.call.closed_by_bridge() {
+            *self = self.client.session()?;
+        }
         self.call.push(command)?;
         self.call.wait_next()
     }
@@ -348,6 +364,13 @@ impl Call {
         Ok(())
     }
 
+    /// Whether the bridge has closed the connection, or is closing it: with no command
+    /// under way, anything to read (its one-line reason, or the end) says so.
+    fn closed_by_bridge(&self) -> bool {
+        let mut fds = [PollFd::new(self.stream.as_fd(), PollFlags::POLLIN)];
+        !self.buf.is_empty() || matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+    }
+
     /// Waits for the answer to the last command pushed and takes it.
     fn wait_next(&mut self) -> Result<String, ClientError> {
         self.wait_until(|call| call.is_done())?;
@@ -361,7 +384,7 @@ impl Call {
     fn wait_greeting(&mut self) -> Result<(), ClientError> {
         self.wait_until(|call| call.wait.is_some() || call.refused)?;
         match self.answers.pop() {
-            Some(refusal) => Err(ClientError::NotABridge(refusal)),
+            Some(refusal) => Err(ClientError::Refused(refusal)),
             None => Ok(()),
         }
     }
