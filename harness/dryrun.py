@@ -119,7 +119,7 @@ def check(a, group, work, out, client, binary, cmd, resp, ns) -> int:
     with ScriptedModel(group, out, work) as model:
         say(f"dry-run model at {model.url}")
         say('running: claude -p "/ping-respond" --output-format json --permission-mode default '
-            "--settings .claude/settings.json")
+            "--settings .claude/settings.json --strict-mcp-config")
         env = {k: v for k, v in os.environ.items()
                if k not in ("ANTHROPIC_MODEL", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN", "PYTHONPATH")}
         env.update(DRY_RUN_ENV, ANTHROPIC_BASE_URL=model.url, ANTHROPIC_API_KEY="dry-run",
@@ -128,7 +128,8 @@ def check(a, group, work, out, client, binary, cmd, resp, ns) -> int:
         result = os.path.join(out, "claude.json")
         with open(result, "w") as stdout, open(os.path.join(out, "claude.err"), "w") as stderr:
             proc = group.start([client, "-p", "/ping-respond", "--output-format", "json", *RUN_FLAGS,
-                                "--settings", os.path.join(ROOT, ".claude/settings.json")],
+                                "--settings", os.path.join(ROOT, ".claude/settings.json"),
+                                "--strict-mcp-config"],
                                group=True, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
         ping = None
         if ns is not None:

@@ -5,7 +5,9 @@ how the prompt reaches it (its slash command, or its text). `HARNESSES` maps the
 `--harness` takes to one each; a new harness is one more class here and one more entry:
 
 - `default`: Claude Code as it comes, the prompt as its slash command when it has one,
-  `--settings .claude/settings.json` (the two allow rules);
+  `--settings .claude/settings.json` (the allow rules), and `--strict-mcp-config`: the
+  project's `.mcp.json` (`tunbridge mcp`, for the MCP prompts) would otherwise load in `-p`
+  and add its three tools to every request of the Bash prompts;
 - `lean`: only what the prompt needs (docs/HARNESS.md#the-lean-harness): Bash alone, a
   204-byte system prompt, no MCP, skills, slash commands, background tasks, CLAUDE.md,
   memory or hooks; `--bare` with an API key, the same without it for a login (OAuth).
@@ -74,7 +76,7 @@ class Harness:
     def flags(self, client: Client) -> list:
         """Client flags besides the prompt, the model, the output format and the permission
         mode (harness/clients.py: every run is in the default mode)."""
-        return ["--settings", self.settings()]
+        return ["--strict-mcp-config", "--settings", self.settings()]
 
     def env(self, client: Client) -> dict:
         """Environment for the client."""

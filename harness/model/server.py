@@ -226,7 +226,8 @@ class Server(http.server.ThreadingHTTPServer):
             if turn is not None and "procedure" in turn:
                 entry["procedure"] = turn["procedure"]
             if turn is not None:
-                entry["tool_use"] = [b["input"]["command"] for b in turn["content"] if b["type"] == "tool_use"]
+                entry["tool_use"] = [b["input"].get("command", b["name"]) for b in turn["content"]
+                                     if b["type"] == "tool_use"]
             if x is not None and x.notes:
                 entry["behaviour"] = x.notes
             if self.cfg.log:
