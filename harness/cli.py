@@ -124,10 +124,6 @@ def cmd_run(argv) -> int:
         return fail("needs root for the TUN device and the network namespace: run scripts/experiment.sh, "
                     "which re-runs itself with sudo")
     try:
-        os.makedirs(opts.out, exist_ok=True)
-    except OSError as e:
-        return fail(f"cannot make the results folder --out {opts.out}: {e.strerror}")
-    try:
         if opts.agent == "claude" and not backend and os.environ.get("ANTHROPIC_BASE_URL"):
             backends.check_url(os.environ["ANTHROPIC_BASE_URL"], "ANTHROPIC_BASE_URL")
         if backend:
@@ -141,6 +137,10 @@ def cmd_run(argv) -> int:
               f"know is its own guess, not what {backend.name} costs you", file=sys.stderr)
     oauth = (opts.agent == "claude" and not local and not os.environ.get("ANTHROPIC_API_KEY")) or \
             (opts.agent == "dry-run" and os.environ.get("TUNBRIDGE_DRY_RUN_AUTH") == "oauth")
+    try:    # last: a run refused above leaves no folder behind
+        os.makedirs(opts.out, exist_ok=True)
+    except OSError as e:
+        return fail(f"cannot make the results folder --out {opts.out}: {e.strerror}")
     os.chdir(ROOT)
     return matrix.run(opts, configs, oauth)
 
