@@ -52,6 +52,8 @@ def slash_command(path: str):
         return "/" + name
     return None
 
+LEAN_SYSTEM = "prompts/lean-system.md"   # the lean harness's system prompt
+
 
 @dataclass
 class Client:
@@ -85,6 +87,11 @@ class Harness:
     def settings(self) -> str:
         return SETTINGS
 
+    def files(self) -> list:
+        """Files of the repository, besides the prompt, that shape what the model is sent
+        (run.json hashes them with the prompts)."""
+        return []
+
     def prompt(self, path: str, args: str = "") -> str:
         """The `-p` text: the slash command (with ARGS) when the prompt has one, else its text."""
         command = slash_command(path)
@@ -102,12 +109,15 @@ class Lean(Harness):
         return "lean (login, without --bare)" if oauth else "lean"
 
     def flags(self, client: Client) -> list:
-        flags = ["--tools", "Bash", "--system-prompt-file", os.path.join(ROOT, "prompts", "lean-system.md"),
+        flags = ["--tools", "Bash", "--system-prompt-file", os.path.join(ROOT, LEAN_SYSTEM),
                  "--strict-mcp-config", "--disable-slash-commands", "--no-session-persistence"]
         # --bare reads only ANTHROPIC_API_KEY: with a login the same flags run without it.
         if not client.oauth:
             flags.append("--bare")
         return flags + ["--settings", self.settings()]
+
+    def files(self) -> list:
+        return [LEAN_SYSTEM]
 
     def env(self, client: Client) -> dict:
         return {"CLAUDE_CODE_DISABLE_BACKGROUND_TASKS": "1", "CLAUDE_CODE_DISABLE_GIT_INSTRUCTIONS": "1",

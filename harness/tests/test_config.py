@@ -5,7 +5,7 @@ import io
 import unittest
 from unittest import mock
 
-from harness import cli, runner
+from harness import cli, provenance, runner
 from harness.config import Config, ConfigError, Options, matrix, thinking_tokens
 
 
@@ -132,6 +132,15 @@ class Matrix(unittest.TestCase):
         self.assertIn("max_cost", Options().as_dict())
         with self.assertRaises(ConfigError):
             matrix(Options(agent="dry-run", mode="continuous"), traffic=["ping"])
+
+    def test_run_json_hashes_every_file_that_shapes_the_request(self):
+        # The prompt, what it includes, and a harness's own system prompt: a change to any
+        # of them changes what the model is asked.
+        configs = matrix(Options(agent="dry-run"), prompts=["prompts/ping-serve.md"], harnesses=["default", "lean"])
+        prov = provenance.collect(Options(agent="dry-run"), configs, {"tunbridge": "/bin/false"})
+        self.assertEqual(sorted(prov["prompts"]),
+                         ["prompts/lean-system.md", "prompts/ping-respond.md", "prompts/ping-serve.md"])
+        self.assertTrue(all(len(h) == 64 for h in prov["prompts"].values()), prov["prompts"])
 
 
 if __name__ == "__main__":
