@@ -14,6 +14,7 @@ docs/RUNNER.md has the whole account.
 
 import argparse
 import os
+import signal
 import sys
 import time
 
@@ -226,8 +227,17 @@ def main(argv=None) -> int:
     if command == "run" and "--compare" in argv:   # the runner's old spelling
         argv.remove("--compare")
         command = "compare"
+    # Ctrl-C, SIGTERM and a closed terminal (SIGHUP) all end a command the same way: what it
+    # started is stopped and removed by its context managers (the bridge and the scripted
+    # model run in sessions of their own and hear of it only from here).
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
     try:
         return {"run": cmd_run, "suite": cmd_suite, "compare": cmd_compare, "bench": bench.main,
                 "flood": flood.main, "dry-run": dryrun.main, "names": cmd_names}[command](argv)
     except KeyboardInterrupt:
         return 130
+
+
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
