@@ -11,7 +11,6 @@ without a permission denial. `--with-bridge` (root) makes its own namespace and 
 pings once, as soon as the client waits in READ, and checks that ping got the reply.
 """
 
-import argparse
 import json
 import os
 import shutil
@@ -19,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 
-from harness import ROOT, clients, procs
+from harness import ROOT, ArgumentParser, clients, procs
 from harness.agents import DRY_RUN_ENV, ScriptedModel
 from harness.bridge import Bridge, put_on_path
 from harness.clients import RUN_FLAGS
@@ -74,7 +73,7 @@ def verdict(result_path: str, log: list) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python3 -m harness dry-run", description=__doc__.splitlines()[0])
+    ap = ArgumentParser(prog="python3 -m harness dry-run", description=__doc__.splitlines()[0])
     ap.add_argument("--with-bridge", action="store_true", help="(root) its own namespace, bridge and one ping")
     ap.add_argument("--out", help="keep the model log, JSON result and stderr here")
     ap.add_argument("--client", metavar="PATH", help="this Claude Code instead of the pinned one")
@@ -120,7 +119,7 @@ def check(a, group, work, out, client, binary, cmd, resp, ns) -> int:
     with ScriptedModel(group, out, work) as model:
         say(f"dry-run model at {model.url}")
         say('running: claude -p "/ping-respond" --output-format json --permission-mode default '
-            "--settings .claude/settings.json")
+            "--settings .claude/settings.json --strict-mcp-config")
         env = {k: v for k, v in os.environ.items()
                if k not in ("ANTHROPIC_MODEL", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN", "PYTHONPATH")}
         env.update(DRY_RUN_ENV, ANTHROPIC_BASE_URL=model.url, ANTHROPIC_API_KEY="dry-run",
@@ -129,7 +128,8 @@ def check(a, group, work, out, client, binary, cmd, resp, ns) -> int:
         result = os.path.join(out, "claude.json")
         with open(result, "w") as stdout, open(os.path.join(out, "claude.err"), "w") as stderr:
             proc = group.start([client, "-p", "/ping-respond", "--output-format", "json", *RUN_FLAGS,
-                                "--settings", os.path.join(ROOT, ".claude/settings.json")],
+                                "--settings", os.path.join(ROOT, ".claude/settings.json"),
+                                "--strict-mcp-config"],
                                group=True, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
         ping = None
         if ns is not None:

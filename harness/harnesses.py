@@ -5,7 +5,9 @@ how the prompt reaches it (its slash command, or its text). `HARNESSES` maps the
 `--harness` takes to one each; a new harness is one more class here and one more entry:
 
 - `default`: Claude Code as it comes, the prompt as its slash command when it has one,
-  `--settings .claude/settings.json` (the two allow rules);
+  `--settings .claude/settings.json` (the allow rules), and `--strict-mcp-config`: the
+  project's `.mcp.json` (`tunbridge mcp`, for the MCP prompts) would otherwise load in `-p`
+  and add its three tools to every request of the Bash prompts;
 - `lean`: only what the prompt needs (docs/HARNESS.md#the-lean-harness): Bash alone, a
   204-byte system prompt, no MCP, skills, slash commands, background tasks, CLAUDE.md,
   memory or hooks; `--bare` with an API key, the same without it for a login (OAuth).
@@ -50,6 +52,8 @@ def slash_command(path: str):
         return "/" + name
     return None
 
+LEAN_SYSTEM = "prompts/lean-system.md"   # the lean harness's system prompt
+
 
 @dataclass
 class Client:
@@ -74,7 +78,7 @@ class Harness:
     def flags(self, client: Client) -> list:
         """Client flags besides the prompt, the model, the output format and the permission
         mode (harness/clients.py: every run is in the default mode)."""
-        return ["--settings", self.settings()]
+        return ["--strict-mcp-config", "--settings", self.settings()]
 
     def env(self, client: Client) -> dict:
         """Environment for the client."""
@@ -82,6 +86,11 @@ class Harness:
 
     def settings(self) -> str:
         return SETTINGS
+
+    def files(self) -> list:
+        """Files of the repository, besides the prompt, that shape what the model is sent
+        (run.json hashes them with the prompts)."""
+        return []
 
     def prompt(self, path: str, args: str = "") -> str:
         """The `-p` text: the slash command (with ARGS) when the prompt has one, else its text."""
@@ -100,12 +109,15 @@ class Lean(Harness):
         return "lean (login, without --bare)" if oauth else "lean"
 
     def flags(self, client: Client) -> list:
-        flags = ["--tools", "Bash", "--system-prompt-file", os.path.join(ROOT, "prompts", "lean-system.md"),
+        flags = ["--tools", "Bash", "--system-prompt-file", os.path.join(ROOT, LEAN_SYSTEM),
                  "--strict-mcp-config", "--disable-slash-commands", "--no-session-persistence"]
         # --bare reads only ANTHROPIC_API_KEY: with a login the same flags run without it.
         if not client.oauth:
             flags.append("--bare")
         return flags + ["--settings", self.settings()]
+
+    def files(self) -> list:
+        return [LEAN_SYSTEM]
 
     def env(self, client: Client) -> dict:
         return {"CLAUDE_CODE_DISABLE_BACKGROUND_TASKS": "1", "CLAUDE_CODE_DISABLE_GIT_INSTRUCTIONS": "1",

@@ -7,8 +7,9 @@
 # harness tests (scripts/lib/common.sh), builds as the user who runs it, and re-runs itself
 # with sudo when that user is not root.
 # As root it then runs the tests that need no root (the unit tests, the server and
-# corpus tests on the in-memory device, the properties, the harness package's Python
-# tests) once more as the user nobody, so a test that quietly needs root fails here.
+# corpus tests on the in-memory device, the properties, the agent's tools, the harness
+# package's Python tests) once more as the user nobody, so a test that quietly needs root
+# fails here.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -87,7 +88,7 @@ for line in sys.stdin:
 
 if tb_is_root; then
     say "running the tests that need no root again, as nobody"
-    unprivileged lib server corpus properties
+    unprivileged lib server channel corpus properties tools
     nobody=(setpriv --reuid=nobody --regid=nogroup --clear-groups env -i PATH=/usr/bin:/bin HOME=/tmp)
     if "${nobody[@]}" test -r "$ROOT/harness/tests/__init__.py"; then
         out=$("${nobody[@]}" bash -c "cd '$ROOT' && $(declare -f python_tests); python_tests") ||

@@ -30,13 +30,26 @@ pub enum Cmd {
     /// Ask a running bridge for one packet; prints its hex or TIMEOUT.
     Read(ClientArgs),
     /// Hand a running bridge one packet to write; prints OK or ERR <reason>.
+    ///
+    /// With --next it then asks for the next packet on the same connection and prints a
+    /// second line: its hex, TIMEOUT, or ERR <reason> (ERR bridge stopping when the bridge
+    /// shuts down; it asks even when the write was refused). Exit status: 0 when no line is
+    /// ERR; 1 when the bridge answered ERR; 2 when nothing was answered (no bridge); 3
+    /// (--next) when the write was answered but the next packet's answer never came (the
+    /// connection dropped, or no answer in time).
     Write {
         /// The packet as hex; spaces between bytes are fine (quote them).
         #[arg(required = true, num_args = 1.., value_name = "HEX")]
         hex: Vec<String>,
+        /// Then wait for the next packet and print it (or TIMEOUT) on a second line.
+        #[arg(long)]
+        next: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Serve a running bridge to an MCP client (an agent) over stdio: tools to read a
+    /// packet, write one, and write one and read the next. Runs as the user, never root.
+    Mcp(ClientArgs),
     /// Summarise record files as a table, one column per file.
     Report {
         /// JSONL record files written by `serve --record`.

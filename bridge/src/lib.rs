@@ -11,7 +11,7 @@
 //! - [`judge`]: what a request is and what it is owed (the exchange model, the reference
 //!   stack), the verdict on a reply, and the two ends' addresses. No I/O.
 //! - [`ipc`]: the protocol the agent speaks: command lines, the FIFOs, the private
-//!   channel, and the client of `tunbridge read`/`write`.
+//!   channel, the client of `tunbridge read`/`write`, and `tunbridge mcp`.
 //! - [`instrument`]: what is kept of a run and read back: the record, the capture,
 //!   `report` and `timeline`.
 //! - [`daemon`]: `tunbridge serve`: the device, the loop, the bookkeeping of requests.

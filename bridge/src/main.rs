@@ -12,17 +12,21 @@ use tunbridge::cli::{Cli, Cmd};
 use tunbridge::daemon::logsink::LogSink;
 use tunbridge::daemon::server;
 use tunbridge::instrument::{report, timeline};
+use tunbridge::ipc::client::{Client, Unfinished};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Serve(args) => serve(&args),
         Cmd::Read(args) => answer(args.client().exchange("READ")),
-        Cmd::Write { hex, client } => answer(
-            client
-                .client()
-                .exchange(&format!("WRITE {}", hex.join(" "))),
-        ),
+        Cmd::Write { hex, next, client } => {
+            let write = format!("WRITE {}", hex.join(" "));
+            match next {
+                false => answer(client.client().exchange(&write)),
+                true => answers(client.client().exchange_all(&[&write, "READ"])),
+            }
+        }
+        Cmd::Mcp(args) => mcp(args.client()),
         Cmd::Report { files, format } => match report::run(&files, format) {
             Ok(table) => {
                 print!("{table}");
@@ -89,6 +93,45 @@ fn answer(result: Result<String, tunbridge::ipc::client::ClientError>) -> ExitCo
                 ExitCode::SUCCESS
             }
         }
+        Err(e) => fail(&e),
+    }
+}
+
+/// Prints each answer line of `write --next`. Exit status: 3 when an answer came and then
+/// no more (the bridge stopped or the connection dropped), 2 when none came, 1 when the
+/// bridge answered ERR, else 0.
+fn answers(result: Result<Vec<String>, Unfinished>) -> ExitCode {
+    let (lines, error) = match result {
+        Ok(lines) => (lines, None),
+        Err(Unfinished { answers, error }) => (answers, Some(error)),
+    };
+    let mut out = std::io::stdout().lock();
+    for line in &lines {
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = out.flush();
+    match error {
+        Some(e) if lines.is_empty() => fail(&e),
+        Some(e) => {
+            let _ = writeln!(std::io::stderr(), "tunbridge: no next packet: {e}");
+            ExitCode::from(3)
+        }
+        None if lines.iter().any(|l| l.starts_with("ERR")) => ExitCode::from(1),
+        None => ExitCode::SUCCESS,
+    }
+}
+
+/// `tunbridge mcp`: log lines go to stderr, for stdout carries only the protocol.
+fn mcp(client: Client) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    match tunbridge::ipc::mcp::run(&client) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
 }

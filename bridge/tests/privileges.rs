@@ -1,5 +1,6 @@
 //! Safe FIFOs and privileges: the daemon refuses paths that are not its own FIFOs and
-//! leaves them as they were, and with `--user` it drops root after setup and keeps working.
+//! leaves them as they were, and with `--user` it drops root after setup and keeps working;
+//! `tunbridge mcp` never runs as root.
 //!
 //! Needs root (namespaces, TUN, chown, setuid); each test makes its own network namespace
 //! (see `common`). The unprivileged user is `nobody`.
@@ -166,6 +167,21 @@ fn shared_dir(tag: &str) -> TempDir {
     let dir = TempDir::new(tag);
     std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o1777)).unwrap();
     dir
+}
+
+#[test]
+#[ignore = "needs root"]
+fn the_mcp_server_refuses_to_run_as_root() {
+    require_root();
+    let out = Command::new(BIN)
+        .arg("mcp")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "nothing on the protocol stream");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("never as root"), "{err}");
 }
 
 #[test]

@@ -16,7 +16,7 @@ import random
 import re
 import string
 
-from harness.model import flaws, stack
+from harness.model import flaws, onecall, stack
 from harness.wire import checksum, incremental
 
 READ_CMD = "tunbridge read"
@@ -159,18 +159,24 @@ def bash_turn(say: str, command: str, description: str, kind: str) -> dict:
     }
 
 
-def tool_exchanges(messages):
-    """Every (command, tool_result) pair of the conversation, in order."""
-    uses, pairs = {}, []
+def tool_calls(messages) -> list:
+    """Every (tool_use id, command, tool_result block) of the conversation, in order; the
+    command is None for a result whose tool_use the conversation no longer holds."""
+    uses, calls = {}, []
     for msg in messages:
         if not isinstance(msg.get("content"), list):
             continue
         for block in msg["content"]:
             if block.get("type") == "tool_use":
-                uses[block.get("id")] = block.get("input", {}).get("command", "")
+                uses[block.get("id")] = (block.get("input") or {}).get("command", "")
             elif block.get("type") == "tool_result":
-                pairs.append((uses.get(block.get("tool_use_id"), ""), block))
-    return pairs
+                calls.append((block.get("tool_use_id"), uses.get(block.get("tool_use_id")), block))
+    return calls
+
+
+def tool_exchanges(messages):
+    """Every (command, tool_result) pair of the conversation, in order."""
+    return [(command or "", result) for _, command, result in tool_calls(messages)]
 
 
 def last_tool_exchange(messages):
@@ -222,15 +228,21 @@ def after_read(output: str, write_cmd: str, how: str) -> dict:
         if reply is None:
             return text_turn(report, "not_answered")
         return bash_turn(report, write_cmd.format(hex=reply.hex()), "Write the reply to the TUN bridge", "write")
-    try:
-        reply, f = (echo_reply_fast if how == "fast" else echo_reply)(packet)
-    except NotAnswerable as why:
-        return text_turn(f"Read a {len(packet)}-byte packet that I will not answer: {why}.",
-                         "not_answered")
-    say = (f"Echo request {f['src']} -> {f['dst']}, id 0x{f['id']:04x}, seq {f['seq']}, "
-           f"{f['data_len']} data bytes. Reply: IPv4 checksum 0x{f['ip_checksum']:04x}, "
-           f"ICMP checksum 0x{f['icmp_checksum']:04x}.")
+    reply, say = answer_echo(packet, echo_reply_fast if how == "fast" else echo_reply)
+    if reply is None:
+        return text_turn(say, "not_answered")
     return bash_turn(say, write_cmd.format(hex=reply.hex()), "Write the echo reply to the TUN bridge", "write")
+
+
+def answer_echo(packet: bytes, build=echo_reply) -> tuple:
+    """The echo reply to `packet` and one line on it; (None, why) when it is not answered."""
+    try:
+        reply, f = build(packet)
+    except NotAnswerable as why:
+        return None, f"Read a {len(packet)}-byte packet that I will not answer: {why}."
+    return reply, (f"Echo request {f['src']} -> {f['dst']}, id 0x{f['id']:04x}, seq {f['seq']}, "
+                   f"{f['data_len']} data bytes. Reply: IPv4 checksum 0x{f['ip_checksum']:04x}, "
+                   f"ICMP checksum 0x{f['icmp_checksum']:04x}.")
 
 
 def after_write(output: str, command: str, write_cmd: str, how: str) -> dict:
@@ -299,6 +311,10 @@ def serve_next(turn: dict, body: dict, cfg) -> dict:
 
 def decide(body: dict, cfg) -> dict:
     """The next assistant turn for this request."""
+    # The one-call prompts (one tool call per packet, Bash --next or MCP) have their own.
+    turn = onecall.decide(body, opening_text(body), answer_echo)
+    if turn is not None:
+        return turn
     how = procedure(body, cfg.read_cmd)
     if how is None:
         return text_turn("OK.", "side")

@@ -38,7 +38,8 @@ class Prompts(unittest.TestCase):
 
 class Flags(unittest.TestCase):
     def test_default_only_adds_the_settings(self):
-        self.assertEqual(HARNESSES["default"].flags(KEY), ["--settings", harnesses.SETTINGS])
+        self.assertEqual(HARNESSES["default"].flags(KEY),
+                         ["--strict-mcp-config", "--settings", harnesses.SETTINGS])
         self.assertEqual(HARNESSES["default"].env(KEY), {})
 
     def test_lean_is_bare_with_a_key_and_not_with_a_login(self):

@@ -14,6 +14,10 @@ pub struct Counts {
     abandoned: AtomicU64,
     discarded: AtomicU64,
     lines_dropped: AtomicU64,
+    asked: AtomicU64,
+    clients_silent: AtomicU64,
+    clients_made_room: AtomicU64,
+    clients_stalled: AtomicU64,
 }
 
 /// Which total to add to.
@@ -33,6 +37,14 @@ pub enum Count {
     Discarded,
     /// An unfinished command line dropped after idling.
     LineDropped,
+    /// A READ began to wait for a packet.
+    Asked,
+    /// A channel connection closed for sending no command within the silence limit.
+    ClientSilent,
+    /// A channel connection closed to make room for a newcomer at the cap.
+    ClientMadeRoom,
+    /// A channel client dropped for not reading its answers.
+    ClientStalled,
 }
 
 impl Counts {
@@ -55,6 +67,10 @@ impl Counts {
             Count::Abandoned => &self.abandoned,
             Count::Discarded => &self.discarded,
             Count::LineDropped => &self.lines_dropped,
+            Count::Asked => &self.asked,
+            Count::ClientSilent => &self.clients_silent,
+            Count::ClientMadeRoom => &self.clients_made_room,
+            Count::ClientStalled => &self.clients_stalled,
         }
     }
 }

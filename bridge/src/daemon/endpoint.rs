@@ -16,8 +16,12 @@
 //! - **sending**: the answer line goes out as fast as the pipe takes it; a packet whose
 //!   line does not reach its reader is reported [`FifoEvent::Undelivered`].
 //!
-//! The write end of the answer FIFO is closed after every answer. Which packet a READ
-//! gets, and what becomes of it, is the ledger's business, not this module's.
+//! The write end of the answer FIFO is closed after every answer. The bridge cannot see a
+//! reader take a line from the pipe, only whether its bytes are still there: the reply
+//! grace after an answer went out, the endpoint takes whatever is left in the pipe, and a
+//! whole answer still there was never read ([`FifoEvent::Unread`] when it carried a
+//! packet). Which packet a READ gets, and what becomes of it, is the ledger's business,
+//! not this module's.
 
 use std::io::Write as _;
 use std::os::fd::BorrowedFd;
@@ -30,7 +34,9 @@ use tracing::{error, info, warn};
 
 use crate::daemon::counts::{Count, Counts};
 use crate::daemon::error::ServeError;
-use crate::ipc::fifo::{AnswerPipe, CommandReader, Fifo, FifoError, Incoming, Owner, PathState};
+use crate::ipc::fifo::{
+    take_unread, AnswerPipe, CommandReader, Fifo, FifoError, Incoming, Owner, PathState,
+};
 use crate::ipc::protocol::Answer;
 
 /// How often an answer waiting for its reader tries the answer FIFO again (no event
@@ -55,7 +61,27 @@ pub enum FifoEvent {
     Delivered { at: Instant },
     /// The packet's line did not reach its reader: the packet goes back.
     Undelivered,
+    /// The packet delivered at `handover` was still in the pipe, whole, the reply grace
+    /// later: its reader died without reading it (while another process held the answer
+    /// FIFO open). Taken out of the pipe; the packet goes back.
+    Unread { handover: Instant },
 }
+
+/// The last answer written to the answer FIFO, until its reader has had the reply grace
+/// to take it.
+#[derive(Debug)]
+struct InPipe {
+    /// The answer line, newline included.
+    line: Vec<u8>,
+    /// When the packet it carries was delivered, if it is a READ's.
+    handover: Option<Instant>,
+    /// When to look.
+    due: Instant,
+}
+
+/// The most an answer FIFO holds (Linux's default pipe size): what is taken out of it
+/// when an answer was left unread.
+const PIPE_SIZE: usize = 65536;
 
 /// The command being answered.
 #[derive(Debug)]
@@ -105,6 +131,8 @@ pub struct FifoEndpoint {
     hangup: bool,
     /// The answer line being sent, reused from answer to answer.
     line: Vec<u8>,
+    /// The last answer sent, until it is known to be read or taken back.
+    in_pipe: Option<InPipe>,
     counts: Arc<Counts>,
 }
 
@@ -137,6 +165,7 @@ impl FifoEndpoint {
             readable: false,
             hangup: false,
             line: Vec::new(),
+            in_pipe: None,
             counts,
         })
     }
@@ -154,11 +183,18 @@ impl FifoEndpoint {
 
     /// How soon the turn needs another look without any event, if it does.
     pub fn wake_within(&self, now: Instant) -> Option<Duration> {
-        match &self.turn {
+        let turn = match &self.turn {
             Some(Turn::Opening { .. }) => Some(READER_RETRY),
-            Some(Turn::Sending { deadline, .. }) => Some(deadline.saturating_duration_since(now)),
+            Some(Turn::Sending { deadline, .. }) => {
+                return Some(deadline.saturating_duration_since(now))
+            }
             _ => None,
-        }
+        };
+        let look = self
+            .in_pipe
+            .as_ref()
+            .map(|p| p.due.saturating_duration_since(now));
+        turn.into_iter().chain(look).min()
     }
 
     /// What poll said of the descriptor of [`FifoEndpoint::interest`] (empty: nothing).
@@ -173,6 +209,9 @@ impl FifoEndpoint {
     /// Takes the turn as far as it goes without waiting, and then the next commands; the
     /// first thing the loop must act on, or `None` when everything waits.
     pub fn next_event(&mut self) -> Option<FifoEvent> {
+        if let Some(event) = self.reclaim(Instant::now()) {
+            return Some(event);
+        }
         loop {
             let Some(turn) = self.turn.take() else {
                 return self.next_command();
@@ -278,10 +317,56 @@ impl FifoEndpoint {
     }
 
     /// Ends the turn under way at shutdown: a READ waiting learns at once, best effort,
-    /// that no packet is coming. (A packet on its way is the ledger's to put back.)
+    /// that no packet is coming (`ERR bridge stopping`). (A packet on its way is the
+    /// ledger's to put back.)
     pub fn finish(&mut self) {
         if let Some(Turn::Waiting { pipe }) = self.turn.take() {
-            let _ = pipe.write_some(b"TIMEOUT\n");
+            let _ = pipe.write_some(format!("{}\n", Answer::stopping()).as_bytes());
+        }
+    }
+
+    /// Takes the last answer out of the pipe when its reader has not read it within the
+    /// reply grace (`now` past its time to look); a packet in it is reported unread. Not
+    /// while an answer is being written.
+    fn reclaim(&mut self, now: Instant) -> Option<FifoEvent> {
+        let due = self.in_pipe.as_ref().is_some_and(|p| p.due <= now);
+        if !due || matches!(self.turn, Some(Turn::Sending { .. })) {
+            return None;
+        }
+        let sent = self.in_pipe.take()?;
+        let taken = match take_unread(self.resp.path(), PIPE_SIZE) {
+            Ok(taken) => taken,
+            Err(e) => {
+                warn!(error = %e, "cannot look into the answer FIFO");
+                return None;
+            }
+        };
+        if taken.is_empty() {
+            return None;
+        }
+        // Bytes before the line are an earlier answer nobody read, or someone else's.
+        let whole = taken.ends_with(&sent.line);
+        let Some(stray) = taken.len().checked_sub(sent.line.len()).filter(|_| whole) else {
+            warn!(
+                len = taken.len(),
+                "stray bytes taken out of the answer FIFO"
+            );
+            return None;
+        };
+        if stray > 0 {
+            warn!(len = stray, "stray bytes taken out of the answer FIFO");
+        }
+        match sent.handover {
+            Some(handover) => {
+                self.counts.add(Count::Abandoned);
+                Some(FifoEvent::Unread { handover })
+            }
+            None => {
+                self.counts.add(Count::Discarded);
+                let len = sent.line.len();
+                warn!(len, "an answer nobody read taken out of the answer FIFO");
+                None
+            }
         }
     }
 
@@ -423,8 +508,16 @@ impl FifoEndpoint {
             Err(e) => Some(e.to_string()),
         };
         drop(pipe);
+        let now = Instant::now();
+        if failed.is_none() {
+            self.in_pipe = Some(InPipe {
+                line: self.line.clone(),
+                handover: packet.then_some(now),
+                due: now + self.reply_grace,
+            });
+        }
         match (failed, packet) {
-            (None, true) => Step::Done(Some(FifoEvent::Delivered { at: Instant::now() })),
+            (None, true) => Step::Done(Some(FifoEvent::Delivered { at: now })),
             (None, false) => Step::Done(None),
             (Some(error), true) => {
                 warn!(error, "packet not delivered; back to the head of the queue");

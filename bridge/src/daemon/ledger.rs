@@ -139,6 +139,7 @@ impl Ledger {
 
     /// A READ asks for a packet.
     pub fn ask(&mut self, reader: Reader) {
+        self.counts.add(Count::Asked);
         self.readers.ask(reader);
     }
 
@@ -244,12 +245,18 @@ impl Ledger {
         let Some(handover) = self.unconfirmed.remove(&conn) else {
             return;
         };
-        if !unread {
-            return;
+        if unread {
+            self.take_back(handover, Caller::Conn(conn), now);
         }
+    }
+
+    /// The packet handed over at `handover` to the READ of `from` was never read (a channel
+    /// client left it unread; on the FIFOs, it was still in the pipe after the grace
+    /// period): it goes back to the head of the queue, for the next READ.
+    pub fn take_back(&mut self, handover: Instant, from: Caller, now: Instant) {
         if let Some(a) = self.inflight.take_handed(handover) {
-            warn!(flow = %ShowKey(a.key()), conn = %conn,
-                  "packet not read by its client; back to the head of the queue");
+            warn!(flow = %ShowKey(a.key()), from = %from,
+                  "packet never read by its client; back to the head of the queue");
             self.put_back(a.request, Outcome::Overflow, now);
         }
     }
@@ -843,6 +850,26 @@ mod test {
         assert_eq!(b.write(&REPLY_56, 9), Ok(()));
         b.settle(10);
         assert_eq!(b.outcomes()[0], ("answered".into(), Some(1), None));
+    }
+
+    #[test]
+    fn a_packet_left_in_the_answer_fifo_is_taken_back_for_the_next_read() {
+        let mut b = Book::new("takeback", 8, false);
+        b.arrive(&REQUEST_56, 0);
+        b.arrive(&REQUEST_56_SEQ2, 1);
+        b.ask(Caller::Fifo, 2, 30_000);
+        b.deliver(3);
+        // A grace period later the endpoint finds that line still in the pipe.
+        b.ledger.take_back(b.at(3).0, Caller::Fifo, b.at(1003).0);
+        b.ask(conn(1), 1004, 30_000);
+        assert_eq!(b.handouts(1004), [(conn(1), Some(REQUEST_56.to_vec()))]);
+        // Taken back once: a second look finds nothing in flight for that hand-over.
+        b.ledger.take_back(b.at(3).0, Caller::Fifo, b.at(1005).0);
+        b.ask(conn(2), 1006, 30_000);
+        assert_eq!(
+            b.handouts(1006),
+            [(conn(2), Some(REQUEST_56_SEQ2.to_vec()))]
+        );
     }
 
     #[test]

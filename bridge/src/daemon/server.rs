@@ -23,7 +23,7 @@ use nix::unistd::Pid;
 use tracing::{error, info, warn};
 
 use crate::daemon::config::Config;
-use crate::daemon::counts::Counts;
+use crate::daemon::counts::{Count, Counts};
 use crate::daemon::device::{self, Device, Recv, Tun};
 use crate::daemon::endpoint::{FifoEndpoint, FifoEvent};
 use crate::daemon::error::ServeError;
@@ -31,7 +31,7 @@ use crate::daemon::ledger::{Handout, Ledger, Terms};
 use crate::daemon::privilege;
 use crate::daemon::readers::{Caller, Reader};
 use crate::instrument::journal::Journal;
-use crate::ipc::channel::{self, Channel};
+use crate::ipc::channel::{self, Channel, Ending};
 use crate::ipc::fifo::{Fifo, PathState};
 use crate::ipc::lines::Incoming;
 use crate::ipc::protocol::{Answer, Command, ProtocolError};
@@ -54,6 +54,8 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), ServeError> {
     // A second bridge on these FIFOs refuses before it touches anything. The FIFOs are made
     // after the device: scripts take their existence as the sign that the device is up.
     Fifo::ensure_unclaimed(&config.cmd_fifo).map_err(ServeError::Fifo)?;
+    let socket = channel::socket_path(&config.cmd_fifo);
+    channel::ensure_free(&socket, config.owner).map_err(ServeError::Channel)?;
     let device = Tun::open(&config.tun, config.address, config.address6, config.mtu)
         .map_err(ServeError::Device)?;
     if let Some(cpu) = config.cpu {
@@ -110,7 +112,8 @@ pub fn serve(
         strict: config.strict,
     };
     let mut server = Server {
-        ledger: Ledger::new(terms, journal, counts),
+        ledger: Ledger::new(terms, journal, Arc::clone(&counts)),
+        counts,
         read_timeout: config.read_timeout,
         device,
         fifo,
@@ -148,6 +151,8 @@ struct Server {
     fifo: FifoEndpoint,
     channel: Channel,
     ledger: Ledger,
+    /// The running totals, the ledger's and the channel's.
+    counts: Arc<Counts>,
     read_timeout: Duration,
     stop: Arc<AtomicBool>,
     /// The device read buffer.
@@ -166,6 +171,8 @@ impl Server {
             }
             self.advance(woken);
             if last_check.elapsed() >= HOUSEKEEPING {
+                // The channel's time limits: silent and stalled connections.
+                self.serve_channel();
                 self.check_paths()?;
                 self.ledger.housekeeping(Instant::now());
                 last_check = Instant::now();
@@ -262,25 +269,7 @@ impl Server {
     /// waits for its reader), before the next command.
     fn advance(&mut self, woken: Woken) {
         if woken.channel || self.channel.has_pending() {
-            for event in self.channel.service() {
-                match event {
-                    channel::Event::Command {
-                        conn,
-                        incoming,
-                        received,
-                    } => {
-                        // Its next command: the client has read what it was sent.
-                        self.ledger.confirm(conn);
-                        self.dispatch(Caller::Conn(conn), incoming, received);
-                    }
-                    channel::Event::Gone { conn, unread } => {
-                        self.ledger.client_gone(conn, unread, Instant::now())
-                    }
-                }
-            }
-            // Packets for the READs that just came, then the greetings still unsent.
-            self.hand_out();
-            self.channel.flush();
+            self.serve_channel();
         }
         self.fifo.woken(woken.fifo);
         loop {
@@ -292,6 +281,39 @@ impl Server {
                 break;
             }
         }
+    }
+
+    /// Takes what the channel has: commands, and clients that went away or were closed.
+    fn serve_channel(&mut self) {
+        for event in self.channel.service(Instant::now()) {
+            match event {
+                channel::Event::Command {
+                    conn,
+                    incoming,
+                    received,
+                } => {
+                    // Its next command: the client has read what it was sent.
+                    self.ledger.confirm(conn);
+                    self.dispatch(Caller::Conn(conn), incoming, received);
+                }
+                channel::Event::Gone {
+                    conn,
+                    unread,
+                    ending,
+                } => {
+                    match ending {
+                        Ending::Left => {}
+                        Ending::Silent => self.counts.add(Count::ClientSilent),
+                        Ending::MadeRoom => self.counts.add(Count::ClientMadeRoom),
+                        Ending::Stalled => self.counts.add(Count::ClientStalled),
+                    }
+                    self.ledger.client_gone(conn, unread, Instant::now())
+                }
+            }
+        }
+        // Packets for the READs that just came, then the greetings still unsent.
+        self.hand_out();
+        self.channel.flush();
     }
 
     /// Acts on what the FIFO endpoint reports.
@@ -311,6 +333,10 @@ impl Server {
             }
             FifoEvent::Delivered { at } => self.ledger.delivered(Caller::Fifo, at),
             FifoEvent::Undelivered => self.ledger.undelivered(Caller::Fifo, Instant::now()),
+            FifoEvent::Unread { handover } => {
+                self.ledger
+                    .take_back(handover, Caller::Fifo, Instant::now())
+            }
         }
     }
 
@@ -444,10 +470,12 @@ impl Server {
 
     /// Ends what is under way and records what is left at shutdown.
     fn finish(&mut self) {
-        // Best effort: the READs waiting learn at once that no packet is coming.
+        // Best effort: the READs waiting learn at once that no packet is coming, and that
+        // this is no quiet network.
+        let stopping = Answer::stopping().to_string();
         for reader in self.ledger.take_readers() {
             if let Caller::Conn(conn) = reader.caller {
-                let _ = self.channel.answer(conn, b"TIMEOUT");
+                let _ = self.channel.answer(conn, stopping.as_bytes());
             }
         }
         self.fifo.finish();

@@ -13,6 +13,7 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -20,10 +21,11 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag};
-use nix::poll::PollFlags;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::ipc::channel::{parse_greeting, socket_path};
 use crate::ipc::fifo::{wait, CHUNK};
+use crate::ipc::protocol::MAX_LINE;
 
 /// How long the bridge may take to greet a new connection.
 const GREETING_WAIT: Duration = Duration::from_secs(10);
@@ -31,6 +33,8 @@ const GREETING_WAIT: Duration = Duration::from_secs(10);
 const MARGIN: Duration = Duration::from_secs(5);
 /// How long [`Client::exchange_fifo`] waits when not told: over the default read timeout.
 const FIFO_WAIT: Duration = Duration::from_secs(40);
+/// The longest answer line kept: longer than any packet's hex and any `ERR` line.
+const MAX_ANSWER: usize = 2 * MAX_LINE;
 
 /// Why an exchange failed (not an `ERR` answer: those are answers).
 #[derive(Debug)]
@@ -47,6 +51,11 @@ pub enum ClientError {
     HungUp,
     /// The first line on the connection was not the bridge's greeting.
     NotABridge(String),
+    /// An answer line longer than any the bridge sends.
+    TooLong,
+    /// The bridge refused the connection, with its one-line reason (`ERR too many clients
+    /// connected`: every one of its connections has a command under way).
+    Refused(String),
     /// A system call failed.
     Io {
         step: &'static str,
@@ -71,6 +80,8 @@ impl fmt::Display for ClientError {
             Self::NoAnswer(d) => write!(f, "no answer from the bridge within {} s", d.as_secs()),
             Self::HungUp => write!(f, "the bridge closed the connection without an answer"),
             Self::NotABridge(l) => write!(f, "not a bridge's greeting: {:?}", clip(l)),
+            Self::TooLong => write!(f, "the answer is longer than any the bridge sends"),
+            Self::Refused(l) => write!(f, "the bridge refused the connection: {l}"),
             Self::Io { step, source } => write!(f, "{step}: {source}"),
         }
     }
@@ -116,38 +127,32 @@ impl Client {
     /// Sends one command line on a connection of its own and returns the one answer
     /// line, without its newline.
     pub fn exchange(&self, command: &str) -> Result<String, ClientError> {
+        let mut answers = self.exchange_all(&[command]).map_err(|u| u.error)?;
+        Ok(answers.remove(0))
+    }
+
+    /// Sends command lines on one connection of its own and returns their answer lines,
+    /// in order; or the answers that came and why the rest did not. A bridge that refuses
+    /// the connection answers with one `ERR` line, which is then the only answer.
+    pub fn exchange_all(&self, commands: &[&str]) -> Result<Vec<String>, Unfinished> {
+        self.call(commands).map_err(Unfinished::from)?.wait()
+    }
+
+    /// Connects and sends command lines; their answers are read with [`Call::read_ready`]
+    /// or [`Call::wait`].
+    pub fn call(&self, commands: &[&str]) -> Result<Call, ClientError> {
         let stream = self.connect()?;
-        // Sent before the greeting is read, to save a round trip. A bridge that refuses
-        // the connection has said why in its first line, read below.
-        let sent = (&stream).write_all(one_line(command).as_bytes());
-        let mut answers = LineReader::new(&stream);
-        let hello = answers.line(GREETING_WAIT)?;
-        let Some(read_timeout) = parse_greeting(&hello) else {
-            if hello.starts_with("ERR") {
-                return Ok(hello);
-            }
-            return Err(ClientError::NotABridge(hello));
-        };
-        sent.map_err(|source| ClientError::Io {
-            step: "sending the command",
-            source,
-        })?;
-        let wait = self.timeout.unwrap_or(read_timeout + MARGIN);
-        answers.line(wait)
+        Call::start(stream, commands, self.timeout)
     }
 
     /// A connection kept for many exchanges, for a persistent agent: no connection to set
     /// up per exchange. Its greeting is read here.
     pub fn session(&self) -> Result<Session, ClientError> {
-        let stream = self.connect()?;
-        let mut answers = LineReader::new(&stream);
-        let hello = answers.line(GREETING_WAIT)?;
-        let read_timeout = parse_greeting(&hello).ok_or(ClientError::NotABridge(hello))?;
-        let buf = answers.buf;
+        let mut call = self.call(&[])?;
+        call.wait_greeting()?;
         Ok(Session {
-            stream,
-            buf,
-            wait: self.timeout.unwrap_or(read_timeout + MARGIN),
+            client: self.clone(),
+            call,
         })
     }
 
@@ -186,30 +191,264 @@ impl Client {
     }
 }
 
+/// An exchange that stopped before every answer came: the answers that did, and why.
+#[derive(Debug)]
+pub struct Unfinished {
+    /// The answer lines received, in order (none when the connection failed).
+    pub answers: Vec<String>,
+    /// Why no more came.
+    pub error: ClientError,
+}
+
+impl From<ClientError> for Unfinished {
+    fn from(error: ClientError) -> Self {
+        Unfinished {
+            answers: Vec::new(),
+            error,
+        }
+    }
+}
+
 /// A connection to the bridge's channel kept for many exchanges ([`Client::session`]).
+///
+/// Between exchanges the bridge may close it: to make room for another client at its cap,
+/// or because it restarted. A connection found closed (or holding a line no command asked
+/// for, the bridge's reason) before a command is sent is replaced by a new one; a command
+/// is never sent twice.
 #[derive(Debug)]
 pub struct Session {
-    stream: UnixStream,
-    buf: Vec<u8>,
-    wait: Duration,
+    client: Client,
+    call: Call,
 }
 
 impl Session {
     /// Sends one command line and returns its one answer line, without its newline.
     pub fn exchange(&mut self, command: &str) -> Result<String, ClientError> {
-        (&self.stream)
-            .write_all(one_line(command).as_bytes())
-            .map_err(|source| ClientError::Io {
+        if self.call.closed_by_bridge() {
+            *self = self.client.session()?;
+        }
+        self.call.push(command)?;
+        self.call.wait_next()
+    }
+}
+
+/// One exchange under way on a connection of its own ([`Client::call`]). Its command
+/// lines went out at once, before the greeting is read (a round trip saved; a bridge that
+/// refuses the connection says why in its first line). Their answers are read as they
+/// come: without waiting ([`Call::read_ready`], for a caller that polls [`Call::fd`]
+/// beside other descriptors), or by waiting ([`Call::wait`]). Dropping it closes the
+/// connection, which the bridge sees at once: a READ not yet answered takes no packet.
+#[derive(Debug)]
+pub struct Call {
+    stream: UnixStream,
+    /// Bytes read and not yet split into lines.
+    buf: Vec<u8>,
+    /// Command lines sent on this connection.
+    commands: usize,
+    /// Their answers so far, in order.
+    answers: Vec<String>,
+    /// The bridge refused the connection (its greeting was an `ERR` line, the one answer).
+    refused: bool,
+    /// The wait for each answer, once the greeting has named the bridge's read timeout.
+    wait: Option<Duration>,
+    /// The client's own limit ([`Client::timeout`]).
+    timeout: Option<Duration>,
+    /// When the next line is due.
+    deadline: Instant,
+    /// Sending failed before the greeting was read (reported after it, if it is one).
+    unsent: Option<io::Error>,
+}
+
+impl Call {
+    fn start(
+        stream: UnixStream,
+        commands: &[&str],
+        timeout: Option<Duration>,
+    ) -> Result<Call, ClientError> {
+        let io_err = |source| ClientError::Io {
+            step: "preparing the connection",
+            source,
+        };
+        stream.set_nonblocking(true).map_err(io_err)?;
+        let deadline = Instant::now() + GREETING_WAIT;
+        let lines: String = commands.iter().map(|c| one_line(c)).collect();
+        let unsent = send_all(&stream, lines.as_bytes(), deadline).err();
+        Ok(Call {
+            stream,
+            buf: Vec::new(),
+            commands: commands.len(),
+            answers: Vec::new(),
+            refused: false,
+            wait: None,
+            timeout,
+            deadline,
+            unsent,
+        })
+    }
+
+    /// The connection, to poll for reading.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+
+    /// When the next line is due: past it, [`Call::read_ready`] fails.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// The answers so far, in order.
+    pub fn answers(&self) -> &[String] {
+        &self.answers
+    }
+
+    /// Whether every command has its answer (or the bridge refused the connection).
+    pub fn is_done(&self) -> bool {
+        self.refused || self.answers.len() == self.commands
+    }
+
+    /// Reads what has come without waiting: true once every answer is in.
+    pub fn read_ready(&mut self) -> Result<bool, ClientError> {
+        self.read_for(Call::is_done)
+    }
+
+    /// Reads what has come without waiting: true once `done`; an error when the bridge has
+    /// closed the connection before, or the next line is overdue.
+    fn read_for(&mut self, done: impl Fn(&Call) -> bool) -> Result<bool, ClientError> {
+        let mut chunk = [0u8; CHUNK];
+        let closed = loop {
+            match (&self.stream).read(&mut chunk) {
+                Ok(0) => break true,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
+                // The bridge closed with our command unread: it went away.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break true,
+                Err(source) => {
+                    return Err(ClientError::Io {
+                        step: "reading the answer",
+                        source,
+                    })
+                }
+            }
+        };
+        self.take_lines()?;
+        match (done(self), closed) {
+            (true, _) => Ok(true),
+            (false, true) => Err(ClientError::HungUp),
+            (false, false) => self.overdue(),
+        }
+    }
+
+    /// Waits for every answer.
+    pub fn wait(mut self) -> Result<Vec<String>, Unfinished> {
+        match self.wait_until(|call| call.is_done()) {
+            Ok(()) => Ok(self.answers),
+            Err(error) => Err(Unfinished {
+                answers: self.answers,
+                error,
+            }),
+        }
+    }
+
+    /// Sends one more command line on the connection (with a fresh wait for its answer).
+    fn push(&mut self, command: &str) -> Result<(), ClientError> {
+        let deadline = Instant::now() + self.wait.unwrap_or(GREETING_WAIT);
+        send_all(&self.stream, one_line(command).as_bytes(), deadline).map_err(|source| {
+            ClientError::Io {
                 step: "sending the command",
                 source,
-            })?;
-        let mut answers = LineReader {
-            stream: &self.stream,
-            buf: std::mem::take(&mut self.buf),
-        };
-        let line = answers.line(self.wait);
-        self.buf = answers.buf;
-        line
+            }
+        })?;
+        self.commands += 1;
+        self.deadline = deadline;
+        Ok(())
+    }
+
+    /// Whether the bridge has closed the connection, or is closing it: with no command
+    /// under way, anything to read (its one-line reason, or the end) says so.
+    fn closed_by_bridge(&self) -> bool {
+        let mut fds = [PollFd::new(self.stream.as_fd(), PollFlags::POLLIN)];
+        !self.buf.is_empty() || matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+    }
+
+    /// Waits for the answer to the last command pushed and takes it.
+    fn wait_next(&mut self) -> Result<String, ClientError> {
+        self.wait_until(|call| call.is_done())?;
+        // Done: the last command has its answer, or the refusal stands in for it.
+        let answer = self.answers.pop().ok_or(ClientError::HungUp)?;
+        self.commands = self.answers.len();
+        Ok(answer)
+    }
+
+    /// Waits for the greeting; a refusal is an error here (no command to answer).
+    fn wait_greeting(&mut self) -> Result<(), ClientError> {
+        self.wait_until(|call| call.wait.is_some() || call.refused)?;
+        match self.answers.pop() {
+            Some(refusal) => Err(ClientError::Refused(refusal)),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads, sleeping in poll(2) between reads, until `done` or the deadline.
+    fn wait_until(&mut self, done: impl Fn(&Call) -> bool) -> Result<(), ClientError> {
+        loop {
+            self.take_lines()?;
+            if done(self) {
+                return Ok(());
+            }
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+            let mut fds = [PollFd::new(self.stream.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => {
+                    return Err(ClientError::Io {
+                        step: "waiting for the answer",
+                        source: e.into(),
+                    })
+                }
+            }
+            if self.read_for(&done)? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Takes the complete lines read: the greeting first, then the answers.
+    fn take_lines(&mut self) -> Result<(), ClientError> {
+        while let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+            let raw: Vec<u8> = self.buf.drain(..=i).collect();
+            let line = String::from_utf8_lossy(&raw[..i]).into_owned();
+            if self.wait.is_some() {
+                self.answers.push(line);
+            } else if let Some(read_timeout) = parse_greeting(&line) {
+                if let Some(source) = self.unsent.take() {
+                    return Err(ClientError::Io {
+                        step: "sending the command",
+                        source,
+                    });
+                }
+                self.wait = Some(self.timeout.unwrap_or(read_timeout + MARGIN));
+            } else if line.starts_with("ERR") {
+                self.refused = true;
+                self.answers.push(line);
+            } else {
+                return Err(ClientError::NotABridge(line));
+            }
+            self.deadline = Instant::now() + self.wait.unwrap_or(GREETING_WAIT);
+        }
+        if self.buf.len() > MAX_ANSWER {
+            return Err(ClientError::TooLong);
+        }
+        Ok(())
+    }
+
+    /// The error for a line that is late, if it is.
+    fn overdue(&self) -> Result<bool, ClientError> {
+        if Instant::now() < self.deadline {
+            return Ok(false);
+        }
+        Err(ClientError::NoAnswer(self.wait.unwrap_or(GREETING_WAIT)))
     }
 }
 
@@ -220,51 +459,28 @@ fn one_line(command: &str) -> String {
     line
 }
 
-/// Reads lines from the connection, each by a deadline.
-struct LineReader<'a> {
-    stream: &'a UnixStream,
-    buf: Vec<u8>,
-}
-
-impl<'a> LineReader<'a> {
-    fn new(stream: &'a UnixStream) -> Self {
-        LineReader {
-            stream,
-            buf: Vec::new(),
+/// Writes everything to a non-blocking socket, waiting for room until `deadline`.
+fn send_all(stream: &UnixStream, mut data: &[u8], deadline: Instant) -> io::Result<()> {
+    while !data.is_empty() {
+        match (&mut &*stream).write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+                let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLOUT)];
+                match poll(&mut fds, timeout) {
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e),
         }
     }
-
-    /// The next line, without its newline; fails after `wait` or at the bridge's close.
-    fn line(&mut self, wait: Duration) -> Result<String, ClientError> {
-        let deadline = Instant::now() + wait;
-        let mut chunk = [0u8; CHUNK];
-        loop {
-            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=i).collect();
-                return Ok(String::from_utf8_lossy(&line[..i]).into_owned());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(ClientError::NoAnswer(wait));
-            }
-            let io_err = |source| ClientError::Io {
-                step: "reading the answer",
-                source,
-            };
-            self.stream.set_read_timeout(Some(left)).map_err(io_err)?;
-            match (&mut &*self.stream).read(&mut chunk) {
-                Ok(0) => return Err(ClientError::HungUp),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => return Err(io_err(e)),
-            }
-        }
-    }
+    Ok(())
 }
 
 fn open_answer(path: &Path) -> Result<File, ClientError> {

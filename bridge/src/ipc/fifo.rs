@@ -270,9 +270,22 @@ fn clear_stale(path: &Path, owner: Owner) -> Result<(), FifoError> {
 /// Removes a stale `want` of ours (owned by root or `owner`) at `path`; refuses anything
 /// else that is there, leaving it alone.
 pub fn clear_stale_kind(path: &Path, owner: Owner, want: PathKind) -> Result<(), FifoError> {
+    if !check_stale(path, owner, want)? {
+        return Ok(());
+    }
+    std::fs::remove_file(path).map_err(|source| FifoError::Open {
+        path: path.into(),
+        source,
+    })
+}
+
+/// Looks at `path` without following a link: `false` when nothing is there, `true` when a
+/// `want` of ours (owned by root or `owner`) is, which may be replaced. Anything else is
+/// refused by name (a link with its target) and left alone.
+pub fn check_stale(path: &Path, owner: Owner, want: PathKind) -> Result<bool, FifoError> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(source) => {
             return Err(FifoError::Open {
                 path: path.into(),
@@ -288,7 +301,10 @@ pub fn clear_stale_kind(path: &Path, owner: Owner, want: PathKind) -> Result<(),
         })
     };
     if kind.is_symlink() {
-        return refuse("a symbolic link");
+        return match std::fs::read_link(path) {
+            Ok(target) => refuse(&format!("a symbolic link to {}", target.display())),
+            Err(_) => refuse("a symbolic link"),
+        };
     }
     if kind.is_dir() {
         return refuse("a directory");
@@ -307,10 +323,7 @@ pub fn clear_stale_kind(path: &Path, owner: Owner, want: PathKind) -> Result<(),
             meta.uid()
         ));
     }
-    std::fs::remove_file(path).map_err(|source| FifoError::Open {
-        path: path.into(),
-        source,
-    })
+    Ok(true)
 }
 
 /// Reads command lines from the command FIFO.
@@ -449,6 +462,26 @@ pub fn wait(file: &File, events: PollFlags, timeout: Duration) -> io::Result<boo
         Err(Errno::EINTR) => Ok(false),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Takes what waits in the answer FIFO at `path` (at most `limit` bytes), without waiting
+/// for anything: the bytes of an answer whose reader never read them. Opened for reading
+/// only for this, with no writer open, so nothing else is taken.
+pub fn take_unread(path: &Path, limit: usize) -> io::Result<Vec<u8>> {
+    let file = open_read(path)?;
+    let mut taken = Vec::new();
+    let mut chunk = [0u8; CHUNK];
+    while taken.len() < limit {
+        let want = CHUNK.min(limit - taken.len());
+        match (&file).read(&mut chunk[..want]) {
+            Ok(0) => break,
+            Ok(n) => taken.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(taken)
 }
 
 /// Linux's PIPE_BUF: a write of at most this many bytes goes into a pipe whole or not at all.

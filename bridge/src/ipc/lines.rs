@@ -16,6 +16,10 @@ use crate::ipc::protocol::MAX_LINE;
 /// How long an unfinished command line may sit before it is dropped.
 pub const LINE_IDLE: Duration = Duration::from_secs(1);
 
+/// A buffer emptied with more room than this gives the room back, so one long line does
+/// not keep its memory for the life of the stream.
+const KEEP: usize = 64 * 1024;
+
 /// One event from a command stream.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Incoming {
@@ -31,6 +35,8 @@ pub enum Incoming {
 #[derive(Debug)]
 pub struct Lines {
     buf: Vec<u8>,
+    /// How far `buf` is known to hold no newline: each byte is searched once.
+    scanned: usize,
     /// Inside an over-long line: its length so far.
     skipping: Option<usize>,
     /// Events decided while taking bytes, given out before the lines in `buf`.
@@ -49,6 +55,7 @@ impl Lines {
     pub fn new() -> Lines {
         Lines {
             buf: Vec::new(),
+            scanned: 0,
             skipping: None,
             ready: VecDeque::new(),
             last_data: Instant::now(),
@@ -81,7 +88,7 @@ impl Lines {
             return None;
         }
         let n = self.skipping.take().unwrap_or(self.buf.len());
-        self.buf.clear();
+        self.forget();
         Some(Incoming::Dropped(n))
     }
 
@@ -102,11 +109,31 @@ impl Lines {
         self.skipping.is_none() && self.buf.is_empty()
     }
 
+    /// True when an event is ready to be taken without more bytes (a whole line, or one
+    /// decided while taking bytes): reading more can wait.
+    pub fn has_event(&self) -> bool {
+        !self.ready.is_empty() || self.buf[self.scanned..].contains(&b'\n')
+    }
+
+    /// The bytes of memory held, for the channel's bound.
+    pub fn held(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Forgets everything held.
     pub fn clear(&mut self) {
-        self.buf.clear();
+        self.forget();
         self.skipping = None;
         self.ready.clear();
+    }
+
+    /// Empties the buffer; a large one gives its room back.
+    fn forget(&mut self) {
+        self.buf.clear();
+        self.scanned = 0;
+        if self.buf.capacity() > KEEP {
+            self.buf = Vec::new();
+        }
     }
 
     /// When the last bytes were taken: for an event just given, when its line was complete.
@@ -124,17 +151,24 @@ impl Iterator for Lines {
         if let Some(event) = self.ready.pop_front() {
             return Some(event);
         }
-        if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+        let newline = self.buf[self.scanned..].iter().position(|&b| b == b'\n');
+        if let Some(i) = newline.map(|i| i + self.scanned) {
             let mut line: Vec<u8> = self.buf.drain(..=i).collect();
+            self.scanned = 0;
+            if self.buf.is_empty() {
+                self.forget();
+            }
             line.pop();
             if line.last() == Some(&b'\r') {
                 line.pop();
             }
             return Some(Incoming::Line(line));
         }
+        self.scanned = self.buf.len();
         if self.buf.len() > MAX_LINE {
             self.skipping = Some(self.buf.len());
             self.buf = Vec::new();
+            self.scanned = 0;
         }
         None
     }
@@ -238,6 +272,48 @@ mod test {
                 Incoming::Dropped(MAX_LINE + 10),
                 Incoming::Line(b"READ".to_vec())
             ]
+        );
+    }
+
+    #[test]
+    fn has_event_says_whether_a_line_waits_without_more_bytes() {
+        let mut lines = Lines::new();
+        let now = Instant::now();
+        lines.push(b"REA", now);
+        assert!(!lines.has_event());
+        lines.push(b"D\nWRITE", now);
+        assert!(lines.has_event());
+        assert_eq!(lines.next(), Some(Incoming::Line(b"READ".to_vec())));
+        assert!(!lines.has_event(), "only half a line left");
+        lines.push(b" 45\n", now + LINE_IDLE * 2);
+        assert!(lines.has_event(), "the dropped half line, then the line");
+    }
+
+    #[test]
+    fn a_long_line_gives_its_room_back_once_taken() {
+        let mut lines = Lines::new();
+        let now = Instant::now();
+        let mut long = vec![b'a'; MAX_LINE - 1];
+        long.push(b'\n');
+        for chunk in long.chunks(4096) {
+            lines.push(chunk, now);
+            let _ = lines.next();
+        }
+        assert!(
+            lines.held() <= KEEP,
+            "{} bytes held after the line",
+            lines.held()
+        );
+        lines.push(&vec![b'b'; MAX_LINE / 2], now);
+        assert_eq!(lines.next(), None);
+        assert_eq!(
+            lines.idle(now + LINE_IDLE * 2),
+            Some(Incoming::Dropped(MAX_LINE / 2))
+        );
+        assert!(
+            lines.held() <= KEEP,
+            "{} bytes held after the drop",
+            lines.held()
         );
     }
 }

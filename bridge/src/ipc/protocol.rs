@@ -149,6 +149,12 @@ pub enum Answer {
 }
 
 impl Answer {
+    /// The answer to a READ still waiting when the bridge stops (`ERR bridge stopping`):
+    /// not `TIMEOUT`, so an agent does not take a shutdown for a quiet network and read on.
+    pub fn stopping() -> Answer {
+        Answer::Err("bridge stopping".into())
+    }
+
     /// What kind of answer this is, without payload hex, for log lines: `packet` (a READ's
     /// packet, whose hex is not logged), `TIMEOUT`, `OK` or `ERR`.
     pub fn label(&self) -> &'static str {
