@@ -223,6 +223,16 @@ impl World {
         cmd
     }
 
+    /// Fails, naming them, if any path in the checkout is not `user`'s.
+    fn assert_theirs(&self, user: &User) {
+        let foreign = self.not_theirs(user);
+        assert!(
+            foreign.is_empty(),
+            "root left these in the user's checkout:\n{}",
+            foreign.join("\n")
+        );
+    }
+
     /// Every path in the checkout that is not `user`'s.
     fn not_theirs(&self, user: &User) -> Vec<String> {
         let mut found = Vec::new();
@@ -297,12 +307,7 @@ fn experiment_as_a_sudo_user_leaves_their_checkout_theirs() {
 
     // Root made the run's folder and out/ above it, ran Python and git in the checkout:
     // all of it is the user's, and they can remove any of it.
-    let foreign = w.not_theirs(&user);
-    assert!(
-        foreign.is_empty(),
-        "root left these in the user's checkout:\n{}",
-        foreign.join("\n")
-    );
+    w.assert_theirs(&user);
     // The password was asked for before anything else, and nothing was built.
     let calls = w.calls();
     asked_first(&calls);
@@ -428,12 +433,7 @@ fn bridge_as_a_sudo_user_leaves_its_record_theirs() {
 
     let pcap = std::fs::read(w.checkout.join("capture.pcap")).unwrap();
     assert!(pcap.len() >= 24, "the pcap has its header");
-    let foreign = w.not_theirs(&user);
-    assert!(
-        foreign.is_empty(),
-        "root left these in the user's checkout:\n{}",
-        foreign.join("\n")
-    );
+    w.assert_theirs(&user);
 }
 
 #[test]
@@ -470,10 +470,5 @@ fn sudo_before_a_script_refuses_to_build_as_root_in_the_users_checkout() {
         assert!(said.contains(&want), "{script} {args:?}:\n{said}");
         assert_eq!(said.lines().count(), 1, "one line: {said}");
     }
-    let foreign = w.not_theirs(&user);
-    assert!(
-        foreign.is_empty(),
-        "root left these in the user's checkout:\n{}",
-        foreign.join("\n")
-    );
+    w.assert_theirs(&user);
 }
