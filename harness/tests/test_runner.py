@@ -2,10 +2,13 @@
 progress lines, the cleanup of child processes."""
 
 import io
+import os
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
+from unittest import mock
 
 from harness import procs, scenarios
 from harness.progress import Progress
@@ -115,6 +118,50 @@ class Cleanup(unittest.TestCase):
                 time.sleep(0.05)
             self.assertTrue(any(a == ["sleep", "30"] for _, a in procs.descendants(p.pid)))
             self.assertFalse(procs.waits_in_read(p.pid))
+
+
+    def test_a_read_or_a_write_with_next_under_the_agent_is_a_wait_in_read(self):
+        for argv, waits in ((["tunbridge", "read"], True), (["/w/bin/tunbridge", "write", "4500", "--next"], True),
+                            (["tunbridge", "write", "4500"], False), (["tunbridge", "mcp"], False)):
+            with mock.patch.object(procs, "descendants", return_value=[(7, ["bash", "-c", "..."]), (8, argv)]):
+                self.assertEqual(procs.waits_in_read(1), waits, argv)
+
+    def test_cpu_time_of_a_process_tree(self):
+        with procs.Procs() as group:
+            p = group.start([sys.executable, "-c", "import subprocess, sys, time\n"
+                             "subprocess.run([sys.executable, '-c', 'sum(range(3_000_000))'])\n"
+                             "print('ready', flush=True); time.sleep(30)"], stdout=subprocess.PIPE)
+            p.stdout.readline()
+            self.assertGreater(procs.tree_cpu(p.pid), 0.0)   # its child's time, waited for, counts
+            group.stop(p)
+            p.stdout.close()
+        self.assertIsNone(procs.tree_cpu(p.pid))
+
+
+class AgentUser(unittest.TestCase):
+    def test_root_with_no_sudo_user_gives_an_unprivileged_agent_nobody(self):
+        root = ("root", 0, 0, (0,))
+        with mock.patch.object(procs, "run_user", return_value=root):
+            self.assertEqual(procs.agent_user(False), root)
+            name, uid, _, _ = procs.agent_user(True)
+            self.assertEqual(name, "nobody")
+            self.assertNotEqual(uid, 0)
+        alice = ("alice", 1000, 1000, (1000,))
+        with mock.patch.object(procs, "run_user", return_value=alice):   # a sudo user is kept
+            self.assertEqual(procs.agent_user(True), alice)
+
+    def test_a_folder_closed_to_others_is_named(self):
+        nobody = ("nobody", 65534, 65534, (65534,))
+        with tempfile.TemporaryDirectory() as d:
+            inner = os.path.join(d, "closed", "repo")
+            os.makedirs(inner)
+            os.chmod(d, 0o755)
+            self.assertIsNone(procs.unreachable([inner], nobody))
+            os.chmod(os.path.join(d, "closed"), 0o700)
+            if os.getuid() == 0 or os.stat(d).st_uid != 65534:
+                self.assertEqual(procs.unreachable([d, inner], nobody), os.path.join(d, "closed"))
+            os.chmod(os.path.join(d, "closed"), 0o755)
+            self.assertEqual(procs.unreachable([os.path.join(d, "missing")], nobody), os.path.join(d, "missing"))
 
 
 if __name__ == "__main__":
