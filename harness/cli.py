@@ -4,6 +4,7 @@
     suite    the scenario suite (run --suite)
     compare  earlier results side by side: one leaderboard, or scorecards
     bench    the bridge against the floors (harness/bench.py)
+    overhead what the harness costs per packet: two-call, one-call and MCP sessions (harness/overhead.py)
     flood    a channel client that never reads, against the bridge (harness/flood.py)
     dry-run  one exchange of the real client with the scripted model, every request shown
     names    the scenarios the suite runs
@@ -17,10 +18,10 @@ import os
 import sys
 import time
 
-from harness import ROOT, backends, bench, clients, dryrun, flood, leaderboard, matrix, runner, scenarios
+from harness import ROOT, backends, bench, clients, dryrun, flood, leaderboard, matrix, overhead, runner, scenarios
 from harness.config import ConfigError, Options, matrix as expand
 
-COMMANDS = ("run", "suite", "compare", "bench", "flood", "dry-run", "names")
+COMMANDS = ("run", "suite", "compare", "bench", "overhead", "flood", "dry-run", "names")
 
 
 def fail(text: str, status: int = 2) -> int:
@@ -224,7 +225,7 @@ def main(argv=None) -> int:
         command = "compare"
     try:
         return {"run": cmd_run, "suite": cmd_suite, "compare": cmd_compare, "bench": bench.main,
-                "flood": flood.main, "dry-run": dryrun.main,
+                "overhead": overhead.main, "flood": flood.main, "dry-run": dryrun.main,
                 "names": cmd_names}[command](argv)
     except KeyboardInterrupt:
         return 130
