@@ -11,6 +11,7 @@ run share: the options, the binaries, the budget, the stop flag (Ctrl-C) and the
 import json
 import math
 import os
+import shlex
 import signal
 import subprocess
 import tempfile
@@ -231,7 +232,7 @@ def describe(run: Run, config: Config, key: str, user, agent) -> None:
     head = "" if run.single else f"{key}: "
     if config.harness.startswith("lean") and o.agent != "native":
         how = "login: without --bare" if run.oauth else "API key: --bare"
-        run.say(f"{head}{config.harness} harness ({how}): claude {' '.join(h.flags(agent.setup))[:240]}")
+        run.say(f"{head}{config.harness} harness ({how}): claude {shlex.join(h.flags(agent.setup))[:240]}")
     if o.agent != "native" and user != procs.run_user():
         why = "tunbridge mcp refuses root" if h.unprivileged() else "every harness alike"
         run.say(f"{head}Claude Code runs as {user[0]} ({why}; no sudo user), HOME {agent.env['HOME']}; "
