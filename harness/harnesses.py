@@ -57,6 +57,17 @@ def serves(path: str) -> bool:
         return "$ARGUMENTS" in f.read()
 
 
+def project_settings() -> dict:
+    with open(SETTINGS) as f:
+        return json.load(f)
+
+
+def mcp_only(settings: dict) -> dict:
+    """The settings with only the MCP tools' allow rules."""
+    allow = [r for r in settings["permissions"]["allow"] if r.startswith("mcp__")]
+    return dict(settings, permissions=dict(settings["permissions"], allow=allow))
+
+
 def prompt_body(path: str, args: str = "") -> str:
     """A prompt's text as Claude Code gives a slash command's file: front matter stripped,
     `$ARGUMENTS` filled in, and each `@file` line replaced by that file's text."""
@@ -148,7 +159,11 @@ class Harness:
         return {}
 
     def settings(self) -> str:
-        return SETTINGS
+        """`--settings`: the project's allow rules; an MCP harness allows only the MCP tools, so
+        a model that falls back to Bash is refused rather than measured as an MCP run."""
+        if self.tools != "mcp":
+            return SETTINGS
+        return json.dumps(mcp_only(project_settings()))
 
     def prompt(self, path: str, args: str = "") -> str:
         """The `-p` text: the slash command (with ARGS) when the prompt has one, else its text."""
@@ -188,8 +203,9 @@ class Lean(Harness):
                 "CLAUDE_CODE_DISABLE_CLAUDE_MDS": "1", "CLAUDE_CODE_DISABLE_AUTO_MEMORY": "1"}
 
     def settings(self) -> str:
-        with open(SETTINGS) as f:
-            s = json.load(f)
+        s = project_settings()
+        if self.tools == "mcp":
+            s = mcp_only(s)
         s["disableAllHooks"] = True
         return json.dumps(s)
 

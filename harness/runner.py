@@ -28,6 +28,11 @@ from harness.netns import Namespace
 from harness.wire import PEER
 
 
+# A configuration stopped for one of these failed (the run's exit status is 1), unlike one the
+# budget or Ctrl-C stopped.
+FAILED_SET_UP = ("the bridge exited", "the tunbridge MCP server is not connected")
+
+
 class Budget:
     """The spend reported so far against `--max-cost`; no new agent run once it is reached."""
 

@@ -70,8 +70,13 @@ class Flags(unittest.TestCase):
                 server = json.load(f)["mcpServers"]["tunbridge"]
             self.assertEqual(server, {"command": tunbridge, "args": ["mcp"], "alwaysLoad": True,
                                       "env": {"TUNBRIDGE_CMD_FIFO": "/x/cmd", "TUNBRIDGE_RESP_FIFO": "/x/resp"}})
-            self.assertEqual(mcp.flags(client), ["--strict-mcp-config", "--mcp-config", os.path.join(work, "mcp.json"),
-                                                 "--settings", harnesses.SETTINGS])
+            flags = mcp.flags(client)
+            self.assertEqual(flags[:4], ["--strict-mcp-config", "--mcp-config", os.path.join(work, "mcp.json"),
+                                         "--settings"])
+            # Only the MCP tools: a model that falls back to Bash is refused, not measured as MCP.
+            self.assertEqual(json.loads(flags[4])["permissions"]["allow"],
+                             ["mcp__tunbridge__read_packet", "mcp__tunbridge__write_packet",
+                              "mcp__tunbridge__write_and_read_next"])
             HARNESSES["default"].prepare(client)   # a Bash harness writes nothing
             self.assertEqual(sorted(os.listdir(work)), ["bin", "mcp.json"])
 
@@ -82,6 +87,9 @@ class Flags(unittest.TestCase):
         self.assertEqual(flags[flags.index("--mcp-config") + 1], "/w/mcp.json")
         self.assertIn("--bare", flags)
         self.assertNotIn("--bare", HARNESSES["lean-mcp"].flags(Client(oauth=True, work="/w")))
+        settings = json.loads(flags[-1])
+        self.assertTrue(settings["disableAllHooks"])
+        self.assertFalse([r for r in settings["permissions"]["allow"] if not r.startswith("mcp__")])
         self.assertEqual(HARNESSES["lean-mcp"].label(True), "lean-mcp (login, without --bare)")
 
     def test_which_harness_reaches_the_bridge_how(self):
