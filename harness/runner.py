@@ -170,6 +170,8 @@ def run_bundle(run: Run, config: Config, out: str, key: str, scenario=None) -> d
         os.chmod(work, 0o755)
         procs.chown_tree(work)
         procs.chown_tree(out)
+        if extra:   # the bridge, as that user, removes its FIFOs from here when it stops
+            os.chown(work, user[1], user[2])
         with Namespace(name) as ns, Bridge(run.tunbridge, ns, out, work, run.opts.ping_wait, group,
                                            extra=extra) as bridge:
             if run.single and not scenario:
