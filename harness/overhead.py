@@ -261,6 +261,7 @@ def main(argv=None) -> int:
         print("harness: --rounds needs 1 or more, --idle and --saturated 3 or more", file=sys.stderr)
         return 2
     a.out = os.path.abspath(a.out or os.path.join("out", time.strftime("overhead-%Y%m%d-%H%M%S")))
+    a.client = [os.path.abspath(os.path.expanduser(c)) for c in a.client or []]
     try:
         os.chdir(ROOT)
         return run(a)

@@ -28,6 +28,8 @@ from harness.netns import Namespace
 from harness.wire import PEER
 
 
+# Credentials a client run as another user still gets (its environment); a login file does not.
+CREDENTIALS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
 # A configuration stopped for one of these failed (the run's exit status is 1), unlike one the
 # budget or Ctrl-C stopped.
 FAILED_SET_UP = ("the bridge exited", "the tunbridge MCP server is not connected")
@@ -224,6 +226,10 @@ def unprivileged_problem(opts: Options, configs: list, paths: list):
         if where:
             return (f"the agent runs as {user[0]} (tunbridge mcp refuses root, and there is no sudo user), who "
                     f"cannot reach {where}: put the checkout where others may enter, or run as a user with sudo")
+        if opts.agent == "claude" and not opts.backend and not any(os.environ.get(k) for k in CREDENTIALS):
+            return (f"the agent runs as {user[0]} (tunbridge mcp refuses root, and there is no sudo user), whom "
+                    f"a login in root's HOME does not reach: set ANTHROPIC_API_KEY (or CLAUDE_CODE_OAUTH_TOKEN), "
+                    f"or run as a user with sudo")
     return None
 
 

@@ -150,6 +150,27 @@ class AgentUser(unittest.TestCase):
         with mock.patch.object(procs, "run_user", return_value=alice):   # a sudo user is kept
             self.assertEqual(procs.agent_user(True), alice)
 
+    def test_a_run_whose_agent_would_be_nobody_is_checked_before_it_starts(self):
+        from harness.config import Config, Options
+        from harness.runner import unprivileged_problem
+        root = ("root", 0, 0, (0,))
+        mcp, bash = [Config(harness="mcp")], [Config(harness="default")]
+        with tempfile.TemporaryDirectory() as d, mock.patch.object(procs, "run_user", return_value=root), \
+                mock.patch.dict(os.environ, {}, clear=True):
+            os.chmod(d, 0o755)
+            self.assertIsNone(unprivileged_problem(Options(agent="dry-run"), mcp, [d]))
+            self.assertIsNone(unprivileged_problem(Options(agent="claude"), bash, [d]))   # root runs it
+            self.assertIn("a login in root's HOME does not reach",
+                          unprivileged_problem(Options(agent="claude"), mcp, [d]))
+            with mock.patch.dict(os.environ, {"ANTHROPIC_API_KEY": "k"}):
+                self.assertIsNone(unprivileged_problem(Options(agent="claude"), mcp, [d]))
+            os.chmod(d, 0o700)
+            if os.getuid() == 0:   # (as nobody, the folder is nobody's own)
+                self.assertIn(f"who cannot reach {d}", unprivileged_problem(Options(agent="dry-run"), mcp, [d]))
+                # The benchmark asks for every agent unprivileged, the Bash ones too.
+                self.assertIn(f"who cannot reach {d}",
+                              unprivileged_problem(Options(agent="dry-run", unprivileged=True), bash, [d]))
+
     def test_a_folder_closed_to_others_is_named(self):
         nobody = ("nobody", 65534, 65534, (65534,))
         with tempfile.TemporaryDirectory() as d:
