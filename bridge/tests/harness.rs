@@ -517,6 +517,66 @@ fn lean_harness_runs_for_a_login_without_bare() {
     );
 }
 
+/// Issue 21: one ping each through `/ping-respond-mcp` (`read_packet`, then `write_packet`) in
+/// the MCP harnesses, with a login (OAuth): `mcp`, and `lean-mcp` without `--bare`, whose
+/// requests offer the model the three MCP tools and nothing else.
+#[test]
+#[ignore = "needs root"]
+fn the_mcp_harnesses_answer_one_shot_pings_with_a_login() {
+    let root = common::repo_with_claude_code();
+    let out = common::TempDir::new("mcp-oneshot");
+    let args = [
+        "--agent",
+        "dry-run",
+        "--harness",
+        "mcp",
+        "--harness",
+        "lean-mcp",
+        "--count",
+        "1",
+        "--ping-wait",
+        "60",
+    ];
+    experiment(root, &out, &args, &[("TUNBRIDGE_DRY_RUN_AUTH", "oauth")]);
+    let board = std::fs::read_to_string(out.join("leaderboard.md")).unwrap();
+    assert!(
+        board.contains("| ping-respond-mcp.md | lean-mcp (login, without --bare) |"),
+        "{board}"
+    );
+    let run: Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    for c in run["configurations"].as_array().unwrap() {
+        let folder = out.join(c["folder"].as_str().unwrap());
+        let records = common::records(&folder.join("records.jsonl"));
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0]["verdict"], "valid", "{records:?}");
+        let log = std::fs::read_to_string(folder.join("model-requests.jsonl")).unwrap();
+        let posts: Vec<Value> = log
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|r| r["method"] == "POST")
+            .collect();
+        let asked: Vec<&str> = posts
+            .iter()
+            .flat_map(|r| r["tool_use"].as_array().unwrap().iter())
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            asked,
+            [
+                "mcp__tunbridge__read_packet",
+                "mcp__tunbridge__write_packet"
+            ]
+        );
+        if c["harness"] == "lean-mcp" {
+            for r in &posts {
+                let offered = r["tools"].as_u64().unwrap() - r["deferred_tools"].as_u64().unwrap();
+                assert_eq!(offered, 3, "not the MCP tools alone: {r}");
+                assert!(r["bytes"].as_u64().unwrap() < 20_000, "not lean: {r}");
+            }
+        }
+    }
+}
+
 /// `/ip-stack` through the real client: an IPv6 ping and a TCP connect from the kernel,
 /// each answered by the dry-run model the way prompts/ip-stack.md says
 /// (harness/model/stack.py), judged valid by the bridge and accepted by the kernel.
