@@ -6,7 +6,17 @@ scenario suite, the bridge benchmark, and compares earlier results. docs/RUNNER.
 user's account; each module opens with its role.
 """
 
+import argparse
 import os
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, but a flag it refuses is one line (not the whole usage, then why)."""
+
+    def error(self, message):
+        sys.stderr.write(f"{self.prog}: {message} (see {self.prog} --help)\n")
+        sys.exit(2)
 

@@ -44,7 +44,9 @@ class ScriptedModel:
             argv += ["--behaviour", self.behaviour]
         log = os.path.join(self.work, "model.out")
         with open(log, "w") as f:
-            self.proc = self.procs.start(argv, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
+            # Its own session, as the bridge's: Ctrl-C must not cut a request under way
+            # (the client would retry it, a retry counted against the model).
+            self.proc = self.procs.start(argv, group=True, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
                                          env=dict(os.environ, PYTHONPATH=ROOT))
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and self.proc.poll() is None:

@@ -27,7 +27,6 @@ target/bench/<UTC time>): the raw ping output and records, machine.txt, summary.
 summary.json, and the RTT plot (rtt.svg, or --svg PATH).
 """
 
-import argparse
 import glob
 import json
 import os
@@ -39,7 +38,7 @@ import sys
 import tempfile
 import time
 
-from harness import ROOT, pingout, plot, stats
+from harness import ROOT, ArgumentParser, pingout, plot, stats
 from harness.netns import Namespace
 from harness.procs import Procs
 
@@ -310,7 +309,7 @@ def machine(a, variants) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python3 -m harness bench", description=__doc__.splitlines()[0])
+    ap = ArgumentParser(prog="python3 -m harness bench", description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--count", type=int, default=200)
     ap.add_argument("--interval", type=float, default=0.01)

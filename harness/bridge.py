@@ -53,7 +53,9 @@ class Bridge:
                 "--cmd-fifo", self.cmd, "--resp-fifo", self.resp, *self.extra]
         self.log = os.path.join(self.out, "bridge.log")
         with open(self.log, "w") as log:
-            self.proc = self.procs.start(argv, stdout=subprocess.DEVNULL, stderr=log)
+            # A session of its own: a terminal's Ctrl-C reaches the harness, which stops the
+            # agents first and the bridge after them, not the bridge under a running agent.
+            self.proc = self.procs.start(argv, group=True, stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + 10
         while not os.path.exists(self.resp):
             if self.proc.poll() is not None or time.monotonic() > deadline:

@@ -525,7 +525,7 @@ def table(pings, runs, overhead, model_log, meta, totals):
     if llm and meta.get("client_version"):
         say(client_line(meta) + "\n")
     if meta.get("behaviour"):
-        say(f"The scripted model's behaviour: `{meta['behaviour']}` (docs/RUNNER.md, *Behaviours*).\n")
+        say(f"The scripted model's behaviour: `{meta['behaviour']}` (docs/RUNNER.md, *A model that behaves like a real one*).\n")
     if meta.get("stopped"):
         say(f"**Stopped early: {meta['stopped']}.**\n")
     with_opts = any(p.opts for p in pings) and not continuous
@@ -562,7 +562,7 @@ def table(pings, runs, overhead, model_log, meta, totals):
         invalid = ", ".join(f"{k} {v}" for k, v in (totals.get("invalid_by_class") or {}).items()) or "none"
         say(f"The bridge (`tunbridge report`): {totals.get('pings')} requests, {totals.get('answered')} answered, "
             f"{totals.get('valid')} valid, invalid by class: {invalid}; {totals.get('stale')} expired in the queue, "
-            f"{totals.get('overflow')} dropped as overflow, {totals.get('unanswered')} read but not answered, "
+            f"{totals.get('overflow')} dropped as overflow, {totals.get('unanswered')} never answered (read, or still queued when it stopped), "
             f"{totals.get('unmatched')} replies matching no request; median bridge RTT "
             f"{fmt(totals.get('rtt_ms_median'), '{:.2f}')} ms, median agent time "
             f"{fmt(totals.get('agent_ms_median'), '{:.2f}')} ms.")

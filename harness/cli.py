@@ -15,10 +15,11 @@ docs/RUNNER.md has the whole account.
 
 import argparse
 import os
+import signal
 import sys
 import time
 
-from harness import ROOT, backends, bench, clients, dryrun, flood, leaderboard, matrix, overhead, runner, scenarios
+from harness import ROOT, ArgumentParser, backends, bench, clients, dryrun, flood, leaderboard, matrix, overhead, runner, scenarios
 from harness.config import ConfigError, Options, matrix as expand
 
 COMMANDS = ("run", "suite", "compare", "bench", "overhead", "flood", "dry-run", "names")
@@ -30,7 +31,7 @@ def fail(text: str, status: int = 2) -> int:
 
 
 def run_parser(prog: str) -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog=prog, description="Run the experiment: the bridge, an agent and pings, "
+    ap = ArgumentParser(prog=prog, description="Run the experiment: the bridge, an agent and pings, "
                                  "for one configuration or every combination of the repeatable flags.")
     m = ap.add_argument_group("the matrix (each repeatable; every combination is a configuration)")
     m.add_argument("--model", action="append", default=[], help="model name for Claude Code (default: its own)")
@@ -145,6 +146,10 @@ def cmd_run(argv) -> int:
               f"know is its own guess, not what {backend.name} costs you", file=sys.stderr)
     oauth = (opts.agent == "claude" and not local and not os.environ.get("ANTHROPIC_API_KEY")) or \
             (opts.agent == "dry-run" and os.environ.get("TUNBRIDGE_DRY_RUN_AUTH") == "oauth")
+    try:    # last: a run refused above leaves no folder behind
+        os.makedirs(opts.out, exist_ok=True)
+    except OSError as e:
+        return fail(f"cannot make the results folder --out {opts.out}: {e.strerror}")
     os.chdir(ROOT)
     return matrix.run(opts, configs, oauth)
 
@@ -157,7 +162,7 @@ def cmd_suite(argv) -> int:
 
 
 def cmd_compare(argv) -> int:
-    ap = argparse.ArgumentParser(prog="python3 -m harness compare",
+    ap = ArgumentParser(prog="python3 -m harness compare",
                                  description="Earlier results side by side: one leaderboard of every bundle "
                                  "under the folders given (runs of this package or of the runner before it); "
                                  "scorecards side by side when the folders hold only suite results.")
@@ -168,7 +173,7 @@ def cmd_compare(argv) -> int:
     for path in a.paths:
         found = leaderboard.find_results(path) if os.path.isdir(path) else []
         if found:
-            rows += [leaderboard.row_of(result, os.path.relpath(where)) for where, result in found]
+            rows += [leaderboard.row_of(result, shown_path(where)) for where, result in found]
             continue
         try:
             cards.append((path, scenarios.load_scorecard(path)))
@@ -179,11 +184,18 @@ def cmd_compare(argv) -> int:
         return 0
     for path, card in cards:
         rows.append(leaderboard.row_of(scorecard_result(card), path))
-    sys.stdout.write(leaderboard.markdown(rows, "Leaderboard: " + ", ".join(a.paths)))
+    picture = os.path.join(a.out, "leaderboard.svg") if a.out else None
+    sys.stdout.write(leaderboard.markdown(rows, "Leaderboard: " + ", ".join(a.paths), picture))
     if a.out:
         os.makedirs(a.out, exist_ok=True)
         leaderboard.write(a.out, rows)
     return 0
+
+
+def shown_path(path: str) -> str:
+    """`path` from the current folder when it is below it, else in full."""
+    relative = os.path.relpath(path)
+    return os.path.abspath(path) if relative.startswith("..") else relative
 
 
 def scorecard_result(card: list) -> dict:
@@ -196,7 +208,7 @@ def scorecard_result(card: list) -> dict:
 
 
 def cmd_names(argv) -> int:
-    ap = argparse.ArgumentParser(prog="python3 -m harness names", description="The scenarios the suite runs.")
+    ap = ArgumentParser(prog="python3 -m harness names", description="The scenarios the suite runs.")
     ap.add_argument("--prompt", default="prompts/ip-stack.md")
     ap.add_argument("--long", action="store_true", help="with what each expects and does")
     ap.add_argument("--caught-by", help="only those this dry-run flaw must fail")
@@ -223,9 +235,18 @@ def main(argv=None) -> int:
     if command == "run" and "--compare" in argv:   # the runner's old spelling
         argv.remove("--compare")
         command = "compare"
+    # Ctrl-C, SIGTERM and a closed terminal (SIGHUP) all end a command the same way: what it
+    # started is stopped and removed by its context managers (the bridge and the scripted
+    # model run in sessions of their own and hear of it only from here).
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
     try:
         return {"run": cmd_run, "suite": cmd_suite, "compare": cmd_compare, "bench": bench.main,
                 "overhead": overhead.main, "flood": flood.main, "dry-run": dryrun.main,
                 "names": cmd_names}[command](argv)
     except KeyboardInterrupt:
         return 130
+
+
+def interrupt(signum, frame):
+    raise KeyboardInterrupt

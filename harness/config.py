@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 from harness import ROOT, backends
 from harness.harnesses import HARNESSES, PROMPTS, prompt_tools, serves
+from harness.model.flaws import FLAWS
 from harness.traffic import ALL_KINDS
 
 AGENTS = ("claude", "dry-run", "native")
@@ -148,6 +149,8 @@ def check_options(o: Options) -> None:
         raise ConfigError("--client runs Claude Code (--agent claude or dry-run), not the native agent")
     if o.flaw and o.agent != "dry-run":
         raise ConfigError("--flaw needs --agent dry-run")
+    if o.flaw and o.flaw not in FLAWS:
+        raise ConfigError(f"--flaw takes {', '.join(list(FLAWS)[:-1])} or {list(FLAWS)[-1]}, not {o.flaw!r}")
     if o.model_delay is not None and o.agent != "dry-run":
         raise ConfigError("--model-delay needs --agent dry-run")
     for opts in o.ping_opts:

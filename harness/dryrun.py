@@ -11,7 +11,6 @@ without a permission denial. `--with-bridge` (root) makes its own namespace and 
 pings once, as soon as the client waits in READ, and checks that ping got the reply.
 """
 
-import argparse
 import json
 import os
 import shutil
@@ -19,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 
-from harness import ROOT, clients, procs
+from harness import ROOT, ArgumentParser, clients, procs
 from harness.agents import ScriptedModel
 from harness.bridge import Bridge, put_on_path
 from harness.clients import RUN_ENV, RUN_FLAGS
@@ -74,7 +73,7 @@ def verdict(result_path: str, log: list) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python3 -m harness dry-run", description=__doc__.splitlines()[0])
+    ap = ArgumentParser(prog="python3 -m harness dry-run", description=__doc__.splitlines()[0])
     ap.add_argument("--with-bridge", action="store_true", help="(root) its own namespace, bridge and one ping")
     ap.add_argument("--out", help="keep the model log, JSON result and stderr here")
     ap.add_argument("--client", metavar="PATH", help="this Claude Code instead of the pinned one")

@@ -15,7 +15,6 @@ Samples (`NAME.tsv`), ping output (`NAME.ping`) and bridge logs stay in DIR (def
 target/bench/flood-<UTC time>).
 """
 
-import argparse
 import os
 import re
 import socket
@@ -24,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from harness import ROOT, stats
+from harness import ROOT, ArgumentParser, stats
 from harness.bench import ab_name
 from harness.netns import Namespace
 from harness.procs import Procs
@@ -137,7 +136,7 @@ def run_one(binary: str, name: str, seconds: float, out: str, ns: Namespace, wor
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python3 -m harness flood", description=__doc__.splitlines()[0])
+    ap = ArgumentParser(prog="python3 -m harness flood", description=__doc__.splitlines()[0])
     ap.add_argument("binaries", nargs="+", metavar="BIN", help="tunbridge builds, each in a folder of its own")
     ap.add_argument("--flood", type=float, default=20.0, help="seconds the client floods (default 20)")
     ap.add_argument("--out", help="results folder (default target/bench/flood-<UTC time>)")

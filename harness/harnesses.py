@@ -98,6 +98,7 @@ def slash_command(path: str):
     return None
 
 
+
 @dataclass
 class Client:
     """What a harness may need to know of the run it sets up: whether the client has a login
@@ -165,6 +166,11 @@ class Harness:
             return SETTINGS
         return json.dumps(mcp_only(project_settings()))
 
+    def files(self) -> list:
+        """Files of the repository, besides the prompt, that shape what the model is sent
+        (run.json hashes them with the prompts)."""
+        return []
+
     def prompt(self, path: str, args: str = "") -> str:
         """The `-p` text: the slash command (with ARGS) when the prompt has one, else its text."""
         command = slash_command(path)
@@ -197,6 +203,9 @@ class Lean(Harness):
         if not client.oauth:
             flags.append("--bare")
         return flags + ["--settings", self.settings()]
+
+    def files(self) -> list:
+        return [f"prompts/{self.system}"]
 
     def env(self, client: Client) -> dict:
         return {"CLAUDE_CODE_DISABLE_BACKGROUND_TASKS": "1", "CLAUDE_CODE_DISABLE_GIT_INSTRUCTIONS": "1",

@@ -14,12 +14,12 @@ The builders below make well-formed packets from the host side (192.0.2.1) to th
 (192.0.2.2) with harness/wire.py and then spoil exactly one thing.
 """
 
-import argparse
 import socket
 import struct
 import sys
 import time
 
+from harness import ArgumentParser
 from harness.wire import IP_MF, echo_data, echo_request, icmp, ipv4, spoil, tcp, udp
 
 ETH_P_IP = 0x0800
@@ -82,7 +82,7 @@ def send(dev: str, packet: bytes) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python3 -m harness.inject", description=__doc__.splitlines()[0])
+    ap = ArgumentParser(prog="python3 -m harness.inject", description=__doc__.splitlines()[0])
     ap.add_argument("--dev", default="tun0", help="the TUN interface, inside this namespace")
     ap.add_argument("--build", choices=sorted(BUILDERS), help="build this packet instead of taking hex")
     ap.add_argument("--ident", type=lambda s: int(s, 0), default=0x5a17, help="ICMP identifier")

@@ -83,7 +83,9 @@ def cells(r: dict, rank: int) -> list:
             fmt(r.get("cost_plain"), "{:.4f}"), fates.replace("|", "\\|"), suite]
 
 
-def markdown(rows: list, title: str = "Leaderboard") -> str:
+def markdown(rows: list, title: str = "Leaderboard", picture: str = "leaderboard.svg") -> str:
+    """The table, what it shows, and below it each row's bundle with what stopped it; `picture`
+    is where leaderboard.svg is (None: not drawn)."""
     rows = order(rows)
     lines = [f"# {title}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * 3 + "---|" * 3
              + "---:|" * (len(COLUMNS) - 9) + "---|" * 3]
@@ -91,19 +93,19 @@ def markdown(rows: list, title: str = "Leaderboard") -> str:
         lines.append("| " + " | ".join(cells(r, i)) + " |")
     notes = []
     for i, r in enumerate(rows, 1):
-        where = f" ({r['where']})" if r.get("where") else ""
-        if r.get("error"):
-            notes.append(f"- #{i}{where}: failed: {r['error']}")
-        elif r.get("stopped"):
-            notes.append(f"- #{i}{where}: stopped early: {r['stopped']}")
-        if r["lost"]:
-            notes.append(f"- #{i}{where}: {r['lost']} of {r['pings']} pings got no reply")
+        said = [f"failed: {r['error']}" if r.get("error") else
+                f"stopped early: {r['stopped']}" if r.get("stopped") else None,
+                f"{r['lost']} of {r['pings']} pings got no reply" if r["lost"] else None]
+        said = "; ".join(s for s in said if s)
+        if r.get("where") or said:
+            notes.append(f"- #{i}" + (f" `{r['where']}`" if r.get("where") else "") + (f": {said}" if said else ""))
     lines += ["", "Sorted by median ping RTT among the configurations whose every reply was valid; "
               "the rest follow by valid share. RTT is the client's (ping's) round trip; the interval is a "
               "95 % percentile bootstrap of the median. Tokens and cost are per ping, as Claude Code reported "
               "them; without the cache, every input token at the input price. Retries are the client's own "
               "(its api_retry events and the streams it recovered without one); fates other than a plain "
-              "answer are counted by kind (docs/RUNNER.md, *Fates*). Every ping: [leaderboard.svg](leaderboard.svg)."]
+              "answer are counted by kind (docs/RUNNER.md, *Fates*)."
+              + (f" Every ping: [leaderboard.svg]({picture})." if picture else "")]
     if notes:
         lines += [""] + notes
     return "\n".join(lines) + "\n"

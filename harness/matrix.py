@@ -10,7 +10,6 @@ leaderboard.svg and run.json.
 
 import concurrent.futures
 import os
-import signal
 import sys
 import time
 
@@ -65,7 +64,6 @@ def run(opts, configs, oauth: bool) -> int:
         ctx = runner.Run(opts, binaries["tunbridge"], binaries["client"], binaries["native"], oauth,
                          runner.Budget(opts.max_cost), progress, single=single,
                          claude_code=binaries["claude_code"])
-        previous = signal.signal(signal.SIGTERM, interrupt)
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=opts.jobs)
         try:
             futures = {pool.submit(runner.run_config, ctx, c, folder(opts, c, single)): c for c in configs}
@@ -75,10 +73,13 @@ def run(opts, configs, oauth: bool) -> int:
                     done, pending = concurrent.futures.wait(pending, timeout=0.5)
                 except KeyboardInterrupt:
                     if not ctx.stop.is_set():
-                        progress.note("==> interrupted; stopping the runs and cleaning up")
                         ctx.stop.set()
                         for f in pending:
                             f.cancel()
+                        try:    # a closed terminal takes no more output
+                            progress.note("==> interrupted; stopping the runs and cleaning up")
+                        except OSError:
+                            pass
                     continue
                 for f in done:
                     c = futures[f]
@@ -92,7 +93,6 @@ def run(opts, configs, oauth: bool) -> int:
                         status = 1
         finally:
             pool.shutdown(wait=True)
-            signal.signal(signal.SIGTERM, previous)
     rows = []
     for c in configs:
         result = results.get(c.index)
@@ -142,10 +142,6 @@ def finish(opts, configs, single, ctx) -> None:
         with open(os.path.join(opts.out, "leaderboard.md")) as f:
             sys.stdout.write(f.read())
         say(f"results in {out}: leaderboard.md, leaderboard.svg, run.json; one folder per configuration")
-
-
-def interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def one_line(e: Exception) -> str:

@@ -28,14 +28,13 @@ and load, each as `run` writes it (bundles, timelines, leaderboard), and overhea
 overhead.json; `--summarise DIR` redoes the table from them.
 """
 
-import argparse
 import contextlib
 import json
 import os
 import sys
 import time
 
-from harness import ROOT, bundle, clients, matrix, session, stats
+from harness import ROOT, ArgumentParser, bundle, clients, matrix, session, stats
 from harness.config import Config, ConfigError, Options, check_options
 
 VARIANTS = {
@@ -240,7 +239,7 @@ def fmt2(value) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python3 -m harness overhead", description=__doc__.splitlines()[0])
+    ap = ArgumentParser(prog="python3 -m harness overhead", description=__doc__.splitlines()[0])
     ap.add_argument("--client", action="append", metavar="PATH",
                     help="a Claude Code to measure (repeat; default: the pinned one and the oldest supported)")
     ap.add_argument("--variant", action="append", choices=list(VARIANTS), help="repeat; default: all six")

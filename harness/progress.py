@@ -6,9 +6,10 @@ n, the agent's phase, elapsed) and its events with `note(key, text)` (a ping's v
 session's end). On a terminal the live lines are redrawn in place below the notes, with a
 last line for the estimate; without one, notes are printed as they come and each live line
 at most every 10 s. The estimate is the mean agent run so far times the runs left, over the
-configurations running at once.
+configurations running at once; without a terminal it is printed as each agent run ends.
 """
 
+import os
 import sys
 import threading
 import time
@@ -21,9 +22,10 @@ def clock(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, planned_runs: int, jobs: int, stream=None, live=None):
+    def __init__(self, planned_runs: int, jobs: int, stream=None, live=None, width=None):
         self.stream = stream or sys.stdout
         self.live = self.stream.isatty() if live is None else live
+        self.width = width       # the terminal's columns; None: asked at each redraw
         self.planned, self.jobs = planned_runs, jobs
         self.lines = {}          # key -> text, in start order
         self.plain_at = {}       # key -> when its live line was last printed (plain mode)
@@ -78,9 +80,12 @@ class Progress:
             self.lines.pop(key, None)
 
     def ran(self, seconds: float) -> None:
-        """An agent run ended after `seconds`."""
+        """An agent run ended after `seconds`; without a terminal, the estimate is printed."""
         with self.lock:
             self.durations.append(seconds)
+            if not self.live:
+                self.stream.write(f"    {self.summary()}\n")
+                self.stream.flush()
 
     def skip(self, runs: int) -> None:
         """`runs` planned runs will not happen (the budget, or a configuration that stopped)."""
@@ -104,6 +109,14 @@ class Progress:
 
     # -- drawing (terminal only)
 
+    def columns(self) -> int:
+        if self.width:
+            return self.width
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns
+        except (AttributeError, OSError, ValueError):
+            return 160
+
     def erase(self) -> None:
         if self.live and self.drawn:
             self.stream.write(f"\x1b[{self.drawn}F\x1b[J")
@@ -113,8 +126,10 @@ class Progress:
         if not self.live:
             return
         self.erase()
-        rows = [f"    {key + ': ' if key else ''}{text}"[:160] for key, text in self.lines.items()]
+        rows = [f"    {key + ': ' if key else ''}{text}" for key, text in self.lines.items()]
         rows.append(f"    {self.summary()}")
+        # A row as wide as the terminal would wrap, and erase() moves up one row per line.
+        rows = [row[:self.columns() - 1] for row in rows]
         self.stream.write("\n".join(rows) + "\n")
         self.stream.flush()
         self.drawn = len(rows)

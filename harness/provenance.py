@@ -16,7 +16,7 @@ import sys
 import time
 
 from harness import ROOT, backends
-from harness.harnesses import SETTINGS
+from harness.harnesses import HARNESSES, SETTINGS
 
 
 def sha256(path: str):
@@ -52,6 +52,8 @@ def collect(opts, configs, binaries) -> dict:
                     prompt_files[line[1:].strip()] = sha256(os.path.join(ROOT, line[1:].strip()))
         except OSError:
             pass
+    for name in sorted({c.harness for c in configs}):   # a harness's own system prompt, say
+        prompt_files.update((f, sha256(os.path.join(ROOT, f))) for f in HARNESSES[name].files())
     claude_code = binaries.get("claude_code")
     return {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -98,7 +98,10 @@ def run_config(run: Run, config: Config, out: str) -> dict:
     os.makedirs(out, exist_ok=True)
     result = None
     if run.opts.count:
-        result = run_bundle(run, config, out, key)
+        try:
+            result = run_bundle(run, config, out, key)
+        finally:
+            run.progress.done(key)
     chosen = suite_scenarios(run.opts, config)
     if chosen:
         suite_dir = out if not run.opts.count else os.path.join(out, "suite")
@@ -132,6 +135,8 @@ def run_suite(run: Run, config: Config, out: str, chosen: list, key: str) -> dic
         except Exception as e:  # one scenario's failure is its row's, not the suite's end
             with open(os.path.join(d, "experiment.log"), "a") as f:
                 f.write(f"{e}\n")
+        finally:
+            run.progress.done(f"{key} {sc.name}".strip())
         row = scenarios.score_one(out, sc, {})
         run.progress.note(f"    {'' if run.single else key + ': '}{sc.name:<20} {sc.expect:<8} "
                           f"{'pass' if row['pass'] else 'FAIL'}: {row['why']}")

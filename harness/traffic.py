@@ -18,12 +18,13 @@ ping itself (`-c 1 -W <wait>`). `--ident N` makes the round findable in the brid
 record: ping's identifier (`-e N`), or the UDP or TCP source port.
 """
 
-import argparse
 import errno
 import os
 import socket
 import sys
 import time
+
+from harness import ArgumentParser
 
 DEFAULT_PORT = {"udp-echo": 7, "udp-closed": 9, "tcp-syn": 9}
 AGENT = {4: "192.0.2.2", 6: "2001:db8::2"}
@@ -93,7 +94,7 @@ ALL_KINDS = ["ping", "ping6"] + [k + v for k in KINDS for v in ("", "6")]
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python3 -m harness.traffic", description=__doc__.splitlines()[0])
+    ap = ArgumentParser(prog="python3 -m harness.traffic", description=__doc__.splitlines()[0])
     ap.add_argument("kind", choices=ALL_KINDS)
     ap.add_argument("--to", help="the agent's address (default 192.0.2.2, or 2001:db8::2 for *6)")
     ap.add_argument("--port", type=int, help="destination port (default: 7 for udp-echo, else 9)")

@@ -10,10 +10,12 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
 /// The client retries at most twice and waits at most 20 s for response headers.
@@ -215,12 +217,27 @@ fn continuous_under_errors_and_a_deviation_names_every_fate() {
 }
 
 /// Ctrl-C in the middle of a continuous run with a slow model: the run stops, cleans up
-/// (no namespace, no process of the run left), writes what ran, and exits 130.
+/// (no namespace, no process of the run left), writes what ran, and exits 130. The SIGINT
+/// goes to the whole process group, as a terminal sends it: the harness alone stops what it
+/// started, in order, so the client never sees its model vanish mid-request (a retry that
+/// would be counted against the model).
 #[test]
 #[ignore = "needs root"]
 fn ctrl_c_mid_run_leaves_nothing_behind() {
+    interrupted_mid_run_leaves_nothing_behind(Signal::SIGINT, "ctrl-c");
+}
+
+/// The same when the terminal closes (SIGHUP to the process group): before, the harness died
+/// of it at once, leaving its namespace and client behind.
+#[test]
+#[ignore = "needs root"]
+fn a_closed_terminal_mid_run_leaves_nothing_behind() {
+    interrupted_mid_run_leaves_nothing_behind(Signal::SIGHUP, "hang-up");
+}
+
+fn interrupted_mid_run_leaves_nothing_behind(signal: Signal, tag: &str) {
     let root = common::repo_with_claude_code();
-    let out = common::TempDir::new("ctrl-c");
+    let out = common::TempDir::new(tag);
     let mut child = Command::new(root.join("scripts/experiment.sh"))
         .args(["--agent", "dry-run", "--continuous", "--count", "20"])
         .args(["--model-behaviour", "latency:ttft=4", "--out"])
@@ -229,6 +246,7 @@ fn ctrl_c_mid_run_leaves_nothing_behind() {
         .envs(KNOBS)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
+        .process_group(0)
         .spawn()
         .expect("experiment.sh");
     let pid = child.id();
@@ -244,11 +262,7 @@ fn ctrl_c_mid_run_leaves_nothing_behind() {
     }
     assert!(seen.contains("waits in READ"), "{seen}");
     std::thread::sleep(Duration::from_secs(3));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let start = Instant::now();
     let status = loop {
@@ -257,7 +271,7 @@ fn ctrl_c_mid_run_leaves_nothing_behind() {
         }
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "still running 60 s after Ctrl-C"
+            "still running 60 s after {signal}"
         );
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -275,6 +289,25 @@ fn ctrl_c_mid_run_leaves_nothing_behind() {
     let run: Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
     assert_eq!(run["interrupted"], true, "{run}");
     assert!(out.join("leaderboard.md").exists());
+    // The bridge was stopped by the harness, after the session it served, not by the signal
+    // while the session was still running.
+    let runs = std::fs::read_to_string(out.join("runs.jsonl")).unwrap();
+    let last: Value = serde_json::from_str(runs.lines().last().unwrap()).unwrap();
+    let log = std::fs::read_to_string(out.join("bridge.log")).unwrap();
+    let stopping = log
+        .lines()
+        .find(|l| l.contains(" stopping"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|t| humantime::parse_rfc3339(t).ok())
+        .unwrap_or_else(|| panic!("no stopping line: {log}"));
+    let stopping = stopping.duration_since(std::time::UNIX_EPOCH).unwrap();
+    assert!(
+        stopping.as_secs_f64() > last["end"].as_f64().unwrap(),
+        "the bridge stopped at {stopping:?}, before the session ended: {last}"
+    );
+    let events = std::fs::read_to_string(out.join("claude-s1.jsonl")).unwrap();
+    let retries: Vec<&str> = events.lines().filter(|l| l.contains("api_retry")).collect();
+    assert!(retries.is_empty(), "the client retried: {retries:?}");
 }
 
 /// A slow model in continuous mode (issue 20, item 3): pings five a second for 10 s, a model

@@ -57,24 +57,61 @@ fn module_of<'a>(path: &str, known: &'a BTreeMap<String, String>) -> Option<&'a 
         .find_map(|m| known.get_key_value(&m).map(|(k, _)| k.as_str()))
 }
 
-/// The paths after `crate::` in `code`, with `{a, b::c}` groups spelled out.
-fn crate_paths(code: &str) -> Vec<String> {
+/// The paths `code`, the text of `module`, names through `crate::`, `super::` or `self::`,
+/// written from the crate's root (`daemon::ledger::Ledger`), with `{a, b::c}` groups spelled out.
+fn paths(module: &str, code: &str) -> Vec<String> {
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    let here: Vec<&str> = module.split("::").filter(|m| *m != "crate").collect();
     let mut paths = Vec::new();
-    let mut rest = code;
-    while let Some(at) = rest.find("crate::") {
-        rest = &rest[at + "crate::".len()..];
+    for (at, _) in code.match_indices("::") {
+        let start = code[..at].rfind(|c: char| !is_word(c)).map_or(0, |i| i + 1);
+        let first = &code[start..at];
+        let before = code[..start].chars().last();
+        if !["crate", "super", "self"].contains(&first)
+            || before.is_some_and(|c| is_word(c) || c == ':')
+        {
+            continue;
+        }
+        let rest = &code[start..];
         let end = rest
-            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+            .find(|c: char| !(is_word(c) || c == ':'))
             .unwrap_or(rest.len());
-        let base = rest[..end].trim_end_matches(':');
-        if rest[end..].starts_with('{') && rest[..end].ends_with("::") {
-            let group = &rest[end + 1..rest[end..].find('}').map_or(rest.len(), |i| end + i)];
-            for item in group.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-                let item = item.split_whitespace().next().unwrap_or("");
-                paths.push(format!("{base}::{item}").replace("::self", ""));
+        let mut base: Vec<&str> = Vec::new();
+        let mut words = rest[..end].split("::").filter(|w| !w.is_empty()).peekable();
+        match words.peek() {
+            Some(&"crate") => {
+                words.next();
             }
-        } else {
-            paths.push(base.to_string());
+            _ => base.extend(&here),
+        }
+        while let Some(&w) = words.peek() {
+            match w {
+                "self" => {}
+                "super" => {
+                    base.pop();
+                }
+                _ => break,
+            }
+            words.next();
+        }
+        base.extend(words);
+        let path = base.join("::");
+        let group = rest[end..]
+            .strip_prefix('{')
+            .filter(|_| rest[..end].ends_with("::"));
+        match group.and_then(|g| g.split_once('}')) {
+            Some((items, _)) => {
+                for item in items.split(',').filter_map(|i| i.split_whitespace().next()) {
+                    let item = item.trim_start_matches("self").trim_start_matches("::");
+                    paths.push(
+                        [path.as_str(), item]
+                            .join("::")
+                            .trim_matches(':')
+                            .to_string(),
+                    );
+                }
+            }
+            None => paths.push(path),
         }
     }
     paths
@@ -86,7 +123,7 @@ fn imports() -> BTreeMap<String, BTreeSet<String>> {
     let mut uses = BTreeMap::new();
     for (module, text) in &known {
         let mut used = BTreeSet::new();
-        for path in crate_paths(&code(text)) {
+        for path in paths(module, &code(text)) {
             let Some(target) = module_of(&path, &known) else {
                 continue;
             };
@@ -120,6 +157,27 @@ fn layer(module: &str) -> Option<usize> {
     LAYERS
         .iter()
         .position(|l| l.split('|').any(|name| name == top(module)))
+}
+
+#[test]
+fn paths_through_crate_super_and_self_are_uses() {
+    let code = "use super::ipv4 as probe;\nuse super::{checksum, Error};\n\
+        let a = self::field::LENGTH;\ncrate::judge::stack::owed();\n\
+        use crate::ipc::{self, lines::Lines};\nsuper::super::cli::parse();\nmy_crate::x::y;";
+    assert_eq!(
+        paths("wire::ip", code),
+        [
+            "wire::ipv4",
+            "wire::checksum",
+            "wire::Error",
+            "wire::ip::field::LENGTH",
+            "judge::stack::owed",
+            "ipc",
+            "ipc::lines::Lines",
+            "cli::parse",
+        ]
+    );
+    assert_eq!(paths("crate", "use crate::wire::ipv4;"), ["wire::ipv4"]);
 }
 
 #[test]

@@ -23,24 +23,16 @@ import hashlib
 import json
 import threading
 
-from harness.model.dialogue import bash_turn, block_text, text_turn
+from harness.model.dialogue import bash_turn, block_text, text_turn, tool_calls
 from harness.model.spec import Behaviour, choice, number
 
 RAW_READ = 'echo "READ" > "$TUNBRIDGE_CMD_FIFO" && timeout 35 cat "$TUNBRIDGE_RESP_FIFO"'
 
 
 def exchanges(messages) -> list:
-    """Every (tool_use id, command, tool_result block) of the conversation, in order."""
-    uses, out = {}, []
-    for msg in messages:
-        if not isinstance(msg.get("content"), list):
-            continue
-        for block in msg["content"]:
-            if block.get("type") == "tool_use":
-                uses[block.get("id")] = (block.get("input") or {}).get("command", "")
-            elif block.get("type") == "tool_result" and block.get("tool_use_id") in uses:
-                out.append((block["tool_use_id"], uses[block["tool_use_id"]], block))
-    return out
+    """Every (tool_use id, command, tool_result block) of the conversation whose tool_use it
+    still holds, in order."""
+    return [call for call in tool_calls(messages) if call[1] is not None]
 
 
 def rewrite(body: dict, drop=(), rename=None) -> dict:

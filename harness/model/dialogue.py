@@ -159,18 +159,24 @@ def bash_turn(say: str, command: str, description: str, kind: str) -> dict:
     }
 
 
-def tool_exchanges(messages):
-    """Every (command, tool_result) pair of the conversation, in order."""
-    uses, pairs = {}, []
+def tool_calls(messages) -> list:
+    """Every (tool_use id, command, tool_result block) of the conversation, in order; the
+    command is None for a result whose tool_use the conversation no longer holds."""
+    uses, calls = {}, []
     for msg in messages:
         if not isinstance(msg.get("content"), list):
             continue
         for block in msg["content"]:
             if block.get("type") == "tool_use":
-                uses[block.get("id")] = block.get("input", {}).get("command", "")
+                uses[block.get("id")] = (block.get("input") or {}).get("command", "")
             elif block.get("type") == "tool_result":
-                pairs.append((uses.get(block.get("tool_use_id"), ""), block))
-    return pairs
+                calls.append((block.get("tool_use_id"), uses.get(block.get("tool_use_id")), block))
+    return calls
+
+
+def tool_exchanges(messages):
+    """Every (command, tool_result) pair of the conversation, in order."""
+    return [(command or "", result) for _, command, result in tool_calls(messages)]
 
 
 def last_tool_exchange(messages):

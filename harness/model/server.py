@@ -16,7 +16,6 @@ it says and how it goes out, each request's decisions in the log's `behaviour`; 
 With --port 0 it picks a free port and prints `listening on http://127.0.0.1:PORT`.
 """
 
-import argparse
 import http.server
 import itertools
 import json
@@ -27,6 +26,7 @@ import sys
 import threading
 import time
 
+from harness import ArgumentParser
 from harness.model import flaws
 from harness.model.behaviour import Behaviours, describe
 from harness.model.spec import Exchange
@@ -241,7 +241,7 @@ class Server(http.server.ThreadingHTTPServer):
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog="python3 -m harness.model", description=__doc__.splitlines()[0])
+    ap = ArgumentParser(prog="python3 -m harness.model", description=__doc__.splitlines()[0])
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback only)")
     ap.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free one")
     ap.add_argument("--log", help="append one JSON line per request to this file; `answer` is what we "

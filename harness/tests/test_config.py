@@ -1,8 +1,11 @@
 """harness/config.py and the run flags of harness/cli.py: the matrix and its checks."""
 
+import contextlib
+import io
 import unittest
+from unittest import mock
 
-from harness import cli, runner
+from harness import cli, provenance, runner
 from harness.config import Config, ConfigError, Options, matrix, thinking_tokens
 
 
@@ -100,11 +103,33 @@ class Matrix(unittest.TestCase):
                 (["--agent", "dry-run", "--harness", "lean-mcp", "--harness", "lean",
                   "--prompt", "prompts/ping-respond.md"], "--harness lean-mcp reaches the bridge through the MCP"),
                 (["--agent", "dry-run", "--continuous", "--prompt", "prompts/ping-respond.md"],
-                 "--continuous needs a prompt that serves many packets")):
+                 "--continuous needs a prompt that serves many packets"),
+                (["--agent", "dry-run", "--flaw", "nope"], "--flaw takes checksum, data or answer-all, not 'nope'")):
             with self.assertRaises(ConfigError, msg=argv) as caught:
                 parse(*argv)
             self.assertIn(text, str(caught.exception))
             self.assertNotIn("\n", str(caught.exception))
+
+    def test_a_flag_argparse_refuses_is_one_line_too(self):
+        # Not the whole usage block (13 lines) with the reason last.
+        for argv, text in ((["--jobs", "x"], "argument --jobs: invalid int value: 'x'"),
+                           (["--bogus"], "unrecognized arguments: --bogus"),
+                           (["--model"], "argument --model: expected one argument")):
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err), self.assertRaises(SystemExit, msg=argv) as caught:
+                parse(*argv)
+            self.assertEqual(caught.exception.code, 2)
+            self.assertEqual(len(err.getvalue().splitlines()), 1, err.getvalue())
+            self.assertIn(text, err.getvalue())
+            self.assertIn("--help", err.getvalue())
+
+    def test_an_out_folder_that_cannot_be_made_is_one_line(self):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), mock.patch("os.geteuid", return_value=0):
+            status = cli.cmd_run(["--agent", "native", "--out", "/proc/no/such"])
+        self.assertEqual(status, 2)
+        self.assertEqual(len(err.getvalue().splitlines()), 1, err.getvalue())
+        self.assertIn("/proc/no/such", err.getvalue())
 
     def test_thinking(self):
         self.assertEqual([thinking_tokens(t) for t in (None, "off", "on", "2048")], [None, 0, 31999, 2048])
@@ -136,6 +161,15 @@ class Matrix(unittest.TestCase):
         self.assertIn("max_cost", Options().as_dict())
         with self.assertRaises(ConfigError):
             matrix(Options(agent="dry-run", mode="continuous"), traffic=["ping"])
+
+    def test_run_json_hashes_every_file_that_shapes_the_request(self):
+        # The prompt, what it includes, and a harness's own system prompt: a change to any
+        # of them changes what the model is asked.
+        configs = matrix(Options(agent="dry-run"), prompts=["prompts/ping-serve.md"], harnesses=["default", "lean"])
+        prov = provenance.collect(Options(agent="dry-run"), configs, {"tunbridge": "/bin/false"})
+        self.assertEqual(sorted(prov["prompts"]),
+                         ["prompts/lean-system.md", "prompts/ping-respond.md", "prompts/ping-serve.md"])
+        self.assertTrue(all(len(h) == 64 for h in prov["prompts"].values()), prov["prompts"])
 
 
 if __name__ == "__main__":

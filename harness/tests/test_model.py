@@ -11,7 +11,7 @@ import unittest
 from types import SimpleNamespace
 
 from harness import wire
-from harness.model import dialogue, flaws
+from harness.model import deviations, dialogue, flaws
 from harness.model.server import Server
 
 REQUEST = wire.echo_request(0x41AE, 1)
@@ -44,6 +44,16 @@ def written(turn) -> bytes:
 
 
 class Dialogue(unittest.TestCase):
+    def test_tool_calls_pair_each_result_with_its_command(self):
+        messages = body(PROMPT, ("tunbridge read", "4500"), ("tunbridge write 4500", "OK"))["messages"]
+        orphan = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "gone", "content": "x"}]}
+        calls = dialogue.tool_calls(messages + [orphan])
+        self.assertEqual([(i, c) for i, c, _ in calls],
+                         [("t0", "tunbridge read"), ("t1", "tunbridge write 4500"), ("gone", None)])
+        self.assertEqual([c for c, _ in dialogue.tool_exchanges(messages + [orphan])],
+                         ["tunbridge read", "tunbridge write 4500", ""])
+        self.assertEqual([i for i, _, _ in deviations.exchanges(messages + [orphan])], ["t0", "t1"])
+
     def test_read_then_a_valid_reply_then_a_report(self):
         first = dialogue.decide(body(PROMPT), cfg())
         self.assertEqual(first["kind"], "read")

@@ -1,12 +1,14 @@
 """harness/bundle.py and harness/leaderboard.py: a bundle's table and result, the leaderboard,
 its ordering and picture, and reading a bundle written before the package."""
 
+import contextlib
+import io
 import json
 import os
 import tempfile
 import unittest
 
-from harness import bundle, leaderboard, overhead
+from harness import bundle, cli, leaderboard, overhead
 
 ARRIVAL = "2026-12-01T10:00:00.000000Z"
 T0 = 1764583200.0   # ARRIVAL as unix time
@@ -198,6 +200,29 @@ class CallsPerPacket(unittest.TestCase):
         self.assertEqual(len(rows["mcp"]["saturated_cycle_ms"]), 2)      # between the replies to 2, 3 and 4
         self.assertEqual(len(rows["mcp"]["cpu_ms_per_packet"]), 1)
         self.assertGreater(rows["mcp"]["cpu_ms_per_packet"][0], 0)
+
+
+class Compare(unittest.TestCase):
+    def test_each_row_names_its_bundle_and_no_picture_is_promised_unless_drawn(self):
+        with tempfile.TemporaryDirectory() as top:
+            old, new = os.path.join(top, "old"), os.path.join(top, "new")
+            for d, pings in ((old, [(201, 1500.0, ANSWERED)]), (new, [(202, 1400.0, ANSWERED)])):
+                os.makedirs(d)
+                make_bundle(d, pings, old=True)
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                self.assertEqual(cli.cmd_compare([old, new]), 0)
+            text = out.getvalue()
+            self.assertIn(f"- #1 `{cli.shown_path(new)}`", text)
+            self.assertIn(f"- #2 `{cli.shown_path(old)}`", text)
+            self.assertFalse(cli.shown_path(old).startswith(".."))
+            self.assertNotIn("leaderboard.svg", text)
+            drawn = os.path.join(top, "board")
+            with contextlib.redirect_stdout(io.StringIO()) as out:
+                self.assertEqual(cli.cmd_compare([old, new, "--out", drawn]), 0)
+            self.assertIn(os.path.join(drawn, "leaderboard.svg"), out.getvalue())
+            with open(os.path.join(drawn, "leaderboard.md")) as f:
+                self.assertIn("[leaderboard.svg](leaderboard.svg)", f.read())
 
 
 if __name__ == "__main__":

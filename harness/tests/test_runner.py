@@ -10,7 +10,8 @@ import time
 import unittest
 from unittest import mock
 
-from harness import procs, scenarios
+from harness import procs, runner, scenarios
+from harness.config import Config, Options
 from harness.progress import Progress
 from harness.runner import Budget
 
@@ -72,7 +73,9 @@ class ProgressTest(unittest.TestCase):
             p.ran(4.0)
             self.assertEqual(p.summary()[:40], "2/4 agent runs, 0:00 elapsed, about 0:06")
         lines = out.getvalue().splitlines()
-        self.assertEqual(lines, ["    #1: ping 1/2: model turn 1, 0 s", "    #1: ping 1/2: time=900 ms"])
+        self.assertEqual(lines, ["    #1: ping 1/2: model turn 1, 0 s", "    #1: ping 1/2: time=900 ms",
+                                 "    1/4 agent runs, 0:00 elapsed, about 0:06 left",
+                                 "    2/4 agent runs, 0:00 elapsed, about 0:06 left"])
         self.assertNotIn("\x1b", out.getvalue())
 
     def test_live_lines_are_redrawn_in_place(self):
@@ -84,6 +87,36 @@ class ProgressTest(unittest.TestCase):
         text = out.getvalue()
         self.assertIn("#1: ping 1/2: waiting in READ, 3 s", text)
         self.assertIn("\x1b[", text)
+
+    def test_live_lines_fit_the_terminal(self):
+        # A line longer than the terminal wraps, and the redraw, which moves up one row per
+        # line, would leave the wrapped part behind on every round.
+        out = io.StringIO()
+        p = Progress(2, 1, stream=out, live=True, width=40)
+        p.show("#1 model-a, ping-respond-fast.md, default echo-record-route", "ping 1/1: model turn 2, 3 s")
+        p.draw()
+        self.assertTrue(all(len(line) < 40 for line in out.getvalue().split("\n")), out.getvalue())
+
+    def test_a_configuration_shows_one_live_line_whatever_it_runs(self):
+        # Each scenario of the suite is a run of its own; its live line goes when it ends, so
+        # the block stays one line per configuration under way (not one per scenario run).
+        shown = []
+
+        def bundle(run, config, out, key, scenario=None):
+            run.progress.show(key, "ping 1/1: done, 1 s")
+            shown.append(sorted(run.progress.lines))
+            return {"meta": {}, "pings": []}
+
+        with tempfile.TemporaryDirectory() as out:
+            run = runner.Run(opts=Options(agent="dry-run", count=1, suite=["echo-0,fragment"]),
+                             tunbridge="tunbridge", budget=Budget(None), single=False,
+                             progress=Progress(3, 1, stream=io.StringIO(), live=False))
+            config = Config(model="m", prompt="prompts/ping-respond.md", index=1)
+            with mock.patch.object(runner, "run_bundle", bundle), mock.patch.object(procs, "chown_tree"):
+                runner.run_config(run, config, os.path.join(out, "01"))
+        key = f"#1 {config.label()}"
+        self.assertEqual(shown, [[key], [f"{key} echo-0"], [f"{key} fragment"]])
+        self.assertEqual(run.progress.lines, {})
 
     def test_no_estimate_before_a_run_ends(self):
         self.assertIsNone(Progress(3, 1, stream=io.StringIO(), live=False).eta())
