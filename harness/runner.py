@@ -23,7 +23,7 @@ from harness import ROOT, backends, bundle, clients, pingout, procs, scenarios
 from harness.agents import Claude, Native, ScriptedModel, write_run
 from harness.bridge import Bridge
 from harness.config import Config, Options
-from harness.harnesses import HARNESSES, Client
+from harness.harnesses import HARNESSES
 from harness.netns import Namespace
 from harness.wire import PEER
 
