@@ -46,11 +46,15 @@ fn options() -> Result<Options, String> {
     Ok(opts)
 }
 
-/// Opens the device, in the namespace when one is named.
+/// Opens the device, in the namespace when one is named (never in the machine's own,
+/// nor over addresses already in use: the same rules as `tunbridge serve`).
 fn open(opts: &Options) -> Result<Tun, device::DeviceError> {
-    if let Some(name) = &opts.netns {
-        device::enter_netns(name)?;
-    }
+    let ours = [device::Assigned {
+        iface: opts.tun.clone(),
+        addr: opts.address.addr.into(),
+        prefix: opts.address.prefix,
+    }];
+    device::enter_namespace(opts.netns.as_deref(), false, &opts.tun, &ours)?;
     Tun::open(&opts.tun, opts.address, None, 1500)
 }
 

@@ -15,13 +15,10 @@ import sys
 import threading
 import time
 
-from harness import ROOT, backends
-from harness.clients import RUN_FLAGS
+from harness import ROOT, backends, procs
+from harness.clients import RUN_ENV, RUN_FLAGS
 from harness.harnesses import HARNESSES, Client
 from harness.session import Stamp
-
-DRY_RUN_ENV = {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1",
-               "DISABLE_AUTOUPDATER": "1"}
 
 
 class AgentError(Exception):
@@ -67,12 +64,15 @@ class ScriptedModel:
 
 
 class AgentRun:
-    """One run of an agent: its process and, for Claude Code, its stamped event stream."""
+    """One run of an agent: its process and, for Claude Code, its stamped event stream, the
+    CPU time its process tree had used at each tool result (`cpu`: [unix time, seconds]), and
+    whether it needs the tunbridge MCP server (`mcp`)."""
 
-    def __init__(self, tag, proc, stamp=None, reader=None):
-        self.tag, self.proc, self.stamp, self.reader = tag, proc, stamp, reader
+    def __init__(self, tag, proc, stamp=None, reader=None, mcp=False):
+        self.tag, self.proc, self.stamp, self.reader, self.mcp = tag, proc, stamp, reader, mcp
         self.start, self.end, self.status = time.time(), None, None
-        self.stopped = None      # "timeout" or "interrupted" when the harness stopped it
+        self.stopped = None      # "timeout", "interrupted" or "mcp" when the harness stopped it
+        self.cpu = []
 
     @property
     def tracker(self):
@@ -84,6 +84,19 @@ class AgentRun:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def trouble(self):
+        """One line when the run needs the tunbridge MCP server and the client's init event
+        says it is not connected; else None."""
+        return self.tracker.mcp_trouble() if self.mcp and self.tracker else None
+
+    def waits_in_read(self) -> bool:
+        """Whether the agent waits for a packet: a `tunbridge read` (or `write --next`) process
+        under it, or, over MCP, where no process shows it, a read it asked for and has not got."""
+        if procs.waits_in_read(self.proc.pid):
+            return True
+        call = self.tracker.waiting_read() if self.tracker else None
+        return call is not None and call["name"] != "Bash"
 
     def finish(self) -> None:
         """Waits for the process and its stream; records the end and exit status."""
@@ -100,16 +113,26 @@ class AgentRun:
 
 
 class Claude:
-    """Claude Code, `-p` once per run, its events streamed and stamped."""
+    """Claude Code, `-p` once per run, its events streamed and stamped; as `user` (as
+    harness/procs.py gives one; None: the run user), with a HOME of its own in `work` when
+    that is not the run user (`nobody`, whom the caller's HOME is not for)."""
 
-    def __init__(self, client, config, opts, out, procs, bridge_env, model_url=None, oauth=False, work=None):
-        self.client, self.config, self.opts, self.out, self.procs = client, config, opts, out, procs
+    def __init__(self, client, config, opts, out, group, bridge_env, model_url=None, oauth=False, work=None,
+                 user=None):
+        self.client, self.config, self.opts, self.out, self.procs = client, config, opts, out, group
         self.harness = HARNESSES[config.harness]
         self.oauth = oauth
+        self.user = user or procs.run_user()
         self.setup = Client(oauth=oauth, work=work, bridge_env=bridge_env)
-        env = dict(os.environ)
+        if work:
+            self.harness.prepare(self.setup)
+        env = dict(os.environ, **RUN_ENV)
+        if self.user != procs.run_user():
+            env.update(private_home(work, self.user))
+            for k in [k for k in env if k == "CLAUDE_CONFIG_DIR" or k.startswith("XDG_")]:
+                del env[k]
         if model_url:   # the dry run: the scripted model, never the network
-            env.update(DRY_RUN_ENV, ANTHROPIC_BASE_URL=model_url, ANTHROPIC_API_KEY="dry-run")
+            env.update(ANTHROPIC_BASE_URL=model_url, ANTHROPIC_API_KEY="dry-run")
             env.pop("ANTHROPIC_AUTH_TOKEN", None)
             if oauth:
                 env.pop("ANTHROPIC_API_KEY")
@@ -136,17 +159,35 @@ class Claude:
     def start(self, tag, args: str = "", budget: float = None) -> AgentRun:
         stamp = Stamp(os.path.join(self.out, f"claude-{tag}.jsonl"), os.path.join(self.out, f"claude-{tag}.json"))
         err = open(os.path.join(self.out, f"claude-{tag}.err"), "w")
-        proc = self.procs.start(self.argv(args, budget), as_user=True, group=True, cwd=ROOT, env=self.env,
+        proc = self.procs.start(self.argv(args, budget), as_user=self.user, group=True, cwd=ROOT, env=self.env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True)
         err.close()
-        reader = threading.Thread(target=pump, args=(proc.stdout, stamp), daemon=True)
-        reader.start()
-        return AgentRun(tag, proc, stamp, reader)
+        run = AgentRun(tag, proc, stamp, mcp=self.harness.tools == "mcp")
+        run.reader = threading.Thread(target=pump, args=(proc.stdout, stamp, run), daemon=True)
+        run.reader.start()
+        return run
 
 
-def pump(stream, stamp) -> None:
+def private_home(work: str, user) -> dict:
+    """A HOME for `user` in `work`, theirs alone, with onboarding done (the TUI would ask)."""
+    home = os.path.join(work, "home")
+    os.makedirs(home, exist_ok=True)
+    with open(os.path.join(home, ".claude.json"), "w") as f:
+        json.dump({"hasCompletedOnboarding": True}, f)
+    for path in (home, os.path.join(home, ".claude.json")):
+        os.chown(path, user[1], user[2])
+    os.chmod(home, 0o700)
+    return {"HOME": home}
+
+
+def pump(stream, stamp, run) -> None:
+    """Stamps the client's events; at each tool result, notes the CPU time its tree has used."""
     for line in stream:
         stamp.line(line)
+        if '"tool_result"' in line:
+            cpu = procs.tree_cpu(run.proc.pid)
+            if cpu is not None:
+                run.cpu.append([round(time.time(), 6), round(cpu, 3)])
 
 
 class Native:
@@ -167,6 +208,6 @@ def write_run(out, run: AgentRun, ident: int, opts: str) -> None:
     """Appends the run to the bundle's runs.jsonl."""
     line = {"tag": str(run.tag), "start": run.start, "end": run.end, "status": run.status,
             "stopped": run.stopped, "ident": ident, "opts": opts, "cost_usd": run.cost,
-            "models": run.tracker.models if run.tracker else []}
+            "models": run.tracker.models if run.tracker else [], "cpu": run.cpu}
     with open(os.path.join(out, "runs.jsonl"), "a") as f:
         f.write(json.dumps(line) + "\n")

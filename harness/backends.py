@@ -36,8 +36,9 @@ ANTHROPIC_URL = "https://api.anthropic.com"
 # does not know, which a server that checks prompt + max_tokens against a small window
 # refuses); the user's own CLAUDE_CODE_MAX_OUTPUT_TOKENS wins.
 LOCAL_MAX_OUTPUT = 8192
-QUIET = {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1", "DISABLE_AUTOUPDATER": "1",
-         "DISABLE_ERROR_REPORTING": "1"}
+# On top of what every run carries (harness/clients.py, RUN_ENV: no non-essential traffic,
+# telemetry or auto-updates): a server of your own gets no error reports either.
+QUIET = {"DISABLE_ERROR_REPORTING": "1"}
 MODEL_ROLES = ("ANTHROPIC_MODEL", "ANTHROPIC_DEFAULT_OPUS_MODEL", "ANTHROPIC_DEFAULT_SONNET_MODEL",
                "ANTHROPIC_DEFAULT_HAIKU_MODEL", "ANTHROPIC_SMALL_FAST_MODEL")
 
@@ -104,7 +105,7 @@ class Backend:
         environ = os.environ if environ is None else environ
         p = self.preset
         if not p.local:
-            put = {"DISABLE_AUTOUPDATER": "1"}   # one client version for the whole matrix
+            put = {}
             if self.url != ANTHROPIC_URL:
                 put["ANTHROPIC_BASE_URL"] = self.url
             return put, ["ANTHROPIC_AUTH_TOKEN"] if environ.get("ANTHROPIC_API_KEY") else []
@@ -172,7 +173,10 @@ def parse(spec: str) -> Backend:
 # model (model-requests.jsonl): the client's system prompt, tools and the prompt. Versions
 # before 2.1.332 are taken at 2.1.197's size, the larger.
 FIRST_REQUEST_BYTES = {("default", "2.1.332"): 56_900, ("default", "2.1.197"): 84_600,
-                       ("lean", "2.1.332"): 7_700, ("lean", "2.1.197"): 7_700}
+                       ("lean", "2.1.332"): 7_700, ("lean", "2.1.197"): 7_700,
+                       # the three MCP tools' schemas; lean-mcp offers them instead of Bash
+                       ("mcp", "2.1.332"): 58_400, ("mcp", "2.1.197"): 86_100,
+                       ("lean-mcp", "2.1.332"): 7_700, ("lean-mcp", "2.1.197"): 7_700}
 MEASURED_PROMPT_BYTES = 4_426       # prompts/ping-respond.md, as those requests carried it
 PER_PACKET_BYTES = 1_200            # one packet's read and write exchanges (measured: 1,175)
 
@@ -327,7 +331,7 @@ def preflight(backend: Backend, configs, opts, client_version: str, environ=None
             continue
         if ctx.tokens < need["total"]:
             fix = backend.preset.start.format(ctx=2 ** math.ceil(math.log2(need["total"])))
-            lean = "" if c.harness == "lean" else ", or use --lean"
+            lean = "" if c.harness.startswith("lean") else ", or use --lean"
             raise BackendError(
                 f"{backend.name} serves {c.model} with a {ctx.tokens:,}-token context ({ctx.how}); {what} needs "
                 f"about {need['total']:,} ({need['request']:,} a request + {need['output']:,} output): {fix}{lean}")

@@ -27,7 +27,6 @@ from datetime import datetime
 from harness import fates, pingout, prices
 from harness import session as sess
 from harness import stats
-from harness.wire import is_hex_packet
 
 
 def load_jsonl(path):
@@ -189,6 +188,7 @@ class Ping:
         self.model_bytes = []    # dry-run request sizes, one-shot runs
         self.evidence = fates.Evidence()   # what the client's events say about it
         self.kind, self.text = "lost", "no request reached the bridge"
+        self.calls = None        # tool calls asked for while the agent held it (continuous runs)
 
     @property
     def arrival(self):
@@ -201,6 +201,11 @@ class Ping:
 
     @property
     def tool_calls(self):
+        """Continuous runs: the calls asked for while the agent held this packet (its write, and
+        the read of the next one or the call that writes and reads at once); one-shot runs:
+        every call of its run."""
+        if self.calls is not None:
+            return self.calls
         return sum(1 for phase, _, _ in self.client_spans if phase == "tool")
 
     @property
@@ -223,16 +228,16 @@ def evidence(tracker, requests, calls, ended=False, run=None, window=None) -> fa
     e.cuts = sum(1 for r in tracker.cut_streams() if any(r is q for q in requests))
     e.fallback = next((f["model"] for f in tracker.fallbacks if within(f["t"])), None)
     for c in calls:
-        output = (c["output"] or "").strip()
         if c["refused"]:
             e.refused.append(c["command"])
-        elif c["command"].startswith(sess.WRITE):
-            last = output.splitlines()[-1] if output else ""
-            if last == "OK":
+            continue
+        if c["wrote"] is not None:
+            answer = c["answer"] or ""
+            if answer == "OK":
                 e.writes += 1
-            elif "ERR" in output:
-                e.write_errors.append(next((x for x in output.splitlines() if x.startswith("ERR")), last))
-        elif sess.is_read(c["command"]) and output and is_hex_packet(output):
+            elif answer.startswith("ERR"):
+                e.write_errors.append(answer)
+        if c["packet"]:
             e.read = True
     if ended:
         e.ended, e.result = True, tracker.result
@@ -266,28 +271,41 @@ def add_client_spans(p, requests, calls, clip=None):
 
 def attribute_continuous(pings, runs, out):
     """Requests and tool calls go to the packet the session held; returns the sessions'
-    own share (before their first packet), as one Usage."""
+    own share (before their first packet), as one Usage.
+
+    A ping's part runs from the end of the call that returned its packet to the start of
+    the next call that asks for a packet: the requests sent in between, the calls asked for
+    in between, and that next call, which writes this packet's reply when it is one call
+    per packet (`tunbridge write <hex> --next`, `write_and_read_next`); in the timeline that
+    call is drawn up to the reply (the rest is the wait for the next packet), and the call
+    that returned the packet from its arrival."""
     by_key = {p.key: p for p in pings}
     overhead = Usage()
     for run in runs:
         tracker = sess.load(os.path.join(out, f"claude-{run['tag']}.jsonl"))
-        reads = tracker.packets()   # the reads that returned a packet, in order
+        reads = tracker.packets()   # the calls that returned a packet, in order
         shares = share_cost(tracker)
         for req, share in zip(tracker.requests, shares):
             held = [c for c in reads if c["end"] is not None and c["end"] <= req["start"]]
             owner = by_key.get(held[-1]["key"]) if held else None
             (owner.usage if owner else overhead).add(req, share)
-        all_reads = [c for c in tracker.calls() if sess.is_read(c["command"])]
+        asking = tracker.reading_calls()
         for read in reads:
             p = by_key.get(read["key"])
             if p is None:
                 continue
-            # This ping's part: from its packet's READ to the next READ the model asks for.
-            until = min((c["start"] for c in all_reads if c["start"] > read["start"]), default=float("inf"))
+            nxt = next((c for c in asking if c["start"] > read["start"]), None)
+            until = nxt["start"] if nxt else float("inf")
             mine = [r for r in tracker.requests if read["end"] <= r["start"] < until]
-            calls = [c for c in tracker.calls() if c is read or read["end"] <= c["start"] < until]
-            add_client_spans(p, mine, calls, clip=p.arrival)
-            p.evidence = evidence(tracker, mine, calls, ended=until == float("inf"), run=run,
+            own = [c for c in tracker.calls() if c is not read and read["end"] <= c["start"] < until]
+            add_client_spans(p, mine, [read] + own, clip=p.arrival)
+            if nxt is not None:
+                own.append(nxt)
+                agent_ms = (p.record or {}).get("agent_ms")
+                if nxt["wrote"] is not None and nxt["end"] is not None and p.handover() and agent_ms is not None:
+                    p.client_spans.append(("tool", nxt["start"], min(nxt["end"], p.handover() + agent_ms / 1000)))
+            p.calls = len(own)
+            p.evidence = evidence(tracker, mine, own, ended=until == float("inf"), run=run,
                                   window=(read["end"], until))
             p.evidence.read = True
     return overhead

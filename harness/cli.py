@@ -4,6 +4,7 @@
     suite    the scenario suite (run --suite)
     compare  earlier results side by side: one leaderboard, or scorecards
     bench    the bridge against the floors (harness/bench.py)
+    overhead what the harness costs per packet: two-call, one-call and MCP sessions (harness/overhead.py)
     flood    a channel client that never reads, against the bridge (harness/flood.py)
     dry-run  one exchange of the real client with the scripted model, every request shown
     names    the scenarios the suite runs
@@ -18,10 +19,11 @@ import signal
 import sys
 import time
 
-from harness import ROOT, ArgumentParser, backends, bench, clients, dryrun, flood, leaderboard, matrix, procs, scenarios
+from harness import (ROOT, ArgumentParser, backends, bench, clients, dryrun, flood, leaderboard, matrix, overhead,
+                     procs, runner, scenarios)
 from harness.config import ConfigError, Options, matrix as expand
 
-COMMANDS = ("run", "suite", "compare", "bench", "flood", "dry-run", "names")
+COMMANDS = ("run", "suite", "compare", "bench", "overhead", "flood", "dry-run", "names")
 
 
 def fail(text: str, status: int = 2) -> int:
@@ -34,9 +36,12 @@ def run_parser(prog: str) -> argparse.ArgumentParser:
                                  "for one configuration or every combination of the repeatable flags.")
     m = ap.add_argument_group("the matrix (each repeatable; every combination is a configuration)")
     m.add_argument("--model", action="append", default=[], help="model name for Claude Code (default: its own)")
-    m.add_argument("--prompt", action="append", default=[], help="prompt file (default prompts/ping-respond.md; "
-                   "prompts/ip-stack.md with --suite)")
-    m.add_argument("--harness", action="append", default=[], help="default or lean")
+    m.add_argument("--prompt", action="append", default=[], help="prompt file (default: the harness's own: "
+                   "prompts/ping-respond.md, ping-serve-next.md with --continuous, ip-stack.md with --suite; "
+                   "for the MCP harnesses ping-respond-mcp.md, ping-serve-mcp.md); a prompt runs with the "
+                   "harnesses of its kind (Bash or MCP)")
+    m.add_argument("--harness", action="append", default=[], help="default, lean, mcp or lean-mcp "
+                   "(docs/RUNNER.md)")
     m.add_argument("--lean", action="append_const", dest="harness", const="lean", help="same as --harness lean")
     m.add_argument("--thinking", action="append", default=[], help="off, on or a token budget (default: the client's)")
     m.add_argument("--traffic", action="append", default=[], metavar="KIND[,KIND...]",
@@ -124,6 +129,10 @@ def cmd_run(argv) -> int:
     if os.geteuid() != 0:
         return fail("needs root for the TUN device and the network namespace: run scripts/experiment.sh, "
                     "which re-runs itself with sudo")
+    problem = opts.agent != "native" and runner.unprivileged_problem(
+        opts, configs, [ROOT, client.path, runner.tunbridge_binary()])
+    if problem:
+        return fail(problem)
     try:
         if opts.agent == "claude" and not backend and os.environ.get("ANTHROPIC_BASE_URL"):
             backends.check_url(os.environ["ANTHROPIC_BASE_URL"], "ANTHROPIC_BASE_URL")
@@ -234,7 +243,8 @@ def main(argv=None) -> int:
         signal.signal(sig, interrupt)
     try:
         return {"run": cmd_run, "suite": cmd_suite, "compare": cmd_compare, "bench": bench.main,
-                "flood": flood.main, "dry-run": dryrun.main, "names": cmd_names}[command](argv)
+                "overhead": overhead.main, "flood": flood.main, "dry-run": dryrun.main,
+                "names": cmd_names}[command](argv)
     except KeyboardInterrupt:
         return 130
 

@@ -11,6 +11,11 @@ Every run carries `RUN_FLAGS`, `--permission-mode default`: a user whose setting
 (or, from 2.1.283, a server-side check) decides what runs, so a refused command is not
 refused (docs/HARNESS.md). 2.1.332 calls the mode `manual` but accepts `default`; 2.1.197
 rejects `manual`.
+
+Every run also carries `RUN_ENV`, real runs too: with non-essential traffic and telemetry on,
+the client spent 10 to 20 ms more per packet and 2.1.197 made a side request at start and
+offered one more tool (docs/HARNESS.md, "Where a packet's time goes"); without the auto-updater
+one client version serves the whole run, the one run.json records.
 """
 
 import json
@@ -25,6 +30,7 @@ from harness import ROOT
 OLDEST = "2.1.197"
 PERMISSION_MODE = "default"
 RUN_FLAGS = ["--permission-mode", PERMISSION_MODE]
+RUN_ENV = {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1", "DISABLE_AUTOUPDATER": "1"}
 PINNED_PATH = os.path.join(ROOT, "node_modules", ".bin", "claude")
 VERSION = re.compile(r"^\s*(\d+)\.(\d+)\.(\d+)\b")
 
@@ -72,7 +78,7 @@ class ClaudeCode:
     def as_dict(self) -> dict:
         return {"path": self.path, "version": self.version, "source": self.source,
                 "supported": in_range(self.version), "supported_range": supported_range(),
-                "permission_mode": PERMISSION_MODE}
+                "permission_mode": PERMISSION_MODE, "env": dict(RUN_ENV)}
 
 
 def probe(path: str, source: str) -> ClaudeCode:

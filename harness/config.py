@@ -1,7 +1,8 @@
 """What a run is: the options every configuration shares, and the matrix of configurations.
 
 `--model`, `--prompt`, `--harness`, `--thinking`, `--traffic` and `--model-behaviour` may
-each be given several times; every combination is one `Config`. Everything else (the agent, how many pings, the
+each be given several times; every combination is one `Config` (a prompt goes with the
+harnesses that reach the bridge the way it is written for, Bash or MCP). Everything else (the agent, how many pings, the
 mode, the suite, the budget) is the run's and lives in `Options`. Both are plain data,
 checked once here (`ConfigError` carries the one-line message the command prints), and
 written whole into run.json.
@@ -13,14 +14,14 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from harness import ROOT, backends
-from harness.harnesses import HARNESSES
+from harness.harnesses import HARNESSES, PROMPTS, prompt_tools, serves
 from harness.model.flaws import FLAWS
 from harness.traffic import ALL_KINDS
 
 AGENTS = ("claude", "dry-run", "native")
-DEFAULT_PROMPT = "prompts/ping-respond.md"
-SUITE_PROMPT = "prompts/ip-stack.md"
-SERVE_PROMPT = "prompts/ping-serve.md"
+DEFAULT_PROMPT = PROMPTS["bash"]["oneshot"]
+SUITE_PROMPT = PROMPTS["bash"]["suite"]
+TOOLS_WORDS = {"bash": "the Bash commands (tunbridge read, tunbridge write)", "mcp": "the MCP tools"}
 
 
 class ConfigError(Exception):
@@ -105,6 +106,8 @@ class Options:
     client: str = None            # --client PATH: the user's own Claude Code
     backend: str = None           # --backend NAME[=URL] or URL (harness/backends.py)
     backend_checks: list = field(default_factory=list)   # what the pre-flight found
+    unprivileged: bool = False    # every agent as nobody when root runs it with no sudo user (the
+                                  # overhead benchmark: all harnesses as one user), not only MCP's
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -184,23 +187,17 @@ def check_behaviour(spec: str, o: Options) -> None:
 
 
 def matrix(o: Options, models=(), prompts=(), harnesses=(), thinking=(), traffic=(), behaviours=()) -> list:
-    """Every combination of the axes as a Config, in the order given; checks each value."""
+    """Every combination of the axes as a Config, in the order given (a prompt with the
+    harnesses of its kind only: `prompt_pairs`); checks each value."""
     check_options(o)
     for b in behaviours:
         check_behaviour(b, o)
-    if o.mode == "continuous":
-        if traffic:
-            raise ConfigError("--continuous sends pings; --traffic is for one-shot runs")
-        prompts = [SERVE_PROMPT]
-    elif not prompts:
-        suite_default = o.suite is not None and os.path.exists(os.path.join(ROOT, SUITE_PROMPT))
-        prompts = [SUITE_PROMPT if suite_default else DEFAULT_PROMPT]
-    for p in prompts:
-        if not os.path.isfile(os.path.join(ROOT, p)):
-            raise ConfigError(f"prompt {p} not found")
+    if o.mode == "continuous" and traffic:
+        raise ConfigError("--continuous sends pings; --traffic is for one-shot runs")
     for h in harnesses:
         if h not in HARNESSES:
-            raise ConfigError(f"--harness takes {' or '.join(HARNESSES)}, not {h}")
+            raise ConfigError(f"--harness takes {', '.join(HARNESSES)}, not {h}")
+    pairs = prompt_pairs(o, list(prompts), list(harnesses) or ["default"])
     for t in thinking:
         thinking_tokens(t)
     local = bool(o.backend) and backends.parse(o.backend).preset.local
@@ -208,11 +205,41 @@ def matrix(o: Options, models=(), prompts=(), harnesses=(), thinking=(), traffic
         raise ConfigError(f"--backend {o.backend} needs --model NAME: the model as that server names it")
     if local and not thinking:   # a local server's thinking is off unless --thinking asks for it
         thinking = ["off"]
-    axes = [list(models) or [None], list(prompts), list(harnesses) or ["default"],
-            list(thinking) or [None], [traffic_kinds(t) for t in traffic] or [()], list(behaviours) or [None]]
+    axes = [list(models) or [None], pairs, list(thinking) or [None], [traffic_kinds(t) for t in traffic] or [()],
+            list(behaviours) or [None]]
     if o.agent == "native":
-        axes = [[None], [DEFAULT_PROMPT], ["default"], [None], axes[4], [None]]
+        axes = [[None], [(DEFAULT_PROMPT, "default")], [None], axes[3], [None]]
     configs = []
-    for i, (m, p, h, t, k, b) in enumerate(itertools.product(*axes), 1):
+    for i, (m, (p, h), t, k, b) in enumerate(itertools.product(*axes), 1):
         configs.append(Config(model=m, prompt=p, harness=h, thinking=t, traffic=k, behaviour=b, index=i))
     return configs
+
+
+def prompt_pairs(o: Options, prompts: list, harnesses: list) -> list:
+    """(prompt, harness) for each harness: its own prompt for the mode when none is given, else
+    each prompt given with each harness that reaches the bridge the way it is written for
+    (Bash or MCP: harness/harnesses.py), prompts first, in the order given."""
+    mode = "continuous" if o.mode == "continuous" else "suite" if o.suite is not None else "oneshot"
+    if not prompts:
+        return [(HARNESSES[h].default_prompt(mode), h) for h in harnesses]
+    for p in prompts:
+        path = os.path.join(ROOT, p)
+        if not os.path.isfile(path):
+            raise ConfigError(f"prompt {p} not found")
+        if o.mode == "continuous" and not serves(path):
+            raise ConfigError(f"--continuous needs a prompt that serves many packets (it takes their number, "
+                              f"$ARGUMENTS: {PROMPTS['bash']['continuous']}, prompts/ping-serve.md, "
+                              f"{PROMPTS['mcp']['continuous']}), not {p}")
+    kinds = {p: prompt_tools(os.path.join(ROOT, p)) for p in prompts}
+    pairs = [(p, h) for p in prompts for h in harnesses if kinds[p] == HARNESSES[h].tools]
+    for p in prompts:
+        if not any(q == p for q, _ in pairs):
+            fits = " or ".join(n for n, h in HARNESSES.items() if h.tools == kinds[p])
+            raise ConfigError(f"{p} is written for {TOOLS_WORDS[kinds[p]]}: run it with --harness {fits}")
+    for h in harnesses:
+        if not any(g == h for _, g in pairs):
+            tools = HARNESSES[h].tools
+            raise ConfigError(f"--harness {h} reaches the bridge through {TOOLS_WORDS[tools]}, and no --prompt given "
+                              f"is written for them: add one (e.g. {HARNESSES[h].default_prompt(mode)}) "
+                              f"or give no --prompt")
+    return pairs

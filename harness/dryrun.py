@@ -19,9 +19,9 @@ import sys
 import tempfile
 
 from harness import ROOT, ArgumentParser, clients, procs
-from harness.agents import DRY_RUN_ENV, ScriptedModel
+from harness.agents import ScriptedModel
 from harness.bridge import Bridge, put_on_path
-from harness.clients import RUN_FLAGS
+from harness.clients import RUN_ENV, RUN_FLAGS
 from harness.netns import Namespace
 
 DONE = {"replied": "read and write", "timeout": "read (TIMEOUT: no packet was queued)",
@@ -122,7 +122,7 @@ def check(a, group, work, out, client, binary, cmd, resp, ns) -> int:
             "--settings .claude/settings.json --strict-mcp-config")
         env = {k: v for k, v in os.environ.items()
                if k not in ("ANTHROPIC_MODEL", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN", "PYTHONPATH")}
-        env.update(DRY_RUN_ENV, ANTHROPIC_BASE_URL=model.url, ANTHROPIC_API_KEY="dry-run",
+        env.update(RUN_ENV, ANTHROPIC_BASE_URL=model.url, ANTHROPIC_API_KEY="dry-run",
                    CLAUDE_CONFIG_DIR=os.path.join(work, "config"), TUNBRIDGE_CMD_FIFO=cmd, TUNBRIDGE_RESP_FIFO=resp)
         env.update(put_on_path(binary, os.path.join(work, "bin")))
         result = os.path.join(out, "claude.json")

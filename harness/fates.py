@@ -24,6 +24,7 @@ crash, Ctrl-C). `classify` joins them. The kinds, most telling first:
     budget_exhausted            --max-budget-usd was reached
     max_turns                   the client's turn limit was reached
     client_timeout              the harness stopped a run that went over its time
+    mcp_not_connected           the harness stopped a run whose tunbridge MCP server did not connect
     client_crashed              the client exited with an error of its own
     interrupted                 Ctrl-C
     expired_in_queue            no agent read it before its time was up (the bridge dropped it)
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 ANSWERED = ("answered", "answered_after_retries", "answered_by_fallback_model", "refused_then_answered",
             "malformed_then_answered", "answered_twice")
 KINDS = ANSWERED + ("late", "read_not_written", "refused", "malformed_write", "api_gave_up", "stream_cut",
-                    "context_too_small", "budget_exhausted", "max_turns", "client_timeout", "client_crashed",
+                    "context_too_small", "budget_exhausted", "max_turns", "client_timeout", "mcp_not_connected", "client_crashed",
                     "interrupted", "expired_in_queue", "overflow", "not_sent", "lost")
 TOO_LONG = re.compile(r"prompt is too long|exceeds the available context|maximum context length", re.I)
 TIMEOUT_STATUS = (124, 137, -9, -15)   # timeout(1), SIGKILL, SIGTERM: the harness stopped it
@@ -58,7 +59,7 @@ class Evidence:
     ended: bool = False                              # the run ended while this ping was held
     result: dict = None                              # the run's result, when it ended here
     status: int = None                               # the run's exit status, when it ended here
-    stopped: str = None                              # "timeout" or "interrupted": the harness stopped it
+    stopped: str = None                              # "timeout", "interrupted", "mcp": the harness stopped it
 
 
 def retry_words(retries: list, cuts: int = 0) -> str:
@@ -88,6 +89,8 @@ def ended_why(e: Evidence):
     first = (text[0][:72] + ("..." if len(text[0]) > 72 else "")) if text else ""
     if e.stopped == "interrupted":
         return "interrupted", "interrupted (Ctrl-C)"
+    if e.stopped == "mcp":
+        return "mcp_not_connected", "the harness stopped the client: the tunbridge MCP server was not connected"
     if e.stopped == "timeout" or (e.status in TIMEOUT_STATUS and not r):
         return "client_timeout", "the harness stopped the client: it went over its time"
     if r.get("subtype") == "error_max_budget_usd":

@@ -101,7 +101,7 @@ def run(opts, configs, oauth: bool) -> int:
             entry["state"] = "not run"
             continue
         rows.append(leaderboard.row_of(result, entry["folder"]))
-        if str((result.get("meta") or {}).get("stopped") or "").startswith("the bridge exited"):
+        if str((result.get("meta") or {}).get("stopped") or "").startswith(runner.FAILED_SET_UP):
             status = 1
         entry["state"] = "failed" if result.get("error") else "stopped" if (result.get("meta") or {}).get("stopped") \
             else "done"

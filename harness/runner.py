@@ -11,6 +11,7 @@ run share: the options, the binaries, the budget, the stop flag (Ctrl-C) and the
 import json
 import math
 import os
+import shlex
 import signal
 import subprocess
 import tempfile
@@ -22,9 +23,16 @@ from harness import ROOT, backends, bundle, clients, pingout, procs, scenarios
 from harness.agents import Claude, Native, ScriptedModel, write_run
 from harness.bridge import Bridge
 from harness.config import Config, Options
-from harness.harnesses import HARNESSES, Client
+from harness.harnesses import HARNESSES
 from harness.netns import Namespace
 from harness.wire import PEER
+
+
+# Credentials a client run as another user still gets (its environment); a login file does not.
+CREDENTIALS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
+# A configuration stopped for one of these failed (the run's exit status is 1), unlike one the
+# budget or Ctrl-C stopped.
+FAILED_SET_UP = ("the bridge exited", "the tunbridge MCP server is not connected")
 
 
 class Budget:
@@ -162,20 +170,26 @@ def run_bundle(run: Run, config: Config, out: str, key: str, scenario=None) -> d
             os.unlink(os.path.join(out, stale))
     stopped = None
     name = f"tbx-{os.getpid()}-{config.index}"
+    user = agent_user(run, config)
+    # The bridge gives its FIFOs and channel to the agent's user, and runs as that user.
+    extra = ["--user", user[0]] if user != procs.run_user() else []
     with procs.Procs() as group, tempfile.TemporaryDirectory(prefix="tunbridge-exp.") as work:
         os.chmod(work, 0o755)
         procs.chown_tree(work)
         procs.chown_tree(out)
-        with Namespace(name) as ns, Bridge(run.tunbridge, ns, out, work, run.opts.ping_wait, group) as bridge:
+        if extra:   # the bridge, as that user, removes its FIFOs from here when it stops
+            os.chown(work, user[1], user[2])
+        with Namespace(name) as ns, Bridge(run.tunbridge, ns, out, work, run.opts.ping_wait, group,
+                                           extra=extra) as bridge:
             if run.single and not scenario:
                 run.say(f"network namespace {name} (the host's networking is not touched); "
                         f"bridge record: {out}/records.jsonl")
             model = ScriptedModel(group, out, work, run.opts.flaw, run.opts.model_delay, config.behaviour) \
                 if run.opts.agent == "dry-run" else None
             with model or _nothing():
-                agent = make_agent(run, config, out, group, bridge.env(), model.url if model else None, work)
+                agent = make_agent(run, config, out, group, bridge.env(), model.url if model else None, work, user)
                 if not scenario:
-                    describe(run, config, key)
+                    describe(run, config, key, user, agent)
                 pinger = Pinger(run, config, out, ns, group, key, scenario, bridge)
                 if run.opts.mode == "continuous" and not scenario:
                     stopped = pinger.continuous(agent)
@@ -199,19 +213,48 @@ class _nothing:
         return False
 
 
-def make_agent(run: Run, config: Config, out: str, group, bridge_env: dict, model_url, work):
+def agent_user(run: Run, config: Config):
+    """The user the configuration's agent runs as (harness/procs.py): never root for an MCP
+    harness (`tunbridge mcp` refuses it), nor for any with `unprivileged` (the benchmark)."""
+    if run.opts.agent == "native":
+        return procs.run_user()
+    return procs.agent_user(HARNESSES[config.harness].unprivileged() or run.opts.unprivileged)
+
+
+def unprivileged_problem(opts: Options, configs: list, paths: list):
+    """One line when an agent that runs as `nobody` (root with no sudo user) could not reach
+    the checkout, its client or tunbridge; else None."""
+    users = {procs.agent_user(HARNESSES[c.harness].unprivileged() or opts.unprivileged)
+             for c in configs} if opts.agent != "native" else set()
+    for user in users - {procs.run_user()}:
+        where = procs.unreachable(paths, user)
+        if where:
+            return (f"the agent runs as {user[0]} (tunbridge mcp refuses root, and there is no sudo user), who "
+                    f"cannot reach {where}: put the checkout where others may enter, or run as a user with sudo")
+        if opts.agent == "claude" and not opts.backend and not any(os.environ.get(k) for k in CREDENTIALS):
+            return (f"the agent runs as {user[0]} (tunbridge mcp refuses root, and there is no sudo user), whom "
+                    f"a login in root's HOME does not reach: set ANTHROPIC_API_KEY (or CLAUDE_CODE_OAUTH_TOKEN), "
+                    f"or run as a user with sudo")
+    return None
+
+
+def make_agent(run: Run, config: Config, out: str, group, bridge_env: dict, model_url, work, user):
     if run.opts.agent == "native":
         return Native(run.native, out, group, bridge_env)
-    return Claude(run.client, config, run.opts, out, group, bridge_env, model_url, run.oauth, work)
+    return Claude(run.client, config, run.opts, out, group, bridge_env, model_url, run.oauth, work, user)
 
 
-def describe(run: Run, config: Config, key: str) -> None:
+def describe(run: Run, config: Config, key: str, user, agent) -> None:
     o = run.opts
     h = HARNESSES[config.harness]
     head = "" if run.single else f"{key}: "
-    if config.harness == "lean" and o.agent != "native":
+    if config.harness.startswith("lean") and o.agent != "native":
         how = "login: without --bare" if run.oauth else "API key: --bare"
-        run.say(f"{head}lean harness ({how}): claude {' '.join(h.flags(Client(oauth=run.oauth)))[:200]}")
+        run.say(f"{head}{config.harness} harness ({how}): claude {shlex.join(h.flags(agent.setup))[:240]}")
+    if o.agent != "native" and user != procs.run_user():
+        why = "tunbridge mcp refuses root" if h.unprivileged() else "every harness alike"
+        run.say(f"{head}Claude Code runs as {user[0]} ({why}; no sudo user), HOME {agent.env['HOME']}; "
+                f"the bridge gives it its channel (--user {user[0]})")
     if run.single:
         traffic = f", traffic: {','.join(config.traffic)}" if config.traffic else ""
         model = f" ({config.model})" if config.model else ""
@@ -258,15 +301,20 @@ class Pinger:
         return None
 
     def watch(self, agent_run, label) -> None:
-        """Shows what the agent is doing until it exits; stops it on Ctrl-C or once it has
-        run longer than the run's limit (its fate then says so)."""
+        """Shows what the agent is doing until it exits; stops it on Ctrl-C, once it has
+        run longer than the run's limit, or when its MCP server did not connect (its fate then
+        says so)."""
         start = time.monotonic()
         limit = self.run.opts.run_limit()
         while agent_run.alive():
-            if self.run.stop.is_set() or time.monotonic() - start > limit:
-                agent_run.stopped = "interrupted" if self.run.stop.is_set() else "timeout"
+            trouble = agent_run.trouble()
+            if self.run.stop.is_set() or time.monotonic() - start > limit or trouble:
+                agent_run.stopped = "interrupted" if self.run.stop.is_set() else "mcp" if trouble else "timeout"
                 if agent_run.stopped == "timeout":
                     self.run.progress.note(f"    {self.head}the agent ran over {limit:g} s (--run-timeout); stopping it")
+                if trouble:
+                    self.run.progress.note(f"    {self.head}{trouble}; stopping the agent (its stderr: "
+                                           f"claude-{agent_run.tag}.err)")
                 self.group.stop(agent_run.proc)
                 break
             self.run.progress.show(self.key, label(agent_run, time.monotonic() - start))
@@ -308,6 +356,11 @@ class Pinger:
             agent_run = agent.start(i, budget=self.run.budget.remaining())
             self.watch(agent_run, lambda r, s: f"ping {i}/{count}: {r.phase}, {s:.0f} s")
             write_run(self.out, agent_run, ident, opts)
+            if agent_run.stopped == "mcp":
+                self.wait_client(client, 1)
+                self.run.progress.skip(count - i)
+                self.stopped_note(agent_run.trouble(), count - i)
+                return agent_run.trouble()
             # The agent is done and no one else reads: an answer it wrote is there within ms.
             self.wait_client(client, 3)
             if not self.scenario:
@@ -321,7 +374,7 @@ class Pinger:
         opts = o.ping_opts[0] if o.ping_opts else ""
         ident = self.ident(opts, 0)
         served, session, ping = 0, 0, None
-        stopped = None
+        stopped, all_sent = None, float("inf")
         sessions = planned_runs(o, self.config)
         while served < o.count:
             if ping is not None and ping.poll() is not None:
@@ -338,9 +391,9 @@ class Pinger:
             prompt = HARNESSES[self.config.harness].prompt(os.path.join(ROOT, self.config.prompt), str(n))
             self.run.say(f"{self.head}session {session}: claude -p \"{prompt.splitlines()[0]}\" ({n} packets)")
             agent_run = agent.start(f"s{session}", str(n), budget=self.run.budget.remaining())
-            if ping is None:
-                procs.wait_until_reading(agent_run.proc, lambda t: self.run.progress.note(f"    {self.head}{t}"),
-                                         self.run.stop, o.run_timeout)
+            if ping is None and procs.wait_until_reading(
+                    agent_run.proc, lambda t: self.run.progress.note(f"    {self.head}{t}"), self.run.stop,
+                    o.run_timeout, agent_run.waits_in_read, agent_run.trouble):
                 self.run.say(f"{self.head}session {session} waits in READ; pinging {PEER} {o.count} times, "
                              f"every {o.interval:g} s")
                 all_sent = time.monotonic() + o.count * o.interval
@@ -351,15 +404,18 @@ class Pinger:
                                             stdout=f, stderr=subprocess.STDOUT)
             self.watch(agent_run, lambda r, s: self.session_label(r, o.count))
             write_run(self.out, agent_run, ident, opts)
+            if agent_run.stopped == "mcp":
+                stopped = agent_run.trouble()
+                self.stopped_note(stopped, o.count - served)
+                break
             got = len(agent_run.tracker.packets())
             self.run.progress.note(f"    {self.head}session {session}: {got} packets read (agent exit {agent_run.status})")
             served += got
             if got == 0:
                 self.run.say(f"{self.head}session {session} read no packet; stopping")
                 break
-            calls = [c for c in agent_run.tracker.calls() if c["command"] == "tunbridge read"]
-            if served < o.count and calls and (calls[-1]["output"] or "").strip() == "TIMEOUT" \
-                    and time.monotonic() > all_sent:
+            asked = agent_run.tracker.reading_calls()
+            if served < o.count and asked and asked[-1]["line"] == "TIMEOUT" and time.monotonic() > all_sent:
                 # Its last read waited 30 s for a packet after ping's last one was sent: the
                 # rest were dropped by the bridge (they would have come by now), not left for later.
                 self.run.say(f"{self.head}session {session} ended on TIMEOUT after ping's last packet; "
@@ -389,10 +445,15 @@ class Pinger:
             self.run.say(f"{self.head}stopping: {why}; {left} planned agent run{'s' if left != 1 else ''} not started")
 
 
+def tunbridge_binary() -> str:
+    """The tunbridge a run uses: $TUNBRIDGE, else this checkout's release build."""
+    return os.environ.get("TUNBRIDGE") or os.path.join(ROOT, "target", "release", "tunbridge")
+
+
 def find_binaries(opts: Options) -> dict:
     """The tunbridge, Claude Code and native agent binaries the run uses (`claude_code`: the
     client with its version, harness/clients.py)."""
-    tunbridge = os.environ.get("TUNBRIDGE") or os.path.join(ROOT, "target", "release", "tunbridge")
+    tunbridge = tunbridge_binary()
     claude_code = clients.find(opts.agent, opts.client) if opts.agent != "native" else None
     native = os.path.join(os.path.dirname(tunbridge), "examples", "native_agent")
     if not os.path.exists(native):

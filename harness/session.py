@@ -10,26 +10,39 @@ write") and whose `seq` names the packet the agent holds.
 
 Afterwards `load(path)` gives the run as model requests (start, first byte, end, tokens,
 the model as the API named it, and whether its stream was cut) and tool calls (start, end,
-command, output, whether the permissions refused it, and for a read or write of a packet its
-flow key), which harness/bundle.py turns into the table and the timeline; and what the client
-said of its own troubles: its retries (`system`/`api_retry`: attempt, HTTP status, error),
-a switch to the fallback model (`system`/`model_fallback`), its refusals (`permission_denied`
-events of 2.1.332, and the result's `permission_denials`), which harness/fates.py reads.
+command, output, whether the permissions refused it, what it wrote and the packet it read
+with the packet's flow key), which harness/bundle.py turns into the table and the timeline;
+and what the client said of its own troubles: its retries (`system`/`api_retry`: attempt,
+HTTP status, error), a switch to the fallback model (`system`/`model_fallback`), its
+refusals (`permission_denied` events of 2.1.332, and the result's `permission_denials`),
+which harness/fates.py reads; and the MCP servers its `system`/`init` event lists.
+
+A packet reaches the agent in one of four ways, each a tool call (`Call`): `tunbridge read`
+(or the raw FIFO form), the second line of `tunbridge write <hex> --next` (after Claude Code's
+`Exit code N` line when the command failed), and the MCP tools `read_packet` and
+`write_and_read_next` (its second line); `tunbridge write <hex>` and `write_packet` only write.
 """
 
 import json
 import os
+import re
 import time
 
 from harness.wire import echo_key, is_hex_packet
 
 READ = "tunbridge read"
 WRITE = "tunbridge write "
+# The tunbridge MCP server's tools as Claude Code names them (server `tunbridge`).
+MCP = "mcp__tunbridge__"
+MCP_READ, MCP_WRITE, MCP_NEXT = MCP + "read_packet", MCP + "write_packet", MCP + "write_and_read_next"
 # How Claude Code words a refusal in the tool result (default permission mode; auto mode's
 # classifier; a hook or a rule): "This command requires approval", "... The following parts
-# require approval: ...", "Permission for this action was denied ...".
+# require approval: ...", "Permission for this action was denied ...", and for a tool no rule
+# allows (an MCP tool) "Claude requested permissions to use ..., but you haven't granted it yet".
 REFUSED = ("requires approval", "require approval", "Permission for this action was denied",
-           "permission to use", "was blocked")
+           "permission to use", "permissions to use", "was blocked")
+# Claude Code's first line of a Bash result whose command exited non-zero.
+EXIT_LINE = re.compile(r"^Exit code \d+$")
 
 
 def is_read(command: str) -> bool:
@@ -42,6 +55,33 @@ def tool_output(block) -> str:
     if isinstance(content, list):
         return "\n".join(c.get("text", "") for c in content if c.get("type") == "text")
     return content or ""
+
+
+def result_lines(output: str) -> list:
+    """A tool result's lines, blank ones and a leading `Exit code N` left out."""
+    lines = [line.strip() for line in (output or "").strip().splitlines() if line.strip()]
+    return lines[1:] if lines and EXIT_LINE.match(lines[0]) else lines
+
+
+def describe(name: str, args: dict) -> dict:
+    """What a tool call does with the bridge: `command` (the Bash command, or the MCP tool's
+    short name and its hex), `reads` (the line of its result that carries the next packet:
+    0, 1, or None when it reads none), `wrote` (the hex it writes, or None)."""
+    if name == "Bash" or "command" in args:
+        command = str(args.get("command", ""))
+        if is_read(command):
+            return {"command": command, "reads": 0, "wrote": None}
+        if command.startswith(WRITE):
+            words = command[len(WRITE):].replace('"', " ").replace("'", " ").split()
+            nxt = "--next" in words
+            return {"command": command, "reads": 1 if nxt else None,
+                    "wrote": "".join(w for w in words if w != "--next")}
+        return {"command": command, "reads": None, "wrote": None}
+    hexstr = args.get("hex") if isinstance(args.get("hex"), str) else None
+    short = name[len(MCP):] if name.startswith(MCP) else name
+    command = f"{short} {hexstr}" if hexstr else short
+    reads = {MCP_READ: 0, MCP_NEXT: 1}.get(name)
+    return {"command": command, "reads": reads, "wrote": hexstr if name in (MCP_WRITE, MCP_NEXT) else None}
 
 
 class Tracker:
@@ -58,6 +98,7 @@ class Tracker:
         self.retries = []        # {t, attempt, status, error, delay_ms} per api_retry event
         self.fallbacks = []      # {t, model, trigger} per model_fallback event
         self.denied = set()      # tool_use ids the permissions refused
+        self.mcp_servers = None  # {name: status} from system/init (None before it)
 
     def feed(self, t: float, ev: dict) -> None:
         kind, sub = ev.get("type"), ev.get("subtype")
@@ -65,6 +106,8 @@ class Tracker:
             self.start = t
             self.since = self.since or t
             self.phase = "client started"
+            self.mcp_servers = {m.get("name"): m.get("status") for m in ev.get("mcp_servers") or []
+                                if isinstance(m, dict)}
         elif kind == "system" and ev.get("status") == "requesting":
             self.close_request()
             self.turn += 1
@@ -144,14 +187,15 @@ class Tracker:
             req["end"] = t
 
     def tool_use(self, t: float, block: dict) -> None:
-        command = (block.get("input") or {}).get("command", block.get("name", "?"))
-        key = echo_key(command[len(WRITE):]) if command.startswith(WRITE) else None
-        self.tools[block.get("id")] = {"id": block.get("id"), "start": t, "end": None, "command": command,
-                                       "output": None, "is_error": False, "refused": False, "key": key}
+        what = describe(block.get("name", "?"), block.get("input") or {})
+        key = echo_key(what["wrote"]) if what["wrote"] else None
+        self.tools[block.get("id")] = dict(what, id=block.get("id"), name=block.get("name"), start=t, end=None,
+                                           output=None, is_error=False, refused=False, key=key, wrote_key=key,
+                                           answer=None, line=None, packet=None)
         self.order.append(block.get("id"))
         if self.requests:
             self.requests[-1]["tools"].append(block.get("id"))
-        self.phase = "waiting in READ" if is_read(command) else f"tool: {command[:24]}"
+        self.phase = "waiting in READ" if what["reads"] is not None else f"tool: {what['command'][:24]}"
 
     def tool_result(self, t: float, block: dict) -> None:
         call = self.tools.get(block.get("tool_use_id"))
@@ -160,11 +204,17 @@ class Tracker:
         output = tool_output(block)
         call.update(end=t, output=output, is_error=bool(block.get("is_error")))
         call["refused"] = self.is_denied(call)
-        if is_read(call["command"]) and is_hex_packet(output):
-            call["key"] = echo_key(output)
-            self.seq = str(call["key"][2]) if call["key"] else "?"
-            self.since, self.turn = t, 0
-            self.phase = "packet read"
+        lines = [] if call["refused"] else result_lines(output)
+        if call["wrote"] is not None:
+            call["answer"] = lines[0] if lines else None
+        if call["reads"] is not None:
+            call["line"] = lines[call["reads"]] if len(lines) > call["reads"] else None
+            if call["line"] and is_hex_packet(call["line"]):
+                call["packet"] = call["line"]
+                call["key"] = echo_key(call["line"])
+                self.seq = str(call["key"][2]) if call["key"] else "?"
+                self.since, self.turn = t, 0
+                self.phase = "packet read"
 
     def is_denied(self, call) -> bool:
         """Whether the permissions refused this tool call (not run), by the client's word."""
@@ -181,8 +231,28 @@ class Tracker:
         return [self.tools[i] for i in self.order]
 
     def packets(self) -> list:
-        """The reads that returned a packet, in order."""
-        return [c for c in self.calls() if is_read(c["command"]) and c["output"] and is_hex_packet(c["output"])]
+        """The calls that returned a packet (a read, a write with --next, an MCP read), in order."""
+        return [c for c in self.calls() if c["packet"]]
+
+    def reading_calls(self) -> list:
+        """The calls that asked for a packet, whatever they got, in order."""
+        return [c for c in self.calls() if c["reads"] is not None]
+
+    def waiting_read(self):
+        """The call that asked for a packet and has no result yet, or None."""
+        calls = self.calls()
+        last = calls[-1] if calls else None
+        return last if last and last["reads"] is not None and last["end"] is None else None
+
+    def mcp_trouble(self, server: str = "tunbridge"):
+        """None once the client's init event lists `server` as connected (or before that
+        event); else one line that says what it listed."""
+        if self.mcp_servers is None or self.mcp_servers.get(server) == "connected":
+            return None
+        status = self.mcp_servers.get(server)
+        listed = f"lists it as {status}" if status else "does not list it"
+        why = " (one that failed did not start: `tunbridge mcp` refuses root)" if status == "failed" else ""
+        return f"the {server} MCP server is not connected: Claude Code's init event {listed}{why}"
 
 
 def load(path: str) -> Tracker:

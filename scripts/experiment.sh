@@ -5,7 +5,7 @@
 # the agent, sends the pings and writes the results. Every flag is the package's:
 #
 #   scripts/experiment.sh [--agent claude|native|dry-run] [--count N] [--model NAME]...
-#                         [--prompt FILE]... [--harness default|lean]... [--lean]
+#                         [--prompt FILE]... [--harness default|lean|mcp|lean-mcp]... [--lean]
 #                         [--thinking off|on|TOKENS]... [--traffic KIND[,KIND...]]...
 #                         [--ping-opts "OPTS"]... [--ping-wait S] [--out DIR]
 #                         [--continuous [--interval S] [--session-packets N]]

@@ -144,6 +144,10 @@ pub struct ServeArgs {
     /// Enter this network namespace (from `ip netns add`) before creating the device.
     #[arg(long, env = "TUNBRIDGE_NETNS")]
     pub netns: Option<String>,
+    /// Without --netns, make the device in this machine's own network namespace all the
+    /// same (refused by default: its addresses and routes would change the host's networking).
+    #[arg(long, conflicts_with = "netns")]
+    pub host_namespace: bool,
     /// Run as this user once set up, and give it the FIFOs (default: the sudo user).
     #[arg(long)]
     pub user: Option<String>,
@@ -225,6 +229,7 @@ impl ServeArgs {
             queue_size: self.queue_size as usize,
             max_age: Duration::from_secs(self.max_age),
             netns: self.netns.clone(),
+            host_namespace: self.host_namespace,
             owner,
             user: if self.keep_root { None } else { user },
             record: self.record.clone(),

@@ -91,3 +91,114 @@ fn no_ipv6_switches_it_off_and_the_mtu_is_set() {
     assert!(!addr.contains("inet6"), "{addr}");
     assert!(ipv6_sysctls(&ns).starts_with("disable_ipv6=1\n"));
 }
+
+/// `tunbridge serve` with `args` run in `ns` (or, without one, in this process's own
+/// namespace), waited for; its exit status and stderr.
+fn serve_once(
+    ns: Option<&Netns>,
+    dir: &TempDir,
+    args: &[&str],
+) -> (std::process::ExitStatus, String) {
+    let fifos = [
+        "--cmd-fifo",
+        &dir.join("cmd").display().to_string(),
+        "--resp-fifo",
+        &dir.join("resp").display().to_string(),
+    ]
+    .map(String::from);
+    let mut argv: Vec<String> = Vec::new();
+    if let Some(ns) = ns {
+        argv.extend(["ip", "netns", "exec", &ns.name].map(String::from));
+    }
+    argv.extend([BIN.to_string(), "serve".into()]);
+    argv.extend(fifos);
+    argv.extend(args.iter().map(|s| s.to_string()));
+    let mut child = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn tunbridge");
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    // A bridge that started is stopped once it says so; one refused has exited by then.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        if dir.join("resp").exists() {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            )
+            .unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    (status, reader.join().unwrap())
+}
+
+#[test]
+#[ignore = "needs root"]
+fn without_netns_the_machines_own_namespace_is_refused() {
+    let (_ns, dir) = root_netns("hostns");
+    // The name is too long for the kernel, so that even a bridge that failed to refuse
+    // could make no device in this machine's namespace: the refusal must come first.
+    let (status, stderr) = serve_once(None, &dir, &["--tun", "tbt-hostns-too-long", "--no-ipv6"]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "refusing to make tbt-hostns-too-long in this machine's own network namespace"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        !dir.join("cmd").exists() && !dir.join("resp").exists(),
+        "no FIFOs made"
+    );
+}
+
+#[test]
+#[ignore = "needs root"]
+fn without_netns_a_namespace_entered_beforehand_is_served() {
+    let (ns, dir) = root_netns("nsexec");
+    let (status, stderr) = serve_once(Some(&ns), &dir, &[]);
+    assert!(stderr.contains("bridge ready"), "{stderr}");
+    assert!(status.success(), "stopped by SIGTERM, cleanly: {stderr}");
+}
+
+#[test]
+#[ignore = "needs root"]
+fn an_address_already_in_the_namespace_is_refused_by_name() {
+    let (ns, dir) = root_netns("inuse");
+    ip(
+        &ns,
+        &[
+            "link", "add", "tbveth0", "type", "veth", "peer", "name", "tbveth1",
+        ],
+    );
+    ip(&ns, &["addr", "add", "192.0.2.5/24", "dev", "tbveth0"]);
+    let (status, stderr) = serve_once(None, &dir, &["--netns", &ns.name]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_has(
+        &stderr,
+        "192.0.2.1/24 overlaps 192.0.2.5/24 on tbveth0 in this network namespace",
+    );
+    assert!(!ns.has_link("tun0"), "no device made");
+    // Other addresses are served beside it.
+    let (status, stderr) = serve_once(
+        None,
+        &dir,
+        &[
+            "--netns",
+            &ns.name,
+            "--address",
+            "198.51.100.1/24",
+            "--peer",
+            "198.51.100.2",
+        ],
+    );
+    assert!(
+        status.success() && stderr.contains("bridge ready"),
+        "{stderr}"
+    );
+}

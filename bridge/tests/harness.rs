@@ -91,8 +91,8 @@ fn claude_code_answers_a_real_ping_through_the_prompt() {
     }
 }
 
-/// Issue 14: one Claude Code session (`/ping-serve 10`) answers ten pings sent at 1 s
-/// intervals, each reply valid. What keeps the client's start-up off the pings' path is
+/// Issue 14: one Claude Code session (`/ping-serve-next 10`: one call per packet, the
+/// continuous default since issue 21) answers ten pings sent at 1 s intervals, each reply valid. What keeps the client's start-up off the pings' path is
 /// checked by order, not by time: the pings start only once the session's first READ waits.
 #[test]
 #[ignore = "needs root"]
@@ -172,6 +172,186 @@ fn one_session_serves_ten_pings_at_one_second_intervals() {
     eprintln!("{summary}");
 }
 
+/// Issue 21: one tool call and one model request per packet, over Bash (`tunbridge write <hex>
+/// --next`, the default harness's continuous prompt) and over MCP (`--harness mcp`, its
+/// `tunbridge mcp` started by the client from the run's own config, as nobody when no sudo
+/// user ran the tests), across a session restart (`--session-packets 3`): every ping gets its
+/// valid reply, no packet is lost between the sessions, and per packet the session sends one
+/// request and asks for one call; the last of each session is written plainly (so the
+/// session takes no packet it would not answer) and then reported, its second request.
+#[test]
+#[ignore = "needs root"]
+fn one_call_and_one_request_per_packet_over_bash_and_mcp_across_a_restart() {
+    let root = common::repo_with_claude_code();
+    let out = common::TempDir::new("onecall");
+    let args = [
+        "--agent",
+        "dry-run",
+        "--continuous",
+        "--harness",
+        "default",
+        "--harness",
+        "mcp",
+        "--count",
+        "6",
+        "--session-packets",
+        "3",
+        "--interval",
+        "1",
+        // ping waits for every reply (not only two round trips after its last send): the
+        // second session's first packets wait in the bridge while it starts.
+        "--ping-opts",
+        "-w 60",
+        "--ping-wait",
+        "60",
+    ];
+    let stdout = experiment(root, &out, &args, &[]);
+    let run: Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    let configs = run["configurations"].as_array().unwrap();
+    let harnesses: Vec<(&str, &str)> = configs
+        .iter()
+        .map(|c| {
+            (
+                c["harness"].as_str().unwrap(),
+                c["prompt"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        harnesses,
+        [
+            ("default", "prompts/ping-serve-next.md"),
+            ("mcp", "prompts/ping-serve-mcp.md")
+        ]
+    );
+    for c in configs {
+        let harness = c["harness"].as_str().unwrap();
+        let folder = out.join(c["folder"].as_str().unwrap());
+        let ping = std::fs::read_to_string(folder.join("ping-continuous.txt")).unwrap();
+        assert!(
+            ping.contains("6 packets transmitted, 6 received"),
+            "{harness}: {ping}\n{stdout}"
+        );
+        let records = common::records(&folder.join("records.jsonl"));
+        let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5, 6], "{harness}: {records:?}");
+        assert!(
+            records.iter().all(|r| r["verdict"] == "valid"),
+            "{harness}: {records:?}"
+        );
+        assert!(folder.join("claude-s2.json").exists() && !folder.join("claude-s3.json").exists());
+        // Per packet: requests and calls (result.json: those made while the agent held it).
+        let result: Value =
+            serde_json::from_slice(&std::fs::read(folder.join("result.json")).unwrap()).unwrap();
+        let per: Vec<(u64, u64)> = result["pings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["requests"].as_u64().unwrap(),
+                    p["tool_calls"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            per,
+            [(1, 1), (1, 1), (2, 1), (1, 1), (1, 1), (2, 1)],
+            "{harness}"
+        );
+        // What the model was offered and asked for: the MCP tools, or Bash, never both.
+        let log = std::fs::read_to_string(folder.join("model-requests.jsonl")).unwrap();
+        let calls: Vec<String> = log
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .flat_map(|r| r["tool_use"].as_array().cloned().unwrap_or_default())
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(calls.len(), 2 * 4, "{harness}: {calls:?}");
+        for (i, call) in calls.iter().enumerate() {
+            let want = match (harness, i % 4) {
+                ("mcp", 0) => "mcp__tunbridge__read_packet",
+                ("mcp", 3) => "mcp__tunbridge__write_packet",
+                ("mcp", _) => "mcp__tunbridge__write_and_read_next",
+                (_, 0) => "tunbridge read",
+                (_, 3) => "tunbridge write 4",
+                _ => "--next",
+            };
+            assert!(call.contains(want), "{harness}: call {i}: {call}");
+            assert_eq!(
+                call.contains("--next"),
+                harness != "mcp" && (1..3).contains(&(i % 4))
+            );
+        }
+        for session in ["claude-s1.jsonl", "claude-s2.jsonl"] {
+            let init = init_event(&folder.join(session));
+            let tunbridge = init["mcp_servers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|m| m["name"] == "tunbridge");
+            match tunbridge {
+                Some(m) => assert!(harness == "mcp" && m["status"] == "connected", "{init}"),
+                None => assert_ne!(harness, "mcp", "{init}"),
+            }
+        }
+    }
+}
+
+/// Issue 21: an MCP server that does not start (here a `tunbridge` whose `mcp` exits at once;
+/// as root it would refuse) stops the configuration in one line from the client's `init`
+/// event, before any ping, and the run fails. The scripted model, offered no MCP tool, asks
+/// for `tunbridge read` if a request gets out first; the MCP harness allows only its tools,
+/// so nothing reaches the bridge.
+#[test]
+#[ignore = "needs root"]
+fn an_mcp_server_that_did_not_connect_stops_the_run_in_one_line() {
+    let root = common::repo_with_claude_code();
+    let out = common::TempDir::new("mcp-failed");
+    let fake = out.join("bin/tunbridge");
+    std::fs::create_dir_all(fake.parent().unwrap()).unwrap();
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = mcp ] && {{ echo 'tunbridge: no MCP today' >&2; exit 1; }}\nexec {} \"$@\"\n",
+            common::BIN
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let run = Command::new(root.join("scripts/experiment.sh"))
+        .args([
+            "--agent",
+            "dry-run",
+            "--harness",
+            "mcp",
+            "--continuous",
+            "--count",
+            "2",
+        ])
+        .args(["--ping-wait", "20", "--out"])
+        .arg(&out.0)
+        .env("TUNBRIDGE", &fake)
+        .output()
+        .expect("experiment.sh");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "the tunbridge MCP server is not connected: Claude Code's init event lists it as failed"
+        ),
+        "{stdout}"
+    );
+    assert!(!out.join("ping-continuous.txt").exists(), "pinged anyway");
+    let records = std::fs::read_to_string(out.join("records.jsonl")).unwrap_or_default();
+    assert!(records.trim().is_empty(), "{records}");
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(
+        summary.contains("Stopped early: the tunbridge MCP server"),
+        "{summary}"
+    );
+}
+
 /// A private HOME in `out` whose user settings say `defaultMode: auto` (as a user of Claude
 /// Code 2.1.283 and later may have chosen), with onboarding done.
 fn auto_mode_home(out: &common::TempDir) -> String {
@@ -192,16 +372,26 @@ fn auto_mode_home(out: &common::TempDir) -> String {
 
 /// The permission mode a run's client said it started in (its `system`/`init` event).
 fn permission_mode(stream: &Path) -> String {
+    init_event(stream)["permissionMode"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no permission mode in {}", stream.display()))
+        .to_string()
+}
+
+/// A run's `system`/`init` event, from its stamped stream.
+fn init_event(stream: &Path) -> Value {
     let text = std::fs::read_to_string(stream).unwrap();
     text.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l.split_once('\t')?.1).ok())
         .find(|e| e["type"] == "system" && e["subtype"] == "init")
-        .and_then(|e| e["permissionMode"].as_str().map(String::from))
         .unwrap_or_else(|| panic!("no init event in {}", stream.display()))
 }
 
-/// From a stamped Claude Code event stream (`<unix time>\t<json>` lines): when the READ
-/// that returned each packet began, by the packet's ICMP sequence number.
+/// From a stamped Claude Code event stream (`<unix time>\t<json>` lines): when the call that
+/// returned each packet began, by the packet's ICMP sequence number. A packet comes from
+/// `tunbridge read`, or as the second line of `tunbridge write <hex> --next` (below an
+/// `Exit code N` line when the write failed), or from the MCP tools `read_packet` and
+/// `write_and_read_next`.
 fn read_starts(path: &Path) -> std::collections::HashMap<u64, f64> {
     let mut asked = std::collections::HashMap::new();
     let mut starts = std::collections::HashMap::new();
@@ -210,16 +400,44 @@ fn read_starts(path: &Path) -> std::collections::HashMap<u64, f64> {
         let t: f64 = t.parse().unwrap();
         let event: Value = serde_json::from_str(json).unwrap();
         for block in event["message"]["content"].as_array().into_iter().flatten() {
-            if block["type"] == "tool_use" && block["input"]["command"] == "tunbridge read" {
-                asked.insert(block["id"].as_str().unwrap().to_string(), t);
+            if block["type"] == "tool_use" {
+                let command = block["input"]["command"].as_str().unwrap_or_default();
+                let line = match block["name"].as_str().unwrap_or_default() {
+                    "mcp__tunbridge__read_packet" => Some(0),
+                    "mcp__tunbridge__write_and_read_next" => Some(1),
+                    _ if command == "tunbridge read" => Some(0),
+                    _ if command.starts_with("tunbridge write ") && command.contains("--next") => {
+                        Some(1)
+                    }
+                    _ => None,
+                };
+                if let Some(line) = line {
+                    asked.insert(block["id"].as_str().unwrap().to_string(), (t, line));
+                }
             }
             let id = block["tool_use_id"].as_str().unwrap_or_default();
-            let hex = block["content"].as_str().unwrap_or_default().trim();
-            if let (Some(start), Ok(packet)) = (asked.get(id), hex::decode(hex)) {
+            let text = match &block["content"] {
+                Value::String(s) => s.clone(),
+                Value::Array(parts) => parts
+                    .iter()
+                    .filter_map(|p| p["text"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                _ => String::new(),
+            };
+            let lines: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("Exit code "))
+                .collect();
+            let Some(&(start, line)) = asked.get(id) else {
+                continue;
+            };
+            if let Some(Ok(packet)) = lines.get(line).map(hex::decode) {
                 if packet.len() >= 28 {
                     starts.insert(
                         u64::from(u16::from_be_bytes([packet[26], packet[27]])),
-                        *start,
+                        start,
                     );
                 }
             }
@@ -297,6 +515,66 @@ fn lean_harness_runs_for_a_login_without_bare() {
         serde_json::json!([]),
         "{result}"
     );
+}
+
+/// Issue 21: one ping each through `/ping-respond-mcp` (`read_packet`, then `write_packet`) in
+/// the MCP harnesses, with a login (OAuth): `mcp`, and `lean-mcp` without `--bare`, whose
+/// requests offer the model the three MCP tools and nothing else.
+#[test]
+#[ignore = "needs root"]
+fn the_mcp_harnesses_answer_one_shot_pings_with_a_login() {
+    let root = common::repo_with_claude_code();
+    let out = common::TempDir::new("mcp-oneshot");
+    let args = [
+        "--agent",
+        "dry-run",
+        "--harness",
+        "mcp",
+        "--harness",
+        "lean-mcp",
+        "--count",
+        "1",
+        "--ping-wait",
+        "60",
+    ];
+    experiment(root, &out, &args, &[("TUNBRIDGE_DRY_RUN_AUTH", "oauth")]);
+    let board = std::fs::read_to_string(out.join("leaderboard.md")).unwrap();
+    assert!(
+        board.contains("| ping-respond-mcp.md | lean-mcp (login, without --bare) |"),
+        "{board}"
+    );
+    let run: Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    for c in run["configurations"].as_array().unwrap() {
+        let folder = out.join(c["folder"].as_str().unwrap());
+        let records = common::records(&folder.join("records.jsonl"));
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0]["verdict"], "valid", "{records:?}");
+        let log = std::fs::read_to_string(folder.join("model-requests.jsonl")).unwrap();
+        let posts: Vec<Value> = log
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|r| r["method"] == "POST")
+            .collect();
+        let asked: Vec<&str> = posts
+            .iter()
+            .flat_map(|r| r["tool_use"].as_array().unwrap().iter())
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            asked,
+            [
+                "mcp__tunbridge__read_packet",
+                "mcp__tunbridge__write_packet"
+            ]
+        );
+        if c["harness"] == "lean-mcp" {
+            for r in &posts {
+                let offered = r["tools"].as_u64().unwrap() - r["deferred_tools"].as_u64().unwrap();
+                assert_eq!(offered, 3, "not the MCP tools alone: {r}");
+                assert!(r["bytes"].as_u64().unwrap() < 20_000, "not lean: {r}");
+            }
+        }
+    }
 }
 
 /// `/ip-stack` through the real client: an IPv6 ping and a TCP connect from the kernel,
@@ -473,19 +751,27 @@ fn max_cost_stops_a_matrix_early_and_says_why() {
 
 /// Issue 20: the oldest supported Claude Code (`--client`, from `target/clients/`, which
 /// `scripts/test.sh` installs) runs the harness as the pinned one does: a one-shot ping and
-/// a three-ping `/ping-serve` session, in the default permission mode, every reply valid,
-/// its version in run.json and the summary.
+/// three-ping sessions over Bash (`/ping-serve-next`) and over MCP (lean), in the default
+/// permission mode, every reply valid, its version in run.json and the summary.
 #[test]
 #[ignore = "needs root"]
 fn the_oldest_supported_client_answers_one_shot_and_continuous() {
     let root = common::repo_with_claude_code();
     let (version, claude) = common::oldest_client();
     let claude = claude.display().to_string();
-    let runs: [(&str, &[&str], usize, &str); 2] = [
+    let runs: [(&str, &[&str], usize, &str); 3] = [
         ("old-oneshot", &["--count", "1"], 1, "claude-1.jsonl"),
         (
             "old-continuous",
             &["--continuous", "--count", "3"],
+            3,
+            "claude-s1.jsonl",
+        ),
+        // Over MCP, lean: 2.1.197 waits for the server at start only because the config the
+        // harness writes says alwaysLoad (docs/HARNESS.md).
+        (
+            "old-mcp",
+            &["--continuous", "--harness", "lean-mcp", "--count", "3"],
             3,
             "claude-s1.jsonl",
         ),

@@ -8,6 +8,9 @@
 //! (recommended)"); checks the footer shows no mode other than the default one (2.1.283 and
 //! later start in auto mode otherwise; 2.1.332 calls the default "manual"); types
 //! `/ping-serve 3` and pings three times: three valid replies and the report on screen.
+//! The MCP runs do the same with `/ping-serve-mcp 3` as an ordinary user (`nobody`: `tunbridge
+//! mcp` refuses root), the bridge giving that user its channel: the project's `.mcp.json`
+//! loads once the folder is trusted (the settings enable it) and its tools run with no prompt.
 //! Needs root, tmux and both clients (`#[ignore = "needs root"]`; `scripts/test.sh` installs
 //! the clients and tmux and runs them with `--include-ignored`, where anything missing fails).
 
@@ -143,10 +146,33 @@ impl Drop for Tmux {
     }
 }
 
-/// The TUI of `claude` serves three pings with `/ping-serve 3`, as the module says.
-fn tui_serves_three_pings(tag: &str, claude: &Path) {
+/// What the TUI is asked to do: the command typed, the line its report ends with, and the
+/// user the client runs as (None: root, who runs the test).
+struct Serve {
+    command: &'static str,
+    done: &'static str,
+    user: Option<&'static str>,
+}
+
+/// Over Bash, two calls per packet, as root.
+const BASH: Serve = Serve {
+    command: "/ping-serve 3",
+    done: "Stopped: 3 packets served.",
+    user: None,
+};
+
+/// Over the project's MCP server, one call per packet, as an ordinary user.
+const MCP: Serve = Serve {
+    command: "/ping-serve-mcp 3",
+    done: "Stopped: the count reached.",
+    user: Some("nobody"),
+};
+
+/// The TUI of `claude` serves three pings as `serve` says, as the module says.
+fn tui_serves_three_pings(tag: &str, claude: &Path, serve: &Serve) {
     let root = common::repo_with_claude_code();
-    let (ns, dir, bridge) = common::recorded_root_bridge(tag, &[]);
+    let extra: Vec<&str> = serve.user.map_or(vec![], |u| vec!["--user", u]);
+    let (ns, dir, bridge) = common::recorded_root_bridge(tag, &extra);
     let home = dir.join("home");
     std::fs::create_dir(&home).unwrap();
     std::fs::write(
@@ -154,6 +180,20 @@ fn tui_serves_three_pings(tag: &str, claude: &Path) {
         r#"{"hasCompletedOnboarding": true}"#,
     )
     .unwrap();
+    let mut run_as = String::new();
+    if let Some(name) = serve.user {
+        let user = nix::unistd::User::from_name(name).unwrap().unwrap();
+        // Theirs: the client's HOME, and the folder where the bridge, as that user, removes
+        // its FIFOs when it stops.
+        for path in [dir.0.clone(), home.clone(), home.join(".claude.json")] {
+            std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+                .unwrap();
+        }
+        run_as = format!(
+            "setpriv --reuid={} --regid={} --clear-groups ",
+            user.uid, user.gid
+        );
+    }
     let log = dir.join("model.jsonl");
     let log_arg = log.display().to_string();
     let model = common::ScriptedModel::start(&["--port", "0", "--log", &log_arg])
@@ -175,7 +215,7 @@ fn tui_serves_three_pings(tag: &str, claude: &Path) {
         "DISABLE_AUTOUPDATER=1".into(),
     ];
     let command = format!(
-        "cd '{}' && exec env -i {} '{}' --permission-mode default",
+        "cd '{}' && exec {run_as}env -i {} '{}' --permission-mode default",
         root.display(),
         env.iter()
             .map(|e| format!("'{e}'"))
@@ -201,7 +241,7 @@ fn tui_serves_three_pings(tag: &str, claude: &Path) {
         );
     }
 
-    tmux.type_text("/ping-serve 3");
+    tmux.type_text(serve.command);
     std::thread::sleep(Duration::from_millis(500));
     tmux.key("Enter");
     // Ping once the model has asked for its first read: a packet waits in the queue for it.
@@ -220,7 +260,7 @@ fn tui_serves_three_pings(tag: &str, claude: &Path) {
     // -w, not -W: once replies come, -W waits only two round trips for the last one.
     let ping = ns.exec(&["ping", "-c", "3", "-i", "0.5", "-w", "60", common::PEER]);
     let ping = String::from_utf8_lossy(&ping.stdout);
-    let screen = tmux.wait_for(long, "report", |s| s.contains("Stopped: 3 packets served."));
+    let screen = tmux.wait_for(long, "report", |s| s.contains(serve.done));
     assert!(ping.contains("3 received"), "{ping}\n{screen}");
     assert!(
         !screen.contains("Do you want to proceed?"),
@@ -235,6 +275,17 @@ fn tui_serves_three_pings(tag: &str, claude: &Path) {
     for r in answered {
         assert_eq!(r["verdict"], "valid", "{r}");
     }
+    if serve.user.is_some() {
+        // The packets went through the MCP tools, one call each after the first read.
+        let log = std::fs::read_to_string(&log).unwrap();
+        for tool in ["read_packet", "write_and_read_next", "write_packet"] {
+            assert!(
+                log.contains(&format!("\"mcp__tunbridge__{tool}\"")),
+                "no {tool} call:\n{log}"
+            );
+        }
+        assert!(!log.contains("\"tunbridge "), "a Bash call:\n{log}");
+    }
     eprintln!("{}: {screen}", claude.display());
     drop(tmux);
     drop(model);
@@ -247,12 +298,26 @@ fn tui_serves_three_pings(tag: &str, claude: &Path) {
 #[ignore = "needs root"]
 fn the_pinned_client_serves_pings_in_the_tui() {
     let claude = common::repo_with_claude_code().join("node_modules/.bin/claude");
-    tui_serves_three_pings("tui-pin", &claude);
+    tui_serves_three_pings("tui-pin", &claude, &BASH);
 }
 
 #[test]
 #[ignore = "needs root"]
 fn the_oldest_supported_client_serves_pings_in_the_tui() {
     common::repo_with_claude_code();
-    tui_serves_three_pings("tui-old", &common::oldest_client().1);
+    tui_serves_three_pings("tui-old", &common::oldest_client().1, &BASH);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn the_pinned_client_serves_pings_over_mcp_in_the_tui() {
+    let claude = common::repo_with_claude_code().join("node_modules/.bin/claude");
+    tui_serves_three_pings("tui-pin-mcp", &claude, &MCP);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn the_oldest_supported_client_serves_pings_over_mcp_in_the_tui() {
+    common::repo_with_claude_code();
+    tui_serves_three_pings("tui-old-mcp", &common::oldest_client().1, &MCP);
 }

@@ -45,7 +45,7 @@ class Presets(unittest.TestCase):
         self.assertEqual(put["CLAUDE_CODE_ATTRIBUTION_HEADER"], "0")
         self.assertEqual(put["MAX_THINKING_TOKENS"], "0")
         self.assertEqual(put["CLAUDE_CODE_MAX_OUTPUT_TOKENS"], "8192")
-        self.assertEqual(put["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"], "1")
+        self.assertEqual(put["DISABLE_ERROR_REPORTING"], "1")
         for role in backends.MODEL_ROLES:
             self.assertEqual(put[role], "qwen3-coder:30b")
         self.assertIn("ANTHROPIC_API_KEY", drop)           # no x-api-key to a bearer-token server
@@ -66,7 +66,7 @@ class Presets(unittest.TestCase):
         self.assertEqual(put["ANTHROPIC_API_KEY"], put["ANTHROPIC_AUTH_TOKEN"])
         self.assertNotIn("ANTHROPIC_API_KEY", drop)
         put, drop = backends.parse("anthropic").env(None, False, USER)
-        self.assertEqual(put, {"DISABLE_AUTOUPDATER": "1"})
+        self.assertEqual(put, {})   # what every run carries is clients.RUN_ENV
         self.assertEqual(drop, ["ANTHROPIC_AUTH_TOKEN"])
         put, _ = backends.parse("anthropic=https://gateway.example/anthropic").env(None, False, USER)
         self.assertEqual(put["ANTHROPIC_BASE_URL"], "https://gateway.example/anthropic")

@@ -44,12 +44,33 @@ class Matrix(unittest.TestCase):
         opts, _ = parse("--agent", "dry-run", "--suite", "echo-56", "--repeat", "3")
         self.assertEqual((opts.count, opts.suite), (3, ["echo-56"]))
 
-    def test_continuous_serves_with_ping_serve(self):
+    def test_continuous_serves_one_call_per_packet_unless_told(self):
         opts, configs = parse("--agent", "dry-run", "--continuous", "--count", "10")
-        self.assertEqual(configs[0].prompt, "prompts/ping-serve.md")
+        self.assertEqual(configs[0].prompt, "prompts/ping-serve-next.md")
         self.assertEqual(runner.planned_runs(opts, configs[0]), 1)
+        _, configs = parse("--agent", "dry-run", "--continuous", "--prompt", "prompts/ping-serve.md")
+        self.assertEqual(configs[0].prompt, "prompts/ping-serve.md")
         opts, configs = parse("--agent", "dry-run", "--continuous", "--count", "45")
         self.assertEqual(runner.planned_runs(opts, configs[0]), 3)
+
+    def test_each_harness_runs_its_own_prompt_per_mode(self):
+        for argv, want in (([], ["prompts/ping-respond.md", "prompts/ping-respond-mcp.md"]),
+                           (["--continuous"], ["prompts/ping-serve-next.md", "prompts/ping-serve-mcp.md"]),
+                           (["--suite"], ["prompts/ip-stack.md", "prompts/ping-respond-mcp.md"])):
+            _, configs = parse("--agent", "dry-run", "--harness", "lean", "--harness", "lean-mcp", *argv)
+            self.assertEqual([(c.prompt, c.harness) for c in configs], list(zip(want, ["lean", "lean-mcp"])), argv)
+
+    def test_a_prompt_goes_with_the_harnesses_of_its_kind(self):
+        # The benchmark's three in one matrix: two-call and one-call over Bash, and MCP.
+        _, configs = parse("--agent", "dry-run", "--continuous", "--harness", "default", "--harness", "mcp",
+                           "--prompt", "prompts/ping-serve.md", "--prompt", "prompts/ping-serve-next.md",
+                           "--prompt", "prompts/ping-serve-mcp.md", "--model", "a", "--model", "b")
+        pairs = [(c.model, c.prompt, c.harness) for c in configs]
+        self.assertEqual(pairs[:3], [("a", "prompts/ping-serve.md", "default"),
+                                     ("a", "prompts/ping-serve-next.md", "default"),
+                                     ("a", "prompts/ping-serve-mcp.md", "mcp")])
+        self.assertEqual(len(pairs), 6)
+        self.assertEqual(len({c.slug() for c in configs}), 6)
 
     def test_native_has_one_configuration(self):
         _, configs = parse("--agent", "native", "--model", "a", "--model", "b")
@@ -75,6 +96,14 @@ class Matrix(unittest.TestCase):
                 (["--agent", "dry-run", "--model-behaviour", "errors:rate=2"], "rate"),
                 (["--agent", "dry-run", "--model-behaviour", "teleport"], "unknown behaviour"),
                 (["--agent", "dry-run", "--run-timeout", "0"], "--run-timeout"),
+                (["--agent", "dry-run", "--harness", "mcp", "--prompt", "prompts/ping-respond.md"],
+                 "written for the Bash commands (tunbridge read, tunbridge write): run it with --harness default "
+                 "or lean"),
+                (["--agent", "dry-run", "--prompt", "prompts/ping-respond-mcp.md"], "--harness mcp or lean-mcp"),
+                (["--agent", "dry-run", "--harness", "lean-mcp", "--harness", "lean",
+                  "--prompt", "prompts/ping-respond.md"], "--harness lean-mcp reaches the bridge through the MCP"),
+                (["--agent", "dry-run", "--continuous", "--prompt", "prompts/ping-respond.md"],
+                 "--continuous needs a prompt that serves many packets"),
                 (["--agent", "dry-run", "--flaw", "nope"], "--flaw takes checksum, data or answer-all, not 'nope'")):
             with self.assertRaises(ConfigError, msg=argv) as caught:
                 parse(*argv)

@@ -55,6 +55,55 @@ class Flags(unittest.TestCase):
         self.assertEqual(lean.env(LOGIN)["CLAUDE_CODE_DISABLE_CLAUDE_MDS"], "1")
         self.assertEqual(lean.label(True), "lean (login, without --bare)")
 
+    def test_mcp_writes_its_own_server_config_and_names_only_it(self):
+        with tempfile.TemporaryDirectory() as work:
+            os.mkdir(os.path.join(work, "bin"))
+            tunbridge = os.path.join(work, "bin", "tunbridge")
+            with open(tunbridge, "w") as f:
+                f.write("#!/bin/sh\n")
+            os.chmod(tunbridge, 0o755)
+            client = Client(work=work, bridge_env={"PATH": f"{work}/bin:/usr/bin", "TUNBRIDGE_CMD_FIFO": "/x/cmd",
+                                                   "TUNBRIDGE_RESP_FIFO": "/x/resp", "BASH_ENV": "/x/path.sh"})
+            mcp = HARNESSES["mcp"]
+            mcp.prepare(client)
+            with open(os.path.join(work, "mcp.json")) as f:
+                server = json.load(f)["mcpServers"]["tunbridge"]
+            self.assertEqual(server, {"command": tunbridge, "args": ["mcp"], "alwaysLoad": True,
+                                      "env": {"TUNBRIDGE_CMD_FIFO": "/x/cmd", "TUNBRIDGE_RESP_FIFO": "/x/resp"}})
+            flags = mcp.flags(client)
+            self.assertEqual(flags[:4], ["--strict-mcp-config", "--mcp-config", os.path.join(work, "mcp.json"),
+                                         "--settings"])
+            # Only the MCP tools: a model that falls back to Bash is refused, not measured as MCP.
+            self.assertEqual(json.loads(flags[4])["permissions"]["allow"],
+                             ["mcp__tunbridge__read_packet", "mcp__tunbridge__write_packet",
+                              "mcp__tunbridge__write_and_read_next"])
+            HARNESSES["default"].prepare(client)   # a Bash harness writes nothing
+            self.assertEqual(sorted(os.listdir(work)), ["bin", "mcp.json"])
+
+    def test_lean_mcp_offers_no_built_in_tool_and_its_own_system_prompt(self):
+        flags = HARNESSES["lean-mcp"].flags(Client(work="/w"))
+        self.assertEqual(flags[flags.index("--tools") + 1], "")
+        self.assertTrue(flags[flags.index("--system-prompt-file") + 1].endswith("prompts/lean-system-mcp.md"))
+        self.assertEqual(flags[flags.index("--mcp-config") + 1], "/w/mcp.json")
+        self.assertIn("--bare", flags)
+        self.assertNotIn("--bare", HARNESSES["lean-mcp"].flags(Client(oauth=True, work="/w")))
+        settings = json.loads(flags[-1])
+        self.assertTrue(settings["disableAllHooks"])
+        self.assertFalse([r for r in settings["permissions"]["allow"] if not r.startswith("mcp__")])
+        self.assertEqual(HARNESSES["lean-mcp"].label(True), "lean-mcp (login, without --bare)")
+
+    def test_which_harness_reaches_the_bridge_how(self):
+        self.assertEqual({n: (h.tools, h.unprivileged()) for n, h in HARNESSES.items()},
+                         {"default": ("bash", False), "lean": ("bash", False), "mcp": ("mcp", True),
+                          "lean-mcp": ("mcp", True)})
+        kinds = {p: harnesses.prompt_tools(os.path.join(ROOT, "prompts", p)) for p in
+                 ("ping-respond.md", "ping-serve.md", "ping-serve-next.md", "ip-stack.md", "ping-respond-mcp.md",
+                  "ping-serve-mcp.md")}
+        self.assertEqual([p for p, k in kinds.items() if k == "mcp"], ["ping-respond-mcp.md", "ping-serve-mcp.md"])
+        for mode in ("oneshot", "continuous", "suite"):
+            for h in HARNESSES.values():
+                self.assertEqual(harnesses.prompt_tools(os.path.join(ROOT, h.default_prompt(mode))), h.tools)
+
     def test_every_harness_runs_in_the_default_permission_mode(self):
         # A user's `defaultMode: auto` would otherwise make `-p` run in auto mode, where a
         # command the settings do not allow may run instead of being refused.

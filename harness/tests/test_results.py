@@ -8,7 +8,7 @@ import os
 import tempfile
 import unittest
 
-from harness import bundle, cli, leaderboard
+from harness import bundle, cli, leaderboard, overhead
 
 ARRIVAL = "2026-12-01T10:00:00.000000Z"
 T0 = 1764583200.0   # ARRIVAL as unix time
@@ -130,6 +130,76 @@ class Leaderboard(unittest.TestCase):
         text = leaderboard.markdown([leaderboard.row_of({"meta": {"agent": "dry-run"}, "pings": [],
                                                          "error": "the bridge did not start"})])
         self.assertIn("failed: the bridge did not start", text)
+
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+
+
+def continuous_bundle(d, variant, harness="default", prompt="prompts/ping-serve.md"):
+    """A copy of a real four-ping session (Claude Code 2.1.332, the scripted model, the bridge)
+    in `d`, summarised: two-call (/ping-serve), one-call (/ping-serve-next) or mcp."""
+    src = os.path.join(FIXTURES, f"continuous-{variant}")
+    for name in os.listdir(src):
+        with open(os.path.join(src, name)) as f, open(os.path.join(d, name), "w") as g:
+            g.write(f.read())
+    meta = {"agent": "dry-run", "model": None, "prompt": prompt, "harness": harness, "mode": "continuous",
+            "count": 4, "max_age": 30, "interval": 0.5, "session_packets": 4, "client_version": "2.1.332"}
+    return bundle.summarise(d, meta, tunbridge="/nonexistent/tunbridge")
+
+
+class CallsPerPacket(unittest.TestCase):
+    def per_ping(self, variant):
+        with tempfile.TemporaryDirectory() as d:
+            result = continuous_bundle(d, variant)
+            with open(os.path.join(d, "timeline.json")) as f:
+                rows = json.load(f)["rows"]
+        return [(p["requests"], p["tool_calls"], p["fate"]) for p in result["pings"]], rows
+
+    def test_two_calls_and_two_requests_per_packet(self):
+        pings, _ = self.per_ping("two-call")
+        # The last packet: its write and the final report; no read after it.
+        self.assertEqual(pings, [(2, 2, "valid")] * 3 + [(2, 1, "valid")])
+
+    def test_one_call_and_one_request_per_packet_over_bash_and_mcp(self):
+        for variant in ("one-call", "mcp"):
+            pings, rows = self.per_ping(variant)
+            self.assertEqual(pings, [(1, 1, "valid")] * 3 + [(2, 1, "valid")], variant)
+            # Packet 2's row: the call that handed it over, from its arrival; one request; the
+            # call that wrote it (and waits for the next) drawn up to the reply, not past it.
+            spans = rows[1]["spans"]
+            agent = next(s for s in spans if s["phase"] == "agent")
+            tools = [s for s in spans if s["phase"] == "tool"]
+            self.assertEqual(len(tools), 2, variant)
+            self.assertEqual(tools[0]["start"], 0.0)
+            self.assertLessEqual(tools[1]["end"], agent["end"] + 1e-9)
+            self.assertEqual(sum(1 for s in spans if s["phase"] == "model"), 1, variant)
+
+    def test_the_overhead_table_from_the_sessions(self):
+        with tempfile.TemporaryDirectory() as out:
+            for variant, harness, prompt in (("two-call", "default", "prompts/ping-serve.md"),
+                                             ("one-call", "default", "prompts/ping-serve-next.md"),
+                                             ("mcp", "mcp", "prompts/ping-serve-mcp.md")):
+                for load in ("idle", "saturated"):
+                    d = os.path.join(out, "r1", f"2.1.332-{load}", variant)
+                    os.makedirs(d)
+                    continuous_bundle(d, variant, harness, prompt)
+            overhead.summarise(out, show=False)
+            with open(os.path.join(out, "overhead.json")) as f:
+                rows = {r["variant"]: r for r in json.load(f)["rows"]}
+        self.assertEqual(sorted(rows), ["mcp", "one-call", "two-call"])
+        # Four packets; the session's first request (the first read) and its last (the report)
+        # are in the totals: 2 x 4 + 1 requests and 2 x 4 calls with two calls per packet,
+        # 4 + 2 and 4 + 1 with one.
+        self.assertEqual(rows["two-call"]["requests_per_packet"], 9 / 4)
+        self.assertEqual(rows["two-call"]["tool_calls_per_packet"], 8 / 4)
+        for one in ("one-call", "mcp"):
+            self.assertEqual(rows[one]["requests_per_packet"], 6 / 4)
+            self.assertEqual(rows[one]["tool_calls_per_packet"], 5 / 4)
+            self.assertEqual((rows[one]["valid"], rows[one]["packets"]), (8, 8))
+        self.assertEqual(len(rows["mcp"]["idle_rtt_ms"]), 3)            # packets 2 to 4 of the idle session
+        self.assertEqual(len(rows["mcp"]["saturated_cycle_ms"]), 2)      # between the replies to 2, 3 and 4
+        self.assertEqual(len(rows["mcp"]["cpu_ms_per_packet"]), 1)
+        self.assertGreater(rows["mcp"]["cpu_ms_per_packet"][0], 0)
 
 
 class Compare(unittest.TestCase):

@@ -153,5 +153,70 @@ class Cleanup(unittest.TestCase):
             self.assertFalse(procs.waits_in_read(p.pid))
 
 
+    def test_a_read_or_a_write_with_next_under_the_agent_is_a_wait_in_read(self):
+        for argv, waits in ((["tunbridge", "read"], True), (["/w/bin/tunbridge", "write", "4500", "--next"], True),
+                            (["tunbridge", "write", "4500"], False), (["tunbridge", "mcp"], False)):
+            with mock.patch.object(procs, "descendants", return_value=[(7, ["bash", "-c", "..."]), (8, argv)]):
+                self.assertEqual(procs.waits_in_read(1), waits, argv)
+
+    def test_cpu_time_of_a_process_tree(self):
+        with procs.Procs() as group:
+            p = group.start([sys.executable, "-c", "import subprocess, sys, time\n"
+                             "subprocess.run([sys.executable, '-c', 'sum(range(3_000_000))'])\n"
+                             "print('ready', flush=True); time.sleep(30)"], stdout=subprocess.PIPE)
+            p.stdout.readline()
+            self.assertGreater(procs.tree_cpu(p.pid), 0.0)   # its child's time, waited for, counts
+            group.stop(p)
+            p.stdout.close()
+        self.assertIsNone(procs.tree_cpu(p.pid))
+
+
+class AgentUser(unittest.TestCase):
+    def test_root_with_no_sudo_user_gives_an_unprivileged_agent_nobody(self):
+        root = ("root", 0, 0, (0,))
+        with mock.patch.object(procs, "run_user", return_value=root):
+            self.assertEqual(procs.agent_user(False), root)
+            name, uid, _, _ = procs.agent_user(True)
+            self.assertEqual(name, "nobody")
+            self.assertNotEqual(uid, 0)
+        alice = ("alice", 1000, 1000, (1000,))
+        with mock.patch.object(procs, "run_user", return_value=alice):   # a sudo user is kept
+            self.assertEqual(procs.agent_user(True), alice)
+
+    def test_a_run_whose_agent_would_be_nobody_is_checked_before_it_starts(self):
+        from harness.config import Config, Options
+        from harness.runner import unprivileged_problem
+        root = ("root", 0, 0, (0,))
+        mcp, bash = [Config(harness="mcp")], [Config(harness="default")]
+        with tempfile.TemporaryDirectory() as d, mock.patch.object(procs, "run_user", return_value=root), \
+                mock.patch.dict(os.environ, {}, clear=True):
+            os.chmod(d, 0o755)
+            self.assertIsNone(unprivileged_problem(Options(agent="dry-run"), mcp, [d]))
+            self.assertIsNone(unprivileged_problem(Options(agent="claude"), bash, [d]))   # root runs it
+            self.assertIn("a login in root's HOME does not reach",
+                          unprivileged_problem(Options(agent="claude"), mcp, [d]))
+            with mock.patch.dict(os.environ, {"ANTHROPIC_API_KEY": "k"}):
+                self.assertIsNone(unprivileged_problem(Options(agent="claude"), mcp, [d]))
+            os.chmod(d, 0o700)
+            if os.getuid() == 0:   # (as nobody, the folder is nobody's own)
+                self.assertIn(f"who cannot reach {d}", unprivileged_problem(Options(agent="dry-run"), mcp, [d]))
+                # The benchmark asks for every agent unprivileged, the Bash ones too.
+                self.assertIn(f"who cannot reach {d}",
+                              unprivileged_problem(Options(agent="dry-run", unprivileged=True), bash, [d]))
+
+    def test_a_folder_closed_to_others_is_named(self):
+        nobody = ("nobody", 65534, 65534, (65534,))
+        with tempfile.TemporaryDirectory() as d:
+            inner = os.path.join(d, "closed", "repo")
+            os.makedirs(inner)
+            os.chmod(d, 0o755)
+            self.assertIsNone(procs.unreachable([inner], nobody))
+            os.chmod(os.path.join(d, "closed"), 0o700)
+            if os.getuid() == 0 or os.stat(d).st_uid != 65534:
+                self.assertEqual(procs.unreachable([d, inner], nobody), os.path.join(d, "closed"))
+            os.chmod(os.path.join(d, "closed"), 0o755)
+            self.assertEqual(procs.unreachable([os.path.join(d, "missing")], nobody), os.path.join(d, "missing"))
+
+
 if __name__ == "__main__":
     unittest.main()

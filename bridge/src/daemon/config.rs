@@ -1,10 +1,11 @@
 //! The daemon's configuration: everything `serve` needs, filled from the command line
 //! (`cli`), or by a test.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::daemon::device::Assigned;
 use crate::daemon::privilege::User;
 use crate::ipc::fifo::Owner;
 use crate::judge::ends::Ends;
@@ -39,6 +40,8 @@ pub struct Config {
     pub max_age: Duration,
     /// Network namespace to enter first.
     pub netns: Option<String>,
+    /// Without `netns`, make the device in the machine's own namespace all the same.
+    pub host_namespace: bool,
     /// Owner and mode of the FIFOs.
     pub owner: Owner,
     /// User to become once set up.
@@ -54,6 +57,26 @@ pub struct Config {
 }
 
 impl Config {
+    /// The addresses the device takes: the host side's prefixes and the agent's addresses.
+    pub fn assigned(&self) -> Vec<Assigned> {
+        let on = |addr: IpAddr, prefix: u8| Assigned {
+            iface: self.tun.clone(),
+            addr,
+            prefix,
+        };
+        let mut all = vec![
+            on(self.address.addr.into(), self.address.prefix),
+            on(self.peer.into(), 32),
+        ];
+        if let Some(address6) = self.address6 {
+            all.push(on(address6.addr.into(), address6.prefix));
+        }
+        if let Some(peer6) = self.peer6 {
+            all.push(on(peer6.into(), 128));
+        }
+        all
+    }
+
     /// The host side's and the agent's addresses, per family.
     pub fn ends(&self) -> Ends {
         Ends {

@@ -10,6 +10,7 @@
 //! beside the command FIFO's.
 
 use std::io;
+use std::net::IpAddr;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
@@ -64,6 +65,161 @@ pub enum DeviceError {
     /// IPv6 could not be set up on the device.
     #[error("cannot set up IPv6 on {name}: {reason} (needs `ip` from iproute2; or use --no-ipv6)")]
     Ipv6 { name: String, reason: String },
+    /// No `--netns`, and this is the machine's own network namespace.
+    #[error(
+        "refusing to make {name} in this machine's own network namespace, where its addresses \
+         would change the host's networking: give --netns NAME (made with `ip netns add NAME`; \
+         scripts/bridge.sh does both), or --host-namespace if that is what you want"
+    )]
+    HostNamespace { name: String },
+    /// An address the device would get overlaps one already in the namespace.
+    #[error(
+        "{ours} overlaps {theirs} on {iface} in this network namespace: choose other \
+         addresses (--address, --peer, --address6, --peer6) or another --netns"
+    )]
+    AddressInUse {
+        ours: String,
+        theirs: String,
+        iface: String,
+    },
+    /// The namespace's addresses could not be listed.
+    #[error("cannot list the addresses in this network namespace: {0}")]
+    ListAddresses(io::Error),
+}
+
+/// Whether this process may be in the machine's own network namespace: the one PID 1 is
+/// in, or, where PID 1's cannot be looked at (a non-dumpable init), any namespace that is
+/// not one of `ip netns`'s (`/run/netns/*`). When nothing can be told, it counts as yes.
+pub fn in_init_netns() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let id = |path: &Path| std::fs::metadata(path).map(|m| (m.dev(), m.ino()));
+    let Ok(ours) = id(Path::new("/proc/self/ns/net")) else {
+        return true;
+    };
+    if let Ok(init) = id(Path::new("/proc/1/ns/net")) {
+        return ours == init;
+    }
+    let named = std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten();
+    !named
+        .into_iter()
+        .any(|entry| id(&entry.path()).is_ok_and(|ns| ns == ours))
+}
+
+/// An address with its prefix length, on an interface (or one the device would get).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assigned {
+    /// The interface that holds it.
+    pub iface: String,
+    /// The address.
+    pub addr: IpAddr,
+    /// Its prefix length.
+    pub prefix: u8,
+}
+
+impl std::fmt::Display for Assigned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// Whether two prefixes share an address: the shorter one holds the other's address.
+fn overlaps(a: &Assigned, b: &Assigned) -> bool {
+    let bits = a.prefix.min(b.prefix);
+    match (a.addr, b.addr) {
+        (IpAddr::V4(x), IpAddr::V4(y)) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(bits.min(32)))
+                .unwrap_or(0);
+            u32::from(x) & mask == u32::from(y) & mask
+        }
+        (IpAddr::V6(x), IpAddr::V6(y)) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(bits.min(128)))
+                .unwrap_or(0);
+            u128::from(x) & mask == u128::from(y) & mask
+        }
+        _ => false,
+    }
+}
+
+/// The first of `ours` that overlaps an address in `present` on an interface other than
+/// `tun`, with the address it overlaps.
+pub fn clash<'a>(
+    ours: &'a [Assigned],
+    present: &'a [Assigned],
+    tun: &str,
+) -> Option<(&'a Assigned, &'a Assigned)> {
+    ours.iter().find_map(|mine| {
+        present
+            .iter()
+            .find(|there| there.iface != tun && overlaps(mine, there))
+            .map(|there| (mine, there))
+    })
+}
+
+/// Every IPv4 and IPv6 address on the interfaces of this network namespace.
+fn present_addresses() -> io::Result<Vec<Assigned>> {
+    let prefix = |mask: Option<IpAddr>| match mask {
+        Some(IpAddr::V4(m)) => u32::from(m).count_ones() as u8,
+        Some(IpAddr::V6(m)) => u128::from(m).count_ones() as u8,
+        None => 0,
+    };
+    let ip = |sa: Option<&nix::sys::socket::SockaddrStorage>| -> Option<IpAddr> {
+        let sa = sa?;
+        if let Some(v4) = sa.as_sockaddr_in() {
+            return Some(IpAddr::V4(v4.ip()));
+        }
+        sa.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+    };
+    let list = nix::ifaddrs::getifaddrs().map_err(io::Error::from)?;
+    Ok(list
+        .filter_map(|entry| {
+            let addr = ip(entry.address.as_ref())?;
+            Some(Assigned {
+                iface: entry.interface_name.clone(),
+                addr,
+                prefix: prefix(ip(entry.netmask.as_ref())),
+            })
+        })
+        .collect())
+}
+
+/// Fails when an address the device `tun` would get (the host side's prefixes, the
+/// agent's addresses) overlaps one already on another interface in this namespace: the
+/// device would take over routes that are not ours.
+fn ensure_addresses_free(tun: &str, ours: &[Assigned]) -> Result<(), DeviceError> {
+    let present = present_addresses().map_err(DeviceError::ListAddresses)?;
+    match clash(ours, &present, tun) {
+        None => Ok(()),
+        Some((mine, there)) => Err(DeviceError::AddressInUse {
+            ours: mine.to_string(),
+            theirs: there.to_string(),
+            iface: there.iface.clone(),
+        }),
+    }
+}
+
+/// Puts this thread where the device `tun` is to be made: into `netns` when one is named;
+/// else it stays where it is, which is refused when that may be the machine's own namespace
+/// ([`in_init_netns`]) unless `host_namespace`. Then the addresses the device takes
+/// (`ours`) must overlap none already there.
+pub fn enter_namespace(
+    netns: Option<&str>,
+    host_namespace: bool,
+    tun: &str,
+    ours: &[Assigned],
+) -> Result<(), DeviceError> {
+    match netns {
+        Some(name) => enter_netns(name)?,
+        None if !host_namespace && in_init_netns() => {
+            return Err(DeviceError::HostNamespace { name: tun.into() })
+        }
+        None => {}
+    }
+    ensure_addresses_free(tun, ours)
 }
 
 /// Moves this thread, and the threads it starts later, into a named network namespace.
@@ -251,6 +407,83 @@ fn disable_ipv6(name: &str) {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    fn at(iface: &str, addr: &str, prefix: u8) -> Assigned {
+        Assigned {
+            iface: iface.into(),
+            addr: addr.parse().unwrap(),
+            prefix,
+        }
+    }
+
+    #[test]
+    fn an_address_in_a_prefix_already_here_clashes() {
+        let ours = [
+            at("tun0", "192.0.2.1", 24),
+            at("tun0", "192.0.2.2", 32),
+            at("tun0", "2001:db8::1", 64),
+            at("tun0", "2001:db8::2", 128),
+        ];
+        // The machine this was written on: eth0 in TEST-NET-1 as well.
+        let host = [
+            at("lo", "127.0.0.1", 8),
+            at("eth0", "192.0.2.2", 24),
+            at("eth0", "fe80::fc:ff:fe00:1", 64),
+        ];
+        let (mine, there) = clash(&ours, &host, "tun0").expect("a clash");
+        assert_eq!(
+            (mine.to_string(), there.to_string()),
+            ("192.0.2.1/24".into(), "192.0.2.2/24".into())
+        );
+        assert_eq!(there.iface, "eth0");
+        // A wider prefix there holds ours; ours holds a narrower one there.
+        assert!(clash(&ours, &[at("eth0", "192.0.0.0", 16)], "tun0").is_some());
+        assert!(clash(&ours, &[at("eth0", "192.0.2.200", 32)], "tun0").is_some());
+        assert!(clash(&ours, &[at("eth1", "2001:db8::7", 64)], "tun0").is_some());
+        assert!(clash(&ours, &[at("eth1", "2001:db8:1::7", 64)], "tun0").is_none());
+    }
+
+    #[test]
+    fn a_fresh_namespace_and_the_device_itself_do_not_clash() {
+        let ours = [at("tun0", "192.0.2.1", 24), at("tun0", "192.0.2.2", 32)];
+        let fresh = [at("lo", "127.0.0.1", 8), at("lo", "::1", 128)];
+        assert_eq!(clash(&ours, &fresh, "tun0"), None);
+        let itself = [at("tun0", "192.0.2.1", 24)];
+        assert_eq!(clash(&ours, &itself, "tun0"), None);
+        assert_eq!(
+            clash(&ours, &[at("eth0", "198.51.100.1", 24)], "tun0"),
+            None
+        );
+        // A default route's 0.0.0.0/0 is not an address; an address of prefix 0 would hold all.
+        assert!(clash(&ours, &[at("odd", "10.0.0.1", 0)], "tun0").is_some());
+    }
+
+    #[test]
+    fn refusals_name_the_way_out() {
+        let host = DeviceError::HostNamespace {
+            name: "tun0".into(),
+        }
+        .to_string();
+        assert!(
+            host.contains("own network namespace") && host.contains("--netns NAME"),
+            "{host}"
+        );
+        assert!(
+            host.contains("--host-namespace") && !host.contains('\n'),
+            "{host}"
+        );
+        let used = DeviceError::AddressInUse {
+            ours: "192.0.2.1/24".into(),
+            theirs: "192.0.2.2/24".into(),
+            iface: "eth0".into(),
+        }
+        .to_string();
+        assert_eq!(
+            used,
+            "192.0.2.1/24 overlaps 192.0.2.2/24 on eth0 in this network namespace: choose other \
+             addresses (--address, --peer, --address6, --peer6) or another --netns"
+        );
+    }
 
     #[test]
     fn errors_read_as_one_line_and_keep_their_cause() {

@@ -48,9 +48,13 @@ const RECV_BUFFER: usize = 65536;
 
 /// Runs the daemon on the TUN device until SIGINT or SIGTERM.
 pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), ServeError> {
-    if let Some(name) = &config.netns {
-        device::enter_netns(name).map_err(ServeError::Device)?;
-    }
+    device::enter_namespace(
+        config.netns.as_deref(),
+        config.host_namespace,
+        &config.tun,
+        &config.assigned(),
+    )
+    .map_err(ServeError::Device)?;
     // A second bridge on these FIFOs refuses before it touches anything. The FIFOs are made
     // after the device: scripts take their existence as the sign that the device is up.
     Fifo::ensure_unclaimed(&config.cmd_fifo).map_err(ServeError::Fifo)?;
