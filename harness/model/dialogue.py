@@ -21,7 +21,8 @@ from harness.wire import checksum, incremental
 
 READ_CMD = "tunbridge read"
 WRITE_CMD = "tunbridge write {hex}"
-# The prompt is recognised by this marker in the opening user turn (opening_text); the fast
+# The prompt is recognised by its heading in the opening user turn (opening_text,
+# onecall.prompts); the fast
 # prompt (prompts/ping-respond-fast.md) by the second, and then followed step by step.
 PROMPT_MARKER = "ping-respond"
 FAST_MARKER = "ping-respond-fast"
@@ -205,11 +206,12 @@ def procedure(body: dict, read_cmd: str):
     if not any(t.get("name") == "Bash" for t in body.get("tools") or []):
         return None
     first = opening_text(body)
-    if read_cmd in first and STACK_MARKER in first:
+    named = onecall.prompts(first)
+    if read_cmd in first and STACK_MARKER in named:
         return "stack"
-    if PROMPT_MARKER not in first or read_cmd not in first:
+    if not named & {PROMPT_MARKER, FAST_MARKER} or read_cmd not in first:
         return None
-    return "fast" if FAST_MARKER in first else "full"
+    return "fast" if FAST_MARKER in named else "full"
 
 
 def after_read(output: str, write_cmd: str, how: str) -> dict:
@@ -274,7 +276,7 @@ def serve_limit(body: dict):
     """For ping-serve: (True, N or None) from the opening turn; (False, None) otherwise."""
     first = opening_text(body)
     match = SERVE_COUNT.search(first)
-    if SERVE_MARKER not in first or match is None:
+    if SERVE_MARKER not in onecall.prompts(first) or match is None:
         return False, None
     return True, int(match.group(1)) if match.group(1) else None
 

@@ -20,24 +20,36 @@ MCP_SERVE_MARKER = "ping-serve-mcp"
 MCP_ONESHOT_MARKER = "ping-respond-mcp"
 MCP = "mcp__tunbridge__"
 SERVE_COUNT = re.compile(r"Packets to serve: *(\d*)")
+# A prompt's heading, "# NAME: ...", at the start of a line or of a Read result's numbered
+# line (how Claude Code 2.1.318 and later pass an `@file` include).
+HEADING = re.compile(r"(?m)^(?:[ \t]*\d+\t)?# ([a-z][a-z0-9-]*):")
 # Claude Code's first line of a Bash result whose command exited non-zero.
 EXIT_LINE = re.compile(r"^Exit code \d+$")
+
+
+def prompts(first: str) -> set:
+    """The prompts in the opening turn `first`, by their headings. Not by their names alone:
+    those turn up in text of no meaning here (the git log and the list of commands that
+    Claude Code puts in its context), where one run's commit message could change the next
+    run's procedure."""
+    return set(HEADING.findall(first))
 
 
 def style(body: dict, first: str):
     """"bash" (one command per packet), "mcp" (the MCP tools), or None: not ours. `first`:
     the text of the user's opening turn."""
     tools = [t.get("name", "") for t in body.get("tools") or []]
-    if NEXT_MARKER in first and "Bash" in tools:
+    named = prompts(first)
+    if NEXT_MARKER in named and "Bash" in tools:
         return "bash"
-    if (MCP_SERVE_MARKER in first or MCP_ONESHOT_MARKER in first) and MCP + "read_packet" in tools:
+    if named & {MCP_SERVE_MARKER, MCP_ONESHOT_MARKER} and MCP + "read_packet" in tools:
         return "mcp"
     return None
 
 
 def limit(first: str):
     """How many packets to serve: 1 for the one-shot prompt, N, or None (until TIMEOUT)."""
-    if MCP_ONESHOT_MARKER in first:
+    if MCP_ONESHOT_MARKER in prompts(first):
         return 1
     match = SERVE_COUNT.search(first)
     return int(match.group(1)) if match and match.group(1) else None

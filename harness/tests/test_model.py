@@ -35,7 +35,7 @@ def body(prompt, *exchanges, model="any-model-name"):
     return {"model": model, "tools": BASH, "messages": messages, "stream": True}
 
 
-PROMPT = "ping-respond: run `tunbridge read`"
+PROMPT = "# ping-respond: run `tunbridge read`"
 
 
 def written(turn) -> bytes:
@@ -68,7 +68,7 @@ class Dialogue(unittest.TestCase):
         self.assertEqual(done["kind"], "replied")
 
     def test_the_fast_procedure_agrees_with_the_full_one(self):
-        fast = dialogue.decide(body("ping-respond-fast " + PROMPT, ("tunbridge read", REQUEST.hex())), cfg())
+        fast = dialogue.decide(body("# ping-respond-fast: ...\n" + PROMPT, ("tunbridge read", REQUEST.hex())), cfg())
         full = dialogue.decide(body(PROMPT, ("tunbridge read", REQUEST.hex())), cfg())
         self.assertEqual(written(fast)[20:], written(full)[20:])
 
@@ -108,7 +108,7 @@ class Dialogue(unittest.TestCase):
 
     def test_the_stack_answers_silence_for_a_bad_checksum(self):
         bad = wire.spoil(REQUEST, 22)
-        turn = dialogue.decide(body("ip-stack: `tunbridge read`", ("tunbridge read", bad.hex())), cfg())
+        turn = dialogue.decide(body("# ip-stack: `tunbridge read`", ("tunbridge read", bad.hex())), cfg())
         self.assertEqual(turn["kind"], "not_answered")
 
     def test_flaws_change_exactly_what_they_say(self):

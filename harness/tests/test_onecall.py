@@ -39,7 +39,7 @@ def bash(command, text, is_error=False):
 
 
 class Bash(unittest.TestCase):
-    PROMPT = "# ping-serve-next\nPackets to serve: 2\nRun `tunbridge read` ..."
+    PROMPT = "# ping-serve-next: ...\nPackets to serve: 2\nRun `tunbridge read` ..."
 
     def test_reads_then_writes_with_next_then_the_last_one_plainly(self):
         first = decide(body(self.PROMPT, [{"name": "Bash"}]))
@@ -61,13 +61,13 @@ class Bash(unittest.TestCase):
     def test_a_refused_write_still_carries_the_next_packet(self):
         calls = [bash("tunbridge read", FIRST.hex()),
                  bash("tunbridge write 00 --next", "Exit code 1\nERR bad packet\n" + SECOND.hex(), True)]
-        turn = decide(body("# ping-serve-next\nPackets to serve: 3", [{"name": "Bash"}], *calls))
+        turn = decide(body("# ping-serve-next: ...\nPackets to serve: 3", [{"name": "Bash"}], *calls))
         self.assertEqual(turn["kind"], "write")
         reply = bytes.fromhex(use(turn)["input"]["command"].split()[2])
         self.assertEqual(reply[26:28], SECOND[26:28])
 
     def test_timeout_a_failed_read_and_a_refusal_end_the_run(self):
-        prompt = "# ping-serve-next\nPackets to serve: "
+        prompt = "# ping-serve-next: ...\nPackets to serve: "
         calls = [bash("tunbridge read", FIRST.hex())]
         timeout = decide(body(prompt, [{"name": "Bash"}], *calls, bash("tunbridge write 45 --next", "OK\nTIMEOUT")))
         self.assertEqual(timeout["kind"], "served")
@@ -81,7 +81,7 @@ class Bash(unittest.TestCase):
 
 class Mcp(unittest.TestCase):
     def test_serves_with_the_mcp_tools(self):
-        prompt = "# ping-serve-mcp\nPackets to serve: 2"
+        prompt = "# ping-serve-mcp: ...\nPackets to serve: 2"
         first = decide(body(prompt, MCP_TOOLS))
         self.assertEqual(use(first)["name"], onecall.MCP + "read_packet")
         calls = [(onecall.MCP + "read_packet", {}, [{"type": "text", "text": FIRST.hex()}])]
@@ -100,9 +100,20 @@ class Mcp(unittest.TestCase):
         self.assertEqual(done["kind"], "replied")
 
     def test_other_prompts_are_not_its_business(self):
-        self.assertIsNone(decide(body("# ping-serve\nPackets to serve: 2", MCP_TOOLS)))
+        self.assertIsNone(decide(body("# ping-serve: ...\nPackets to serve: 2", MCP_TOOLS)))
         # An MCP prompt without the MCP tools offered is not run as one.
-        self.assertIsNone(decide(body("# ping-serve-mcp", [{"name": "Bash"}])))
+        self.assertIsNone(decide(body("# ping-serve-mcp: ...", [{"name": "Bash"}])))
+
+    def test_a_prompt_is_known_by_its_heading_not_by_its_name_in_passing(self):
+        # Claude Code puts the git log and its list of commands in the opening turn: a commit
+        # message naming ping-respond-mcp made a /ping-serve-next session stop after one
+        # packet; one naming ping-serve-next must not make /ping-serve a one-call run.
+        context = ("<system-reminder>Recent commits:\n7f82197 harness.rs: one ping each through "
+                   "/ping-respond-mcp; /ping-serve-next answers ...</system-reminder>\n")
+        serve_next = context + "1\t# ping-respond: ...\n# ping-serve-next: ...\nPackets to serve: 10"
+        self.assertEqual((onecall.style({"tools": MCP_TOOLS}, serve_next), onecall.limit(serve_next)), ("bash", 10))
+        self.assertIsNone(decide(body(context + "# ping-serve: ...\nPackets to serve: 2", MCP_TOOLS)))
+        self.assertEqual(onecall.prompts(context + "5\t# ping-respond: ...\n  # not-a-heading: x"), {"ping-respond"})
 
 
 if __name__ == "__main__":
