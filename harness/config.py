@@ -14,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from harness import ROOT, backends
-from harness.harnesses import HARNESSES, PROMPTS, prompt_tools, serves
+from harness.harnesses import HARNESSES, PROMPTS, prompt_tools, serves, writes_next
 from harness.model.flaws import FLAWS
 from harness.traffic import ALL_KINDS
 
@@ -198,6 +198,7 @@ def matrix(o: Options, models=(), prompts=(), harnesses=(), thinking=(), traffic
         if h not in HARNESSES:
             raise ConfigError(f"--harness takes {', '.join(HARNESSES)}, not {h}")
     pairs = prompt_pairs(o, list(prompts), list(harnesses) or ["default"])
+    check_deviations(behaviours, pairs)
     for t in thinking:
         thinking_tokens(t)
     local = bool(o.backend) and backends.parse(o.backend).preset.local
@@ -213,6 +214,22 @@ def matrix(o: Options, models=(), prompts=(), harnesses=(), thinking=(), traffic
     for i, (m, (p, h), t, k, b) in enumerate(itertools.product(*axes), 1):
         configs.append(Config(model=m, prompt=p, harness=h, thinking=t, traffic=k, behaviour=b, index=i))
     return configs
+
+
+def check_deviations(behaviours, pairs) -> None:
+    """The deviations (python-first, raw-fifo, malformed-hex, write-twice, no-write) change
+    the two Bash commands of a read-then-write prompt; under a one-call prompt (write --next,
+    the MCP tools) they would do something else than they say, so they are refused there."""
+    from harness.model.behaviour import split
+    from harness.model.deviations import KINDS
+    names = {k.name for k in KINDS}
+    asked = sorted({spec.split(":", 1)[0].strip() for b in behaviours for spec in split(b)} & names)
+    one_call = sorted({p for p, h in pairs
+                       if HARNESSES[h].tools == "mcp" or writes_next(os.path.join(ROOT, p))})
+    if asked and one_call:
+        raise ConfigError(f"--model-behaviour {asked[0]} is scripted for the read-then-write prompts "
+                          f"(prompts/ping-respond.md, prompts/ping-serve.md), not {one_call[0]}: "
+                          f"add --prompt prompts/ping-serve.md to a continuous run")
 
 
 def prompt_pairs(o: Options, prompts: list, harnesses: list) -> list:

@@ -51,6 +51,12 @@ def prompt_tools(path: str) -> str:
     return "mcp" if any(tool in text for tool in MCP_TOOLS) else "bash"
 
 
+def writes_next(path: str) -> bool:
+    """Whether a Bash prompt reads each next packet with its write (`tunbridge write --next`)."""
+    with open(path) as f:
+        return "--next" in f.read()
+
+
 def serves(path: str) -> bool:
     """Whether a prompt serves many packets: it takes their number (`$ARGUMENTS`)."""
     with open(path) as f:

@@ -190,6 +190,10 @@ fn continuous_under_errors_and_a_deviation_names_every_fate() {
         "30",
         "--model-behaviour",
         "errors:at=2,5;kinds=529,write-twice",
+        // The deviations change a read-then-write procedure's commands (the config refuses
+        // them with the one-call default, ping-serve-next.md).
+        "--prompt",
+        "prompts/ping-serve.md",
     ];
     let (ok, text) = experiment(root, &out, &args);
     assert!(ok, "{text}");

@@ -104,7 +104,12 @@ class Matrix(unittest.TestCase):
                   "--prompt", "prompts/ping-respond.md"], "--harness lean-mcp reaches the bridge through the MCP"),
                 (["--agent", "dry-run", "--continuous", "--prompt", "prompts/ping-respond.md"],
                  "--continuous needs a prompt that serves many packets"),
-                (["--agent", "dry-run", "--flaw", "nope"], "--flaw takes checksum, data or answer-all, not 'nope'")):
+                (["--agent", "dry-run", "--flaw", "nope"], "--flaw takes checksum, data or answer-all, not 'nope'"),
+                (["--agent", "dry-run", "--continuous", "--model-behaviour", "errors:rate=0.1,write-twice"],
+                 "--model-behaviour write-twice is scripted for the read-then-write prompts (prompts/ping-respond.md, "
+                 "prompts/ping-serve.md), not prompts/ping-serve-next.md: add --prompt prompts/ping-serve.md"),
+                (["--agent", "dry-run", "--harness", "mcp", "--model-behaviour", "no-write"],
+                 "not prompts/ping-respond-mcp.md")):
             with self.assertRaises(ConfigError, msg=argv) as caught:
                 parse(*argv)
             self.assertIn(text, str(caught.exception))
