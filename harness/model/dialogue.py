@@ -188,15 +188,15 @@ def last_tool_exchange(messages):
 
 def opening_text(body: dict) -> str:
     """The user's opening turn: the text of every user message before the first assistant
-    message. Claude Code 2.1.318 and later send a prompt's `@file` include as a user message
-    of its own before the command's, so the procedure and the command's arguments may be
-    in different messages."""
+    message. A prompt's `@file` include comes in a message of its own: Claude Code 2.1.318
+    and later send it as a user message before the command's, 2.1.197 with the role
+    `system` after it; so the procedure and the command's arguments may be in different
+    messages."""
     parts = []
     for m in body.get("messages", []):
         if m.get("role") == "assistant":
             break
-        if m.get("role") == "user":
-            parts.append(block_text(m.get("content")))
+        parts.append(block_text(m.get("content")))
     return "\n".join(parts)
 
 

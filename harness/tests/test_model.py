@@ -85,7 +85,7 @@ class Dialogue(unittest.TestCase):
     def test_an_include_sent_as_its_own_user_message_is_read_with_the_command(self):
         # From Claude Code 2.1.318 an `@file` include arrives as a user message of its own
         # before the command's (captured from 2.1.332 running /ping-serve 4, texts cut);
-        # a `role: "system"` message follows. Every user message before the first assistant
+        # a `role: "system"` message follows. Every message before the first assistant
         # message is the opening turn.
         include = ('<system-reminder>\nCalled the Read tool with the following input: '
                    '{"file_path":"/repo/prompts/ping-respond.md"}\n</system-reminder>')
@@ -105,6 +105,18 @@ class Dialogue(unittest.TestCase):
             {"role": "assistant", "content": [{"type": "text", "text": "ping-respond: `tunbridge read`"}]},
             {"role": "user", "content": command}]
         self.assertEqual(dialogue.decide(request, cfg())["kind"], "side")
+
+    def test_an_include_sent_as_a_system_message_after_the_command_is_read_too(self):
+        # Claude Code 2.1.197 (captured running /ping-serve 2, texts cut): the command, then
+        # the include in a `role: "system"` message; nothing else names ping-respond.
+        command = [{"type": "text", "text": "<command-name>/ping-serve</command-name>\n<command-args>2</command-args>"},
+                   {"type": "text", "text": "# ping-serve: answer pings one after another\n\nPackets to serve: 2\n"}]
+        include = ('Called the Read tool with the following input: {"file_path":"/repo/prompts/ping-respond.md"}\n'
+                   "Result of calling the Read tool:\n1\t---\n5\t# ping-respond: ... run `tunbridge read` ...")
+        request = body("")
+        request["messages"] = [{"role": "user", "content": command}, {"role": "system", "content": include}]
+        self.assertEqual(dialogue.decide(request, cfg())["kind"], "read")
+        self.assertEqual(dialogue.serve_limit(request), (True, 2))
 
     def test_the_stack_answers_silence_for_a_bad_checksum(self):
         bad = wire.spoil(REQUEST, 22)
