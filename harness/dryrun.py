@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 
-from harness import ROOT, ArgumentParser, clients, procs
+from harness import ROOT, ArgumentParser, bundle, clients, procs
 from harness.agents import ScriptedModel
 from harness.bridge import Bridge, put_on_path
 from harness.clients import RUN_ENV, RUN_FLAGS
@@ -35,14 +35,6 @@ def say(text: str) -> None:
 def fail(text: str) -> int:
     print(f"dry-run: {text}", file=sys.stderr)
     return 1
-
-
-def requests(path: str) -> list:
-    try:
-        with open(path) as f:
-            return [json.loads(line) for line in f if line.strip()]
-    except OSError:
-        return []
 
 
 def verdict(result_path: str, log: list) -> int:
@@ -149,7 +141,7 @@ def check(a, group, work, out, client, binary, cmd, resp, ns) -> int:
     with open(os.path.join(out, "claude.err")) as f:
         # The untrusted project's allow rules arrive through --settings; that line is expected.
         sys.stderr.write("".join(line for line in f if "this workspace has not been trusted" not in line))
-    log = requests(os.path.join(out, "model-requests.jsonl"))
+    log = bundle.load_jsonl(os.path.join(out, "model-requests.jsonl"))
     say("requests the model received:")
     for r in log:
         cmd_text = " ".join(c[:48] + ("..." if len(c) > 48 else "") for c in r.get("tool_use", []))

@@ -127,26 +127,18 @@ def bundles(out: str) -> list:
     return found
 
 
-def read_jsonl(path: str) -> list:
-    try:
-        with open(path) as f:
-            return [json.loads(line) for line in f if line.strip()]
-    except OSError:
-        return []
-
-
 def session_figures(where: str) -> dict:
     """One session's figures: packets, requests, tool calls, input tokens, the first request's
     bytes, the replies' times (by sequence number) and CPU per packet between packets 2 and N."""
-    runs = read_jsonl(os.path.join(where, "runs.jsonl"))
+    runs = bundle.load_jsonl(os.path.join(where, "runs.jsonl"))
     tracker = session.load(os.path.join(where, f"claude-{runs[0]['tag']}.jsonl")) if runs else session.Tracker()
     packets = tracker.packets()
     usage = bundle.Usage()
     for req in tracker.requests:
         usage.add(req, (0.0, 0.0, None))
-    first = next((r["bytes"] for r in read_jsonl(os.path.join(where, "model-requests.jsonl"))
+    first = next((r["bytes"] for r in bundle.load_jsonl(os.path.join(where, "model-requests.jsonl"))
                   if r.get("path", "").startswith("/v1/messages") and "count_tokens" not in r["path"]), None)
-    records = [r for r in read_jsonl(os.path.join(where, "records.jsonl")) if r.get("outcome") == "answered"]
+    records = [r for r in bundle.load_jsonl(os.path.join(where, "records.jsonl")) if r.get("outcome") == "answered"]
     replies = {r["seq"]: bundle.epoch(r["arrival"]) + r["rtt_ms"] / 1000 for r in records
                if r.get("seq") is not None and r.get("rtt_ms") is not None}
     cpu = None
