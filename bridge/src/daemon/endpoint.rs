@@ -530,3 +530,466 @@ impl FifoEndpoint {
         }
     }
 }
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use std::fs::{File, OpenOptions};
+    use std::io::{ErrorKind, Read as _};
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    use std::path::PathBuf;
+
+    use nix::fcntl::OFlag;
+    use nix::poll::{poll, PollFd, PollTimeout};
+
+    use crate::testdir::TestDir;
+
+    /// A reply grace no test outlives: where a test needs it over, it passes the time in.
+    const LONG: Duration = Duration::from_secs(60);
+    /// A reply grace a test waits out.
+    const SHORT: Duration = Duration::from_millis(50);
+    /// How long a test waits for what must come, on a loaded machine.
+    const PATIENCE: Duration = Duration::from_secs(20);
+    /// The longest nap between two looks, as the server's loop naps.
+    const TICK: Duration = Duration::from_millis(10);
+
+    /// An endpoint on FIFOs of its own in a fresh directory.
+    struct Bench {
+        ep: FifoEndpoint,
+        counts: Arc<Counts>,
+        cmd: PathBuf,
+        resp: PathBuf,
+        _dir: TestDir,
+    }
+
+    impl Bench {
+        fn new(tag: &str, reply_grace: Duration) -> Bench {
+            let dir = TestDir::new(&format!("endpoint-{tag}"));
+            let (cmd, resp) = (dir.join("cmd"), dir.join("resp"));
+            let owner = Owner {
+                uid: nix::unistd::geteuid().as_raw(),
+                gid: nix::unistd::getegid().as_raw(),
+                mode: 0o600,
+            };
+            let counts = Arc::new(Counts::default());
+            let ep = FifoEndpoint::open(&cmd, &resp, owner, reply_grace, counts.clone()).unwrap();
+            Bench {
+                ep,
+                counts,
+                cmd,
+                resp,
+                _dir: dir,
+            }
+        }
+
+        /// Writes `text` into the command FIFO and closes it, as `echo READ > cmd` does.
+        fn send(&self, text: &str) {
+            let mut writer = OpenOptions::new().write(true).open(&self.cmd).unwrap();
+            writer.write_all(text.as_bytes()).unwrap();
+        }
+
+        /// A client's read end of the answer FIFO.
+        fn client(&self) -> Client {
+            Client::open(&self.resp)
+        }
+
+        /// Polls what the endpoint asks for, as the server's loop does, and takes its next
+        /// event; `None` when none comes within `within`.
+        fn pump(&mut self, within: Duration) -> Option<FifoEvent> {
+            let deadline = Instant::now() + within;
+            loop {
+                let now = Instant::now();
+                let nap = [self.ep.wake_within(now), Some(TICK)]
+                    .into_iter()
+                    .flatten()
+                    .fold(deadline.saturating_duration_since(now), Duration::min);
+                let revents = match self.ep.interest() {
+                    Some((fd, events)) => {
+                        let mut fds = [PollFd::new(fd, events)];
+                        poll(&mut fds, PollTimeout::try_from(nap).unwrap()).unwrap();
+                        fds[0].revents().unwrap_or(PollFlags::empty())
+                    }
+                    None => {
+                        std::thread::sleep(nap);
+                        PollFlags::empty()
+                    }
+                };
+                self.ep.woken(revents);
+                if let Some(event) = self.ep.next_event() {
+                    return Some(event);
+                }
+                if Instant::now() >= deadline {
+                    return None;
+                }
+            }
+        }
+
+        /// The next event, which must come.
+        fn event(&mut self) -> FifoEvent {
+            self.pump(PATIENCE).expect("an event within the patience")
+        }
+
+        /// The next command line, which must come, and when it was read.
+        fn command(&mut self) -> (Incoming, Instant) {
+            match self.event() {
+                FifoEvent::Command { incoming, received } => (incoming, received),
+                other => panic!("not a command: {other:?}"),
+            }
+        }
+
+        /// Takes the turn until no command is under way; the events it gave on the way.
+        fn finish_turn(&mut self) -> Vec<FifoEvent> {
+            let deadline = Instant::now() + PATIENCE;
+            let mut events = Vec::new();
+            while self.ep.turn.is_some() {
+                assert!(
+                    Instant::now() < deadline,
+                    "the turn never ended: {events:?}"
+                );
+                events.extend(self.pump(TICK));
+            }
+            events
+        }
+
+        /// Nothing comes for a while (a negative: a short look is enough).
+        fn quiet(&mut self) {
+            let event = self.pump(Duration::from_millis(100));
+            assert_eq!(event, None);
+        }
+    }
+
+    /// A client's read end of the answer FIFO, opened without waiting for the bridge (a
+    /// client's `cat` opens it blocking; this one is read only once the bridge has written).
+    struct Client(File);
+
+    impl Client {
+        fn open(path: &Path) -> Client {
+            let file = OpenOptions::new()
+                .read(true)
+                .custom_flags(OFlag::O_NONBLOCK.bits())
+                .open(path)
+                .unwrap();
+            Client(file)
+        }
+
+        /// What the bridge wrote, up to the end of file; fails when the bridge still holds
+        /// the write end open (the read would wait).
+        fn read_to_eof(&mut self) -> String {
+            let mut got = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                match self.0.read(&mut chunk) {
+                    Ok(0) => return String::from_utf8(got).unwrap(),
+                    Ok(n) => got.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => panic!(
+                        "the answer FIFO's write end is still open after {:?}",
+                        String::from_utf8_lossy(&got)
+                    ),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+    }
+
+    /// Some packet: the endpoint sends its hex without looking into it.
+    const PACKET: [u8; 6] = [0x45, 0x00, 0x00, 0x1c, 0xbe, 0xef];
+
+    #[test]
+    fn a_command_line_comes_out_with_when_it_was_read() {
+        let mut b = Bench::new("command", LONG);
+        assert_eq!(b.pump(Duration::ZERO), None, "nothing sent yet");
+        let before = Instant::now();
+        b.send("WRITE 4500\n");
+        let (incoming, received) = b.command();
+        assert_eq!(incoming, Incoming::Line(b"WRITE 4500".to_vec()));
+        assert!(before <= received && received <= Instant::now());
+        assert!(matches!(b.ep.turn, Some(Turn::Deciding { .. })));
+        assert!(b.ep.interest().is_none(), "nothing to poll while deciding");
+    }
+
+    #[test]
+    fn commands_are_given_out_one_at_a_time_in_order() {
+        let mut b = Bench::new("order", LONG);
+        let mut first = b.client();
+        b.send("HELLO\nREAD\n");
+        b.send("WRITE 00\n");
+        assert_eq!(b.command().0, Incoming::Line(b"HELLO".to_vec()));
+        b.quiet();
+        b.ep.answer(&Answer::Err("unknown command".into()));
+        // The answer goes out, and only then the next line comes, in the same call.
+        assert_eq!(b.command().0, Incoming::Line(b"READ".to_vec()));
+        assert_eq!(first.read_to_eof(), "ERR unknown command\n");
+        let mut second = b.client();
+        b.ep.read();
+        assert!(matches!(b.event(), FifoEvent::Reading { .. }));
+        b.quiet();
+        b.ep.time_out();
+        assert_eq!(b.command().0, Incoming::Line(b"WRITE 00".to_vec()));
+        assert_eq!(second.read_to_eof(), "TIMEOUT\n");
+        let mut third = b.client();
+        b.ep.answer(&Answer::Ok);
+        assert_eq!(b.finish_turn(), []);
+        assert_eq!(third.read_to_eof(), "OK\n");
+        assert_eq!(b.pump(Duration::ZERO), None, "no line left");
+    }
+
+    #[test]
+    fn a_half_line_left_idle_is_dropped_not_given_out() {
+        let mut b = Bench::new("idle", LONG);
+        let mut writer = OpenOptions::new().write(true).open(&b.cmd).unwrap();
+        writer.write_all(b"WRITE 45").unwrap();
+        b.quiet();
+        std::thread::sleep(crate::ipc::fifo::LINE_IDLE + Duration::from_millis(100));
+        writer.write_all(b"READ\n").unwrap();
+        drop(writer);
+        assert_eq!(b.command().0, Incoming::Line(b"READ".to_vec()));
+        assert_eq!(b.counts.get(Count::LineDropped), 1);
+    }
+
+    #[test]
+    fn an_answer_waits_for_its_client_then_goes_out_as_one_line() {
+        let mut b = Bench::new("answer", LONG);
+        b.send("WRITE 00\n");
+        b.command();
+        b.ep.answer(&Answer::Ok);
+        // No reader yet, as after `echo ... > cmd` before `cat resp`: the answer waits.
+        b.quiet();
+        assert!(matches!(b.ep.turn, Some(Turn::Opening { .. })));
+        assert_eq!(b.ep.wake_within(Instant::now()), Some(READER_RETRY));
+        let mut client = b.client();
+        assert_eq!(b.finish_turn(), []);
+        assert_eq!(
+            client.read_to_eof(),
+            "OK\n",
+            "one line, then the end of file"
+        );
+        assert_eq!(b.counts.get(Count::Discarded), 0);
+    }
+
+    #[test]
+    fn a_read_waits_for_a_packet_and_gets_its_hex_line() {
+        let mut b = Bench::new("read", LONG);
+        let mut client = b.client();
+        b.send("READ\n");
+        let (_, received) = b.command();
+        assert!(
+            !b.ep.hand(&PACKET),
+            "no READ waits while the command is decided"
+        );
+        b.ep.read();
+        let FifoEvent::Reading { asked, opened } = b.event() else {
+            panic!("not reading");
+        };
+        assert_eq!(asked, received, "in its place as asked");
+        assert!(opened >= asked);
+        // It waits: the loop polls the answer FIFO for its reader leaving, nothing more.
+        let (_, events) = b.ep.interest().expect("the answer FIFO polled");
+        assert_eq!(events, PollFlags::empty());
+        b.quiet();
+        b.ep.answer(&Answer::Ok);
+        assert!(
+            matches!(b.ep.turn, Some(Turn::Waiting { .. })),
+            "no answer but a packet's"
+        );
+        let before = Instant::now();
+        assert!(b.ep.hand(&PACKET));
+        let FifoEvent::Delivered { at } = b.event() else {
+            panic!("not delivered");
+        };
+        assert!(at >= before);
+        assert_eq!(client.read_to_eof(), "4500001cbeef\n");
+        assert!(!b.ep.hand(&PACKET), "the READ is answered");
+        assert_eq!(b.counts.get(Count::Abandoned), 0);
+    }
+
+    #[test]
+    fn finish_tells_a_waiting_read_that_the_bridge_stops() {
+        let mut b = Bench::new("finish", LONG);
+        let mut client = b.client();
+        b.send("READ\n");
+        b.command();
+        b.ep.read();
+        assert!(matches!(b.event(), FifoEvent::Reading { .. }));
+        b.ep.finish();
+        assert_eq!(client.read_to_eof(), "ERR bridge stopping\n");
+        assert!(b.ep.turn.is_none());
+    }
+
+    #[test]
+    fn a_read_whose_client_never_opens_the_answer_fifo_takes_nothing() {
+        let mut b = Bench::new("no-reader", SHORT);
+        b.send("READ\n");
+        b.command();
+        b.ep.read();
+        assert_eq!(
+            b.finish_turn(),
+            [],
+            "no Reading: the ledger never hears of it"
+        );
+        assert_eq!(b.counts.get(Count::Abandoned), 1);
+        assert!(!b.ep.hand(&PACKET));
+        // An answer nobody opens for is discarded the same way; the next command comes.
+        b.send("WRITE 00\n");
+        b.command();
+        b.ep.answer(&Answer::Ok);
+        assert_eq!(b.finish_turn(), []);
+        assert_eq!(b.counts.get(Count::Discarded), 1);
+        b.send("READ\n");
+        assert_eq!(b.command().0, Incoming::Line(b"READ".to_vec()));
+    }
+
+    #[test]
+    fn a_burst_nobody_reads_is_given_up_within_one_grace() {
+        let mut b = Bench::new("burst", SHORT);
+        b.send("WRITE 01\nWRITE 02\nWRITE 03\nWRITE 04\n");
+        let (_, first) = b.command();
+        b.ep.answer(&Answer::Ok);
+        // The first waits out the grace, counted from when the burst was read ...
+        let (_, received) = b.command();
+        assert_eq!(received, first);
+        for n in 3..=4 {
+            // ... so each after it is over on its first look, the next given in the same call.
+            b.ep.answer(&Answer::Ok);
+            match b.ep.next_event() {
+                Some(FifoEvent::Command { received, .. }) => assert_eq!(received, first),
+                other => panic!("command {n}: {other:?}"),
+            }
+        }
+        b.ep.answer(&Answer::Ok);
+        assert_eq!(b.ep.next_event(), None);
+        assert!(b.ep.turn.is_none(), "the last one given up at once too");
+        assert_eq!(b.counts.get(Count::Discarded), 4);
+    }
+
+    #[test]
+    fn a_waiting_read_whose_client_leaves_is_abandoned() {
+        let mut b = Bench::new("leaves", LONG);
+        let client = b.client();
+        b.send("READ\n");
+        b.command();
+        b.ep.read();
+        assert!(matches!(b.event(), FifoEvent::Reading { .. }));
+        drop(client);
+        assert_eq!(b.event(), FifoEvent::Abandoned);
+        assert!(b.ep.turn.is_none());
+        assert_eq!(b.counts.get(Count::Abandoned), 1);
+        assert!(!b.ep.hand(&PACKET), "no packet taken");
+    }
+
+    #[test]
+    fn a_packet_whose_client_is_gone_is_undelivered() {
+        let mut b = Bench::new("gone", LONG);
+        let client = b.client();
+        b.send("READ\n");
+        b.command();
+        b.ep.read();
+        assert!(matches!(b.event(), FifoEvent::Reading { .. }));
+        // Gone between two looks: the packet is handed before the loop hears of it.
+        drop(client);
+        assert!(b.ep.hand(&PACKET));
+        assert_eq!(b.event(), FifoEvent::Undelivered);
+        assert!(b.ep.in_pipe.is_none(), "nothing in the pipe to look for");
+    }
+
+    #[test]
+    fn a_packet_left_unread_is_taken_back_after_the_grace() {
+        let mut b = Bench::new("unread", LONG);
+        // Another process holds the answer FIFO open, so the pipe keeps what is not read.
+        let mut stray = b.client();
+        let client = b.client();
+        b.send("READ\n");
+        b.command();
+        b.ep.read();
+        assert!(matches!(b.event(), FifoEvent::Reading { .. }));
+        assert!(b.ep.hand(&PACKET));
+        let FifoEvent::Delivered { at } = b.event() else {
+            panic!("not delivered");
+        };
+        drop(client);
+        assert_eq!(b.ep.reclaim(at + LONG - Duration::from_millis(1)), None);
+        assert_eq!(b.ep.next_event(), None, "not before the grace is over");
+        assert_eq!(
+            b.ep.reclaim(at + LONG),
+            Some(FifoEvent::Unread { handover: at })
+        );
+        assert_eq!(b.counts.get(Count::Abandoned), 1);
+        assert_eq!(stray.read_to_eof(), "", "taken out of the pipe");
+        assert_eq!(b.ep.reclaim(at + 2 * LONG), None, "reported once");
+    }
+
+    #[test]
+    fn an_answer_left_unread_is_taken_out_and_one_read_is_left_alone() {
+        let mut b = Bench::new("unread-answer", LONG);
+        let mut stray = b.client();
+        b.send("WRITE 00\n");
+        b.command();
+        let client = b.client();
+        b.ep.answer(&Answer::Ok);
+        assert_eq!(b.finish_turn(), []);
+        drop(client);
+        let due =
+            b.ep.in_pipe
+                .as_ref()
+                .map(|p| p.due)
+                .expect("an answer in the pipe");
+        assert_eq!(
+            b.ep.reclaim(due),
+            None,
+            "an answer without a packet: no event"
+        );
+        assert_eq!(b.counts.get(Count::Discarded), 1);
+        assert_eq!(stray.read_to_eof(), "");
+        // Read in time: nothing to take, nothing counted.
+        b.send("WRITE 00\n");
+        b.command();
+        let mut client = b.client();
+        b.ep.answer(&Answer::Ok);
+        assert_eq!(b.finish_turn(), []);
+        assert_eq!(client.read_to_eof(), "OK\n");
+        let due =
+            b.ep.in_pipe
+                .as_ref()
+                .map(|p| p.due)
+                .expect("an answer in the pipe");
+        assert_eq!(b.ep.reclaim(due), None);
+        assert!(b.ep.in_pipe.is_none());
+        assert_eq!(b.counts.get(Count::Discarded), 1);
+    }
+
+    #[test]
+    fn the_loop_hears_of_an_unread_packet_once_the_grace_is_over() {
+        let mut b = Bench::new("unread-loop", SHORT);
+        let mut stray = b.client();
+        let client = b.client();
+        b.send("READ\n");
+        b.command();
+        b.ep.read();
+        assert!(matches!(b.event(), FifoEvent::Reading { .. }));
+        assert!(b.ep.hand(&PACKET));
+        let FifoEvent::Delivered { at } = b.event() else {
+            panic!("not delivered");
+        };
+        drop(client);
+        assert_eq!(b.event(), FifoEvent::Unread { handover: at });
+        assert_eq!(stray.read_to_eof(), "", "taken out of the pipe");
+    }
+
+    #[test]
+    fn a_deleted_fifo_is_made_again_and_served() {
+        let mut b = Bench::new("deleted", LONG);
+        b.ep.check_paths().unwrap();
+        std::fs::remove_file(&b.cmd).unwrap();
+        std::fs::remove_file(&b.resp).unwrap();
+        b.ep.check_paths().unwrap();
+        for path in [&b.cmd, &b.resp] {
+            let meta = std::fs::symlink_metadata(path).unwrap();
+            assert!(meta.file_type().is_fifo(), "{}", path.display());
+        }
+        let mut client = b.client();
+        b.send("WRITE 00\n");
+        b.command();
+        b.ep.answer(&Answer::Ok);
+        assert_eq!(b.finish_turn(), []);
+        assert_eq!(client.read_to_eof(), "OK\n");
+    }
+}
