@@ -14,7 +14,8 @@
 //!   ([`FifoEvent::Reading`]); it gets one ([`FifoEndpoint::hand`]) or TIMEOUT
 //!   ([`FifoEndpoint::time_out`]), or its client leaves ([`FifoEvent::Abandoned`]);
 //! - **sending**: the answer line goes out as fast as the pipe takes it; a packet whose
-//!   line does not reach its reader is reported [`FifoEvent::Undelivered`].
+//!   line does not reach its reader is reported [`FifoEvent::Undelivered`], and what part
+//!   of a line a stalled reader left in the pipe is taken out before the next client comes.
 //!
 //! The write end of the answer FIFO is closed after every answer. The bridge cannot see a
 //! reader take a line from the pipe, only whether its bytes are still there: the reply
@@ -515,6 +516,15 @@ impl FifoEndpoint {
                 handover: packet.then_some(now),
                 due: now + self.reply_grace,
             });
+        } else if sent > 0 && self.in_pipe.is_none() {
+            // Part of the line is in the pipe, its reader stalled: taken out at the next
+            // look, before the next client opens the FIFO and reads it as its answer. (An
+            // earlier answer still there takes it out with it when its time comes.)
+            self.in_pipe = Some(InPipe {
+                line: self.line[..sent].to_vec(),
+                handover: None,
+                due: now,
+            });
         }
         match (failed, packet) {
             (None, true) => Step::Done(Some(FifoEvent::Delivered { at: now })),
@@ -972,6 +982,30 @@ mod test {
         drop(client);
         assert_eq!(b.event(), FifoEvent::Unread { handover: at });
         assert_eq!(stray.read_to_eof(), "", "taken out of the pipe");
+    }
+
+    #[test]
+    fn a_reader_that_stops_reading_leaves_nothing_for_the_next_client() {
+        let mut b = Bench::new("stalled", SHORT);
+        // A line longer than the pipe holds (a packet near a 64 KiB MTU), to a reader that
+        // takes nothing and stays.
+        let big = vec![0xab; PIPE_SIZE];
+        let _stalled = b.client();
+        b.send("READ\n");
+        b.command();
+        b.ep.read();
+        assert!(matches!(b.event(), FifoEvent::Reading { .. }));
+        assert!(b.ep.hand(&big));
+        assert_eq!(b.event(), FifoEvent::Undelivered);
+        // The next client gets its own answer, whole, and nothing before it.
+        b.send("WRITE 00\n");
+        b.command();
+        assert_eq!(b.counts.get(Count::Discarded), 1, "the part sent taken out");
+        let mut next = b.client();
+        b.ep.answer(&Answer::Ok);
+        assert_eq!(b.finish_turn(), []);
+        let got = next.read_to_eof();
+        assert_eq!(got, "OK\n", "{} bytes: {:.40}", got.len(), got);
     }
 
     #[test]
