@@ -1026,4 +1026,33 @@ mod test {
         assert_eq!(b.finish_turn(), []);
         assert_eq!(client.read_to_eof(), "OK\n");
     }
+
+    #[test]
+    fn a_fifo_removed_and_replaced_is_an_error_and_left_alone() {
+        // As `rm resp; touch resp` or `rm resp; mkfifo resp` do: the new file may get the
+        // inode number the FIFO had (ext4 gives it again at once), which must not pass
+        // for ours.
+        for (name, fifo) in [
+            ("cmd", false),
+            ("resp", false),
+            ("cmd", true),
+            ("resp", true),
+        ] {
+            let mut b = Bench::new("replaced", LONG);
+            let path = b.cmd.with_file_name(name);
+            std::fs::remove_file(&path).unwrap();
+            if fifo {
+                nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+            } else {
+                std::fs::write(&path, b"not ours").unwrap();
+            }
+            match b.ep.check_paths() {
+                Err(ServeError::FifoReplaced(p)) => assert_eq!(p, path),
+                other => panic!("{name} replaced (a FIFO: {fifo}): {other:?}"),
+            }
+            drop(b.ep);
+            let meta = std::fs::symlink_metadata(&path).expect("left where it is");
+            assert_eq!(meta.file_type().is_fifo(), fifo, "{name}");
+        }
+    }
 }

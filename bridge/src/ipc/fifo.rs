@@ -135,6 +135,10 @@ pub struct Fifo {
     /// a second bridge this FIFO is served. (The answer FIFO cannot hold one: a reader
     /// of its own would take the answers meant for clients.)
     _claim: Option<Flock<File>>,
+    /// The FIFO opened as a name only (`O_PATH`: neither reader nor writer). While it is
+    /// open the FIFO's inode lives on after a removal, so its number cannot go to what
+    /// replaces it (ext4 gives a freed number again at once), which would pass for ours.
+    _pin: File,
 }
 
 /// What is at the path of something we made, now.
@@ -193,7 +197,14 @@ impl Fifo {
             .open(path)
             .map_err(open_err)?;
         let meta = file.metadata().map_err(open_err)?;
-        if !meta.file_type().is_fifo() {
+        let pin = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_flags::O_PATH | libc_flags::O_NOFOLLOW)
+            .open(path)
+            .map_err(open_err)?;
+        let pinned = pin.metadata().map_err(open_err)?;
+        let same = (pinned.dev(), pinned.ino()) == (meta.dev(), meta.ino());
+        if !meta.file_type().is_fifo() || !same {
             return Err(FifoError::Refused {
                 path: path.into(),
                 what: "not the FIFO we made".into(),
@@ -205,6 +216,7 @@ impl Fifo {
         let fifo = Fifo {
             placed: Placed::new(path, &meta),
             _claim: None,
+            _pin: pin,
         };
         Ok((fifo, file))
     }
@@ -224,6 +236,7 @@ impl Fifo {
 mod libc_flags {
     pub const O_NONBLOCK: i32 = nix::fcntl::OFlag::O_NONBLOCK.bits();
     pub const O_NOFOLLOW: i32 = nix::fcntl::OFlag::O_NOFOLLOW.bits();
+    pub const O_PATH: i32 = nix::fcntl::OFlag::O_PATH.bits();
 }
 
 /// Whether a FIFO at `path` is claimed by a running bridge ([`Fifo::create_command`]).
