@@ -647,6 +647,42 @@ mod test {
             }
         }
 
+        /// Sends a READ and lets it wait for a packet (its client has the answer FIFO open).
+        fn reading(&mut self) {
+            self.send("READ\n");
+            assert_eq!(self.command().0, Incoming::Line(b"READ".to_vec()));
+            self.ep.read();
+            let event = self.event();
+            assert!(matches!(event, FifoEvent::Reading { .. }), "{event:?}");
+        }
+
+        /// Hands the waiting READ `packet`; when its line went out whole.
+        fn deliver(&mut self, packet: &[u8]) -> Instant {
+            assert!(self.ep.hand(packet), "a READ waits");
+            match self.event() {
+                FifoEvent::Delivered { at } => at,
+                other => panic!("not delivered: {other:?}"),
+            }
+        }
+
+        /// A packet delivered to a client that goes without reading it, while another
+        /// process holds the answer FIFO open, so the pipe keeps it: that stray reader, and
+        /// when the packet went out.
+        fn left_unread(&mut self) -> (Client, Instant) {
+            let stray = self.client();
+            let client = self.client();
+            self.reading();
+            let at = self.deliver(&PACKET);
+            drop(client);
+            (stray, at)
+        }
+
+        /// When the last answer sent is looked for in the pipe.
+        fn due(&self) -> Instant {
+            let sent = self.ep.in_pipe.as_ref().expect("an answer in the pipe");
+            sent.due
+        }
+
         /// Takes the turn until no command is under way; the events it gave on the way.
         fn finish_turn(&mut self) -> Vec<FifoEvent> {
             let deadline = Instant::now() + PATIENCE;
@@ -802,10 +838,7 @@ mod test {
             "no answer but a packet's"
         );
         let before = Instant::now();
-        assert!(b.ep.hand(&PACKET));
-        let FifoEvent::Delivered { at } = b.event() else {
-            panic!("not delivered");
-        };
+        let at = b.deliver(&PACKET);
         assert!(at >= before);
         assert_eq!(client.read_to_eof(), "4500001cbeef\n");
         assert!(!b.ep.hand(&PACKET), "the READ is answered");
@@ -816,10 +849,7 @@ mod test {
     fn finish_tells_a_waiting_read_that_the_bridge_stops() {
         let mut b = Bench::new("finish", LONG);
         let mut client = b.client();
-        b.send("READ\n");
-        b.command();
-        b.ep.read();
-        assert!(matches!(b.event(), FifoEvent::Reading { .. }));
+        b.reading();
         b.ep.finish();
         assert_eq!(client.read_to_eof(), "ERR bridge stopping\n");
         assert!(b.ep.turn.is_none());
@@ -875,10 +905,7 @@ mod test {
     fn a_waiting_read_whose_client_leaves_is_abandoned() {
         let mut b = Bench::new("leaves", LONG);
         let client = b.client();
-        b.send("READ\n");
-        b.command();
-        b.ep.read();
-        assert!(matches!(b.event(), FifoEvent::Reading { .. }));
+        b.reading();
         drop(client);
         assert_eq!(b.event(), FifoEvent::Abandoned);
         assert!(b.ep.turn.is_none());
@@ -890,10 +917,7 @@ mod test {
     fn a_packet_whose_client_is_gone_is_undelivered() {
         let mut b = Bench::new("gone", LONG);
         let client = b.client();
-        b.send("READ\n");
-        b.command();
-        b.ep.read();
-        assert!(matches!(b.event(), FifoEvent::Reading { .. }));
+        b.reading();
         // Gone between two looks: the packet is handed before the loop hears of it.
         drop(client);
         assert!(b.ep.hand(&PACKET));
@@ -904,18 +928,7 @@ mod test {
     #[test]
     fn a_packet_left_unread_is_taken_back_after_the_grace() {
         let mut b = Bench::new("unread", LONG);
-        // Another process holds the answer FIFO open, so the pipe keeps what is not read.
-        let mut stray = b.client();
-        let client = b.client();
-        b.send("READ\n");
-        b.command();
-        b.ep.read();
-        assert!(matches!(b.event(), FifoEvent::Reading { .. }));
-        assert!(b.ep.hand(&PACKET));
-        let FifoEvent::Delivered { at } = b.event() else {
-            panic!("not delivered");
-        };
-        drop(client);
+        let (mut stray, at) = b.left_unread();
         assert_eq!(b.ep.reclaim(at + LONG - Duration::from_millis(1)), None);
         assert_eq!(b.ep.next_event(), None, "not before the grace is over");
         assert_eq!(
@@ -937,11 +950,7 @@ mod test {
         b.ep.answer(&Answer::Ok);
         assert_eq!(b.finish_turn(), []);
         drop(client);
-        let due =
-            b.ep.in_pipe
-                .as_ref()
-                .map(|p| p.due)
-                .expect("an answer in the pipe");
+        let due = b.due();
         assert_eq!(
             b.ep.reclaim(due),
             None,
@@ -956,11 +965,7 @@ mod test {
         b.ep.answer(&Answer::Ok);
         assert_eq!(b.finish_turn(), []);
         assert_eq!(client.read_to_eof(), "OK\n");
-        let due =
-            b.ep.in_pipe
-                .as_ref()
-                .map(|p| p.due)
-                .expect("an answer in the pipe");
+        let due = b.due();
         assert_eq!(b.ep.reclaim(due), None);
         assert!(b.ep.in_pipe.is_none());
         assert_eq!(b.counts.get(Count::Discarded), 1);
@@ -969,17 +974,7 @@ mod test {
     #[test]
     fn the_loop_hears_of_an_unread_packet_once_the_grace_is_over() {
         let mut b = Bench::new("unread-loop", SHORT);
-        let mut stray = b.client();
-        let client = b.client();
-        b.send("READ\n");
-        b.command();
-        b.ep.read();
-        assert!(matches!(b.event(), FifoEvent::Reading { .. }));
-        assert!(b.ep.hand(&PACKET));
-        let FifoEvent::Delivered { at } = b.event() else {
-            panic!("not delivered");
-        };
-        drop(client);
+        let (mut stray, at) = b.left_unread();
         assert_eq!(b.event(), FifoEvent::Unread { handover: at });
         assert_eq!(stray.read_to_eof(), "", "taken out of the pipe");
     }
@@ -991,10 +986,7 @@ mod test {
         // takes nothing and stays.
         let big = vec![0xab; PIPE_SIZE];
         let _stalled = b.client();
-        b.send("READ\n");
-        b.command();
-        b.ep.read();
-        assert!(matches!(b.event(), FifoEvent::Reading { .. }));
+        b.reading();
         assert!(b.ep.hand(&big));
         assert_eq!(b.event(), FifoEvent::Undelivered);
         // The next client gets its own answer, whole, and nothing before it.

@@ -191,17 +191,9 @@ impl Fifo {
             source,
         };
         // O_NONBLOCK: opening a FIFO for reading must not wait for a writer.
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc_flags::O_NONBLOCK | libc_flags::O_NOFOLLOW)
-            .open(path)
-            .map_err(open_err)?;
+        let file = open_no_follow(path, libc_flags::O_NONBLOCK).map_err(open_err)?;
         let meta = file.metadata().map_err(open_err)?;
-        let pin = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc_flags::O_PATH | libc_flags::O_NOFOLLOW)
-            .open(path)
-            .map_err(open_err)?;
+        let pin = open_no_follow(path, libc_flags::O_PATH).map_err(open_err)?;
         let pinned = pin.metadata().map_err(open_err)?;
         let same = (pinned.dev(), pinned.ino()) == (meta.dev(), meta.ino());
         if !meta.file_type().is_fifo() || !same {
@@ -451,12 +443,17 @@ impl AsFd for CommandReader {
 }
 
 fn open_read(path: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc_flags::O_NONBLOCK | libc_flags::O_NOFOLLOW)
-        .open(path)?;
+    let file = open_no_follow(path, libc_flags::O_NONBLOCK)?;
     ensure_fifo(&file)?;
     Ok(file)
+}
+
+/// Opens `path` for reading with `flags`, a link at it refused, not followed.
+fn open_no_follow(path: &Path, flags: i32) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(flags | libc_flags::O_NOFOLLOW)
+        .open(path)
 }
 
 fn ensure_fifo(file: &File) -> io::Result<()> {
