@@ -163,16 +163,9 @@ def bash_turn(say: str, command: str, description: str, kind: str) -> dict:
 def tool_calls(messages) -> list:
     """Every (tool_use id, command, tool_result block) of the conversation, in order; the
     command is None for a result whose tool_use the conversation no longer holds."""
-    uses, calls = {}, []
-    for msg in messages:
-        if not isinstance(msg.get("content"), list):
-            continue
-        for block in msg["content"]:
-            if block.get("type") == "tool_use":
-                uses[block.get("id")] = (block.get("input") or {}).get("command", "")
-            elif block.get("type") == "tool_result":
-                calls.append((block.get("tool_use_id"), uses.get(block.get("tool_use_id")), block))
-    return calls
+    def command(use):
+        return None if use is None else (use.get("input") or {}).get("command", "")
+    return [(result.get("tool_use_id"), command(use), result) for use, result in onecall.exchanges(messages)]
 
 
 def tool_exchanges(messages):

@@ -55,23 +55,33 @@ def limit(first: str):
     return int(match.group(1)) if match and match.group(1) else None
 
 
-def calls(messages) -> list:
-    """Every tool call with its result: {name, input, lines, is_error}, in order."""
+def exchanges(messages) -> list:
+    """Every tool_result block of the conversation with the tool_use block it answers (None
+    when the conversation no longer holds it), in order: (use, result)."""
     uses, out = {}, []
     for msg in messages:
         for block in msg.get("content") if isinstance(msg.get("content"), list) else []:
             if block.get("type") == "tool_use":
                 uses[block.get("id")] = block
-            elif block.get("type") == "tool_result" and block.get("tool_use_id") in uses:
-                use = uses[block["tool_use_id"]]
-                content = block.get("content")
-                text = content if isinstance(content, str) else "\n".join(
-                    c.get("text", "") for c in content or [] if c.get("type") == "text")
-                lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
-                if lines and EXIT_LINE.match(lines[0]):
-                    lines = lines[1:]
-                out.append({"name": use.get("name"), "input": use.get("input") or {},
-                            "lines": lines, "is_error": bool(block.get("is_error"))})
+            elif block.get("type") == "tool_result":
+                out.append((uses.get(block.get("tool_use_id")), block))
+    return out
+
+
+def calls(messages) -> list:
+    """Every tool call with its result: {name, input, lines, is_error}, in order."""
+    out = []
+    for use, block in exchanges(messages):
+        if use is None:
+            continue
+        content = block.get("content")
+        text = content if isinstance(content, str) else "\n".join(
+            c.get("text", "") for c in content or [] if c.get("type") == "text")
+        lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
+        if lines and EXIT_LINE.match(lines[0]):
+            lines = lines[1:]
+        out.append({"name": use.get("name"), "input": use.get("input") or {},
+                    "lines": lines, "is_error": bool(block.get("is_error"))})
     return out
 
 
