@@ -599,8 +599,8 @@ mod test {
         }
 
         /// A client's read end of the answer FIFO.
-        fn client(&self) -> Client {
-            Client::open(&self.resp)
+        fn client(&self) -> AnswerReader {
+            AnswerReader::open(&self.resp)
         }
 
         /// Polls what the endpoint asks for, as the server's loop does, and takes its next
@@ -668,7 +668,7 @@ mod test {
         /// A packet delivered to a client that goes without reading it, while another
         /// process holds the answer FIFO open, so the pipe keeps it: that stray reader, and
         /// when the packet went out.
-        fn left_unread(&mut self) -> (Client, Instant) {
+        fn left_unread(&mut self) -> (AnswerReader, Instant) {
             let stray = self.client();
             let client = self.client();
             self.reading();
@@ -706,16 +706,16 @@ mod test {
 
     /// A client's read end of the answer FIFO, opened without waiting for the bridge (a
     /// client's `cat` opens it blocking; this one is read only once the bridge has written).
-    struct Client(File);
+    struct AnswerReader(File);
 
-    impl Client {
-        fn open(path: &Path) -> Client {
+    impl AnswerReader {
+        fn open(path: &Path) -> AnswerReader {
             let file = OpenOptions::new()
                 .read(true)
                 .custom_flags(OFlag::O_NONBLOCK.bits())
                 .open(path)
                 .unwrap();
-            Client(file)
+            AnswerReader(file)
         }
 
         /// What the bridge wrote, up to the end of file; fails when the bridge still holds
