@@ -127,20 +127,14 @@ impl std::fmt::Display for Assigned {
 
 /// Whether two prefixes share an address: the shorter one holds the other's address.
 fn overlaps(a: &Assigned, b: &Assigned) -> bool {
-    let bits = a.prefix.min(b.prefix);
+    let prefix = a.prefix.min(b.prefix);
     match (a.addr, b.addr) {
-        (IpAddr::V4(x), IpAddr::V4(y)) => {
-            let mask = u32::MAX
-                .checked_shl(32 - u32::from(bits.min(32)))
-                .unwrap_or(0);
-            u32::from(x) & mask == u32::from(y) & mask
+        (IpAddr::V4(addr), IpAddr::V4(other)) => Ipv4Cidr {
+            addr,
+            prefix: prefix.min(32),
         }
-        (IpAddr::V6(x), IpAddr::V6(y)) => {
-            let mask = u128::MAX
-                .checked_shl(128 - u32::from(bits.min(128)))
-                .unwrap_or(0);
-            u128::from(x) & mask == u128::from(y) & mask
-        }
+        .contains(other),
+        (IpAddr::V6(addr), IpAddr::V6(other)) => Ipv6Cidr { addr, prefix }.contains(other),
         _ => false,
     }
 }

@@ -56,6 +56,24 @@ pub struct Ipv6Cidr {
     pub prefix: u8,
 }
 
+impl Ipv6Cidr {
+    /// The netmask of the prefix.
+    pub fn netmask(&self) -> Ipv6Addr {
+        let bits = if self.prefix == 0 {
+            0
+        } else {
+            u128::MAX << (128 - u32::from(self.prefix))
+        };
+        Ipv6Addr::from(bits)
+    }
+
+    /// Whether `other` lies in this prefix.
+    pub fn contains(&self, other: Ipv6Addr) -> bool {
+        let mask = u128::from(self.netmask());
+        u128::from(self.addr) & mask == u128::from(other) & mask
+    }
+}
+
 impl FromStr for Ipv6Cidr {
     type Err = String;
 
@@ -119,6 +137,16 @@ mod test {
         assert_eq!(c.prefix, 64);
         assert_eq!(c.to_string(), "2001:db8::1/64");
         assert_eq!("::1".parse::<Ipv6Cidr>().unwrap().prefix, 128);
+        assert_eq!(
+            c.netmask(),
+            "ffff:ffff:ffff:ffff::".parse::<Ipv6Addr>().unwrap()
+        );
+        assert!(c.contains("2001:db8::7".parse().unwrap()));
+        assert!(!c.contains("2001:db8:1::1".parse().unwrap()));
+        assert_eq!(
+            "::/0".parse::<Ipv6Cidr>().unwrap().netmask(),
+            Ipv6Addr::UNSPECIFIED
+        );
         assert!("2001:db8::1/129".parse::<Ipv6Cidr>().is_err());
         assert!("192.0.2.1/24".parse::<Ipv6Cidr>().is_err());
         let err = |s: &str| s.parse::<Ipv6Cidr>().unwrap_err();
