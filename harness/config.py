@@ -175,13 +175,14 @@ def traffic_kinds(value: str) -> tuple:
     return kinds
 
 
-def check_behaviour(spec: str, o: Options) -> None:
-    """Raises ConfigError unless `spec` is a behaviour list the scripted model can run."""
+def check_behaviour(spec: str, o: Options) -> list:
+    """The names of the behaviours in `spec`; ConfigError unless it is a behaviour list the
+    scripted model can run."""
     from harness.model.behaviour import Behaviours   # the model's own parser, loaded when needed
     if o.agent != "dry-run":
         raise ConfigError("--model-behaviour needs --agent dry-run")
     try:
-        Behaviours.parse([spec])
+        return Behaviours.parse([spec]).names
     except ValueError as e:
         raise ConfigError(f"--model-behaviour: {e}") from None
 
@@ -190,15 +191,14 @@ def matrix(o: Options, models=(), prompts=(), harnesses=(), thinking=(), traffic
     """Every combination of the axes as a Config, in the order given (a prompt with the
     harnesses of its kind only: `prompt_pairs`); checks each value."""
     check_options(o)
-    for b in behaviours:
-        check_behaviour(b, o)
+    named = {name for b in behaviours for name in check_behaviour(b, o)}
     if o.mode == "continuous" and traffic:
         raise ConfigError("--continuous sends pings; --traffic is for one-shot runs")
     for h in harnesses:
         if h not in HARNESSES:
             raise ConfigError(f"--harness takes {', '.join(HARNESSES)}, not {h}")
     pairs = prompt_pairs(o, list(prompts), list(harnesses) or ["default"])
-    check_deviations(behaviours, pairs)
+    check_deviations(named, pairs)
     for t in thinking:
         thinking_tokens(t)
     local = bool(o.backend) and backends.parse(o.backend).preset.local
@@ -216,14 +216,13 @@ def matrix(o: Options, models=(), prompts=(), harnesses=(), thinking=(), traffic
     return configs
 
 
-def check_deviations(behaviours, pairs) -> None:
+def check_deviations(named: set, pairs) -> None:
     """The deviations (python-first, raw-fifo, malformed-hex, write-twice, no-write) change
     the two Bash commands of a read-then-write prompt; under a one-call prompt (write --next,
-    the MCP tools) they would do something else than they say, so they are refused there."""
-    from harness.model.behaviour import split
+    the MCP tools) they would do something else than they say, so they are refused there.
+    `named`: the behaviours asked for, by name."""
     from harness.model.deviations import KINDS
-    names = {k.name for k in KINDS}
-    asked = sorted({spec.split(":", 1)[0].strip() for b in behaviours for spec in split(b)} & names)
+    asked = sorted(named & {k.name for k in KINDS})
     one_call = sorted({p for p, h in pairs
                        if HARNESSES[h].tools == "mcp" or writes_next(os.path.join(ROOT, p))})
     if asked and one_call:
