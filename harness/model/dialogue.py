@@ -13,7 +13,6 @@ model keeps no state between requests. A turn is a dict: `content` (the blocks),
 """
 
 import random
-import re
 import string
 
 from harness.model import flaws, onecall, stack
@@ -29,9 +28,9 @@ FAST_MARKER = "ping-respond-fast"
 # prompts/ip-stack.md: every kind of request, answered by harness/model/stack.py.
 STACK_MARKER = "ip-stack"
 # prompts/ping-serve.md: the same procedure in a loop, for "Packets to serve: N" packets
-# (no number: until a read returns TIMEOUT).
+# (no number: until a read returns TIMEOUT; the line is read as the one-call prompts' is,
+# onecall.SERVE_COUNT).
 SERVE_MARKER = "ping-serve"
-SERVE_COUNT = re.compile(r"Packets to serve: *(\d*)")
 
 
 # ---------------------------------------------------------------- the ping-respond procedures
@@ -268,7 +267,7 @@ def reply_fields(hexstr: str):
 def serve_limit(body: dict):
     """For ping-serve: (True, N or None) from the opening turn; (False, None) otherwise."""
     first = opening_text(body)
-    match = SERVE_COUNT.search(first)
+    match = onecall.SERVE_COUNT.search(first)
     if SERVE_MARKER not in onecall.prompts(first) or match is None:
         return False, None
     return True, int(match.group(1)) if match.group(1) else None
