@@ -19,7 +19,9 @@ NEXT_MARKER = "ping-serve-next"
 MCP_SERVE_MARKER = "ping-serve-mcp"
 MCP_ONESHOT_MARKER = "ping-respond-mcp"
 MCP = "mcp__tunbridge__"
-SERVE_COUNT = re.compile(r"Packets to serve: *(\d*)")
+# The serving prompts' own line (at a line's start: the phrase in passing, as in a commit
+# message of the git log Claude Code shows the model, is not it).
+SERVE_COUNT = re.compile(r"(?m)^Packets to serve: *(\d*)[ \t]*$")
 # A prompt's heading, "# NAME: ...", at the start of a line or of a Read result's numbered
 # line (how Claude Code 2.1.318 and later pass an `@file` include).
 HEADING = re.compile(r"(?m)^(?:[ \t]*\d+\t)?# ([a-z][a-z0-9-]*):")

@@ -109,7 +109,8 @@ class Mcp(unittest.TestCase):
         # message naming ping-respond-mcp made a /ping-serve-next session stop after one
         # packet; one naming ping-serve-next must not make /ping-serve a one-call run.
         context = ("<system-reminder>Recent commits:\n7f82197 harness.rs: one ping each through "
-                   "/ping-respond-mcp; /ping-serve-next answers ...</system-reminder>\n")
+                   "/ping-respond-mcp; /ping-serve-next answers ...\nc353285 one pattern for a serving "
+                   "prompt's 'Packets to serve: N' line</system-reminder>\n")
         serve_next = context + "1\t# ping-respond: ...\n# ping-serve-next: ...\nPackets to serve: 10"
         self.assertEqual((onecall.style({"tools": MCP_TOOLS}, serve_next), onecall.limit(serve_next)), ("bash", 10))
         self.assertIsNone(decide(body(context + "# ping-serve: ...\nPackets to serve: 2", MCP_TOOLS)))
